@@ -1,0 +1,21 @@
+"""Reconstruction autoencoders (BCAE1 of seed 001, the deep AE of seed 000): MSE training,
+score = mean squared error.
+
+Launch (variants: any config key as key=value, plus `quick`):
+  python -m experiments.main --config=experiments/configs/reconstruction.py:model=bcae1,dataset=digits --workdir=runs/bcae1_digits
+  python -m experiments.main --config=experiments/configs/reconstruction.py:dataset=textures,image_size=64 --workdir=runs/bcae1_textures
+Expected runtime on a 2-core CPU: digits all 10 classes, 1 seed ~2-4 min; textures ~2 min.
+"""
+
+from experiments.configs.base import apply_variant, base_config
+
+
+def quick(c):
+  c.num_epochs = 2
+  c.categories = '1' if c.dataset == 'digits' else 'brick'
+  c.plots = False
+  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
+
+
+def get_config(arg=None):
+  return apply_variant(base_config(), arg, quick)

@@ -1,0 +1,26 @@
+"""Test set-up: 4 fake CPU devices (set before JAX is imported) and small configs."""
+
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                           + ' --xla_force_host_platform_device_count=4')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pytest  # noqa: E402
+
+from experiments.configs import reconstruction  # noqa: E402
+
+
+@pytest.fixture
+def quick_config():
+  """A config that trains digits class 1 with a small BCAE1 in a few seconds."""
+  def make(**overrides):
+    c = reconstruction.get_config('quick')
+    c.unlock()
+    c.model_kwargs.filters = (8, 8, 8, 16, 16)
+    c.update(dict(num_devices=1, log_every_steps=2, checkpoint_every_epochs=1))
+    for k, v in overrides.items():
+      c[k] = v
+    c.lock()
+    return c
+  return make

@@ -1,0 +1,12 @@
+"""Data: random-access sources (embedded arrays now, TFDS data sources for real datasets),
+protocols that turn a dataset into train/val/test splits, and Grain pipelines.
+
+`DATASETS.get(name)` returns a builder `build(category, config) -> Splits`;
+`categories(name)` lists the categories a protocol loops over (normal classes, textures).
+"""
+
+from vadjax.data.sources import DATASETS, ArraySource, Splits, categories
+from vadjax.data import embedded  # noqa: F401  (registers the embedded datasets)
+from vadjax.data.pipeline import eval_batches, train_dataset
+
+__all__ = ['DATASETS', 'ArraySource', 'Splits', 'categories', 'eval_batches', 'train_dataset']

@@ -1,0 +1,100 @@
+"""The source interface every dataset plugs into.
+
+A *source* is what `tfds.builder(...).as_data_source(split)` returns and what Grain reads:
+an object with `__len__` and `__getitem__(i) -> dict of numpy arrays`. Records hold
+
+  image  float32 (H, W, C) in [0, 1]       label  int32, 0 normal / 1 anomalous
+  kind   int32, the anomaly type (0 = normal; digit classes: class index + 1)
+  mask   float32 (H, W), pixel ground truth (only when `Splits.has_masks`)
+
+A dataset builder returns `Splits`: `train` (normal samples only), `val` (labelled, held out
+from test; used for validation loss on its normal part and for thresholds that need labels)
+and `test` (labelled).
+"""
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from vadjax.registry import Registry, UserError
+
+DATASETS = Registry('dataset')
+_CATEGORIES: dict[str, Callable[[], list[str]]] = {}
+
+
+class Source(Protocol):
+  def __len__(self) -> int: ...
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]: ...
+
+
+class ArraySource:
+  """A random-access source over equal-length numpy arrays (embedded data, fixtures)."""
+
+  def __init__(self, **fields: np.ndarray):
+    lengths = {k: len(v) for k, v in fields.items()}
+    if len(set(lengths.values())) != 1:
+      raise ValueError(f'fields have different lengths: {lengths}')
+    self.fields = fields
+
+  def __len__(self) -> int:
+    return len(next(iter(self.fields.values())))
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {k: v[index] for k, v in self.fields.items()}
+
+  def select(self, indices: np.ndarray) -> 'ArraySource':
+    return ArraySource(**{k: v[indices] for k, v in self.fields.items()})
+
+  def array(self, name: str) -> np.ndarray:
+    return self.fields[name]
+
+
+class Subset:
+  """The records of `source` at `indices` (works for any random-access source)."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return self.source[int(self.indices[index])]
+
+
+def field(source, name: str) -> np.ndarray:
+  """One field of every record of a source, as an array."""
+  if isinstance(source, ArraySource):
+    return source.array(name)
+  return np.stack([source[i][name] for i in range(len(source))])
+
+
+def normal_part(source):
+  """The normal records (label 0) of a labelled source."""
+  return Subset(source, np.flatnonzero(field(source, 'label') == 0))
+
+
+@dataclasses.dataclass
+class Splits:
+  train: Any
+  val: Any
+  test: Any
+  kind_names: list[str]          # kind id -> name ('normal' first)
+  has_masks: bool
+  image_shape: tuple[int, int, int]
+
+  def check(self, name: str) -> None:
+    for split in ('train', 'val', 'test'):
+      if len(getattr(self, split)) == 0:
+        raise UserError(f'dataset {name!r} has an empty {split} split; check the category '
+                        f'and split fractions in the config')
+
+
+def register_categories(name: str, fn: Callable[[], list[str]]) -> None:
+  _CATEGORIES[name] = fn
+
+
+def categories(name: str) -> list[str]:
+  DATASETS.get(name)  # clear error for unknown names
+  return _CATEGORIES[name]()

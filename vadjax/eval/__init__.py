@@ -1,0 +1,1 @@
+"""Evaluation: metrics, thresholds, score normalisation, reports and plots."""

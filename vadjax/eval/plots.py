@@ -1,0 +1,75 @@
+"""Matplotlib figures written into run directories (Agg backend, no display needed)."""
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vadjax.eval import metrics  # noqa: E402
+
+
+def _save(fig, path: str) -> str:
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def roc_pr(path, labels, scores) -> str:
+  fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+  fpr, tpr, _ = metrics.roc_curve(labels, scores)
+  a.plot(fpr, tpr, label=f'AUROC {metrics.auroc(labels, scores):.4f}')
+  a.plot([0, 1], [0, 1], 'k:', lw=0.8)
+  a.set(xlabel='false positive rate', ylabel='true positive rate', title='ROC')
+  p, r, _ = metrics.pr_curve(labels, scores)
+  b.step(np.r_[0, r], np.r_[1, p], where='pre', label=f'AUPR {metrics.aupr(labels, scores):.4f}')
+  b.set(xlabel='recall', ylabel='precision', title='precision–recall (anomaly positive)')
+  a.legend(loc='lower right')
+  b.legend(loc='lower left')
+  return _save(fig, path)
+
+
+def histogram(path, labels, scores, thresholds: dict) -> str:
+  labels, scores = np.asarray(labels), np.asarray(scores)
+  fig, ax = plt.subplots(figsize=(7, 4))
+  bins = np.linspace(min(scores.min(), 0), max(scores.max(), 1), 50)
+  ax.hist(scores[labels == 0], bins, alpha=0.6, label='normal', density=True)
+  ax.hist(scores[labels == 1], bins, alpha=0.6, label='anomalous', density=True)
+  for i, (name, t) in enumerate(thresholds.items()):
+    ax.axvline(t, color=f'C{i + 2}', ls='--', lw=1, label=f'threshold {name}')
+  ax.set(xlabel='normalised anomaly score', ylabel='density', title='test scores')
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def recon_grid(path, images, recons, pixel, masks=None) -> str:
+  rows = ['input', 'reconstruction', 'error map'] + (['ground truth'] if masks is not None
+                                                     else [])
+  n = len(images)
+  fig, axes = plt.subplots(len(rows), n, figsize=(1.4 * n, 1.5 * len(rows)), squeeze=False)
+  for j in range(n):
+    pics = [images[j], recons[j], pixel[j]] + ([masks[j]] if masks is not None else [])
+    for i, pic in enumerate(pics):
+      pic = np.asarray(pic)
+      if pic.ndim == 3 and pic.shape[-1] == 1:
+        pic = pic[..., 0]
+      kw = {'cmap': 'gray', 'vmin': 0, 'vmax': 1} if i < 2 else {'cmap': 'inferno'}
+      axes[i, j].imshow(np.clip(pic, 0, 1) if i < 2 else pic, **kw)
+      axes[i, j].set_xticks([])
+      axes[i, j].set_yticks([])
+  for i, r in enumerate(rows):
+    axes[i, 0].set_ylabel(r, fontsize=8)
+  return _save(fig, path)
+
+
+def training_curves(path, history: list[dict]) -> str:
+  ep = [h['epoch'] for h in history]
+  fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+  a.semilogy(ep, [h['train_loss'] for h in history], label='train')
+  a.semilogy(ep, [h['val_loss'] for h in history], label='validation')
+  a.set(xlabel='epoch', ylabel='loss', title='loss')
+  a.legend()
+  b.semilogy(ep, [h['learning_rate'] for h in history])
+  b.set(xlabel='epoch', ylabel='learning rate', title='learning rate')
+  return _save(fig, path)

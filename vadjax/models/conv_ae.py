@@ -1,0 +1,124 @@
+"""Convolutional autoencoders: BCAE1 (seed 001) and the deep AE baseline (seed 000)."""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vadjax.models import MODELS
+from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
+
+
+def _valid_out(size: int, kernel: int, stride: int) -> int:
+  return (size - kernel) // stride + 1
+
+
+@MODELS.register('bcae1')
+class BCAE1(nn.Module):
+  """BCAE1, seed 001 (001_22531b3c5af6eb6c.txt) §4.4.2.
+
+  Encoder: four 3×3 stride-2 valid convs (64, 64, 64, 96) with BN + ReLU, then a stride-1
+  valid conv to 96 channels whose kernel is 4×4 (the reference code's layer: 7×7 → 4×4 at a
+  128×128 input, so the embedding is 96·4·4 = 1536). At other input sizes the last kernel is
+  min(4, remaining size), so any input ≥ 31×31 works.
+  Decoder: the mirror: every transposed conv restores its encoder twin's input size. A
+  stride-2 layer has a 3×3 kernel, or 4 wide along an axis whose size needs one more row
+  (128 ← 63): output padding would leave that row with no input at all, only the bias. The
+  reference code also uses k4 s2 layers but overshoots to 130×130 and crops with an extra
+  3×3 conv; the paper has 5 transposed convs, as here. Channels
+  96, 64, 64, 64, C (each transposed conv outputs its encoder twin's input channels), BN +
+  LeakyReLU 0.2 (the paper; the code's slope is 0.01 = `leaky_slope`), sigmoid output.
+  `embedding_activation`: 'relu' (paper: BN + ReLU on every encoder layer) or 'tanh' (code).
+  """
+  channels: int = 1
+  filters: Sequence[int] = (64, 64, 64, 96, 96)
+  leaky_slope: float = 0.2
+  embedding_activation: str = 'relu'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    check_input(x, self.channels, 'bcae1', min_size=31)
+    sizes = [tuple(x.shape[1:3])]
+    for _ in range(4):
+      sizes.append(tuple(_valid_out(s, 3, 2) for s in sizes[-1]))
+    last_k = tuple(min(4, s) for s in sizes[-1])
+    sizes.append(tuple(_valid_out(s, k, 1) for s, k in zip(sizes[-1], last_k)))
+
+    h = x.astype(self.dtype)
+    for i, f in enumerate(self.filters[:4]):
+      h = Conv(f, 3, 2, 0, dtype=self.dtype, name=f'enc{i}')(h)
+      h = nn.relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h))
+    h = Conv(self.filters[4], last_k, 1, 0, dtype=self.dtype, name='enc4')(h)
+    if self.embedding_activation == 'tanh':
+      h = jnp.tanh(h)
+    elif self.embedding_activation == 'relu':
+      h = nn.relu(batch_norm(train, self.dtype, 'enc4_bn')(h))
+    else:
+      raise ValueError(f'embedding_activation must be relu or tanh, got '
+                       f'{self.embedding_activation!r}')
+    latent = h
+
+    out_channels = list(self.filters[3::-1]) + [self.channels]   # 96, 64, 64, 64, C
+    for i, f in enumerate(out_channels):
+      level = 4 - i                     # the encoder layer this one mirrors
+      target, current = sizes[level], h.shape[1:3]
+      if level == 4:
+        k, s = last_k, 1
+      else:   # 3 wide, or 4 where one more row is needed (no output pixel without input)
+        k, s = tuple(t - 2 * (c - 1) for t, c in zip(target, current)), 2
+      h = ConvTranspose(f, k, s, 0, dtype=self.dtype, name=f'dec{i}')(h)
+      if i < 4:
+        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), self.leaky_slope)
+    recon = nn.sigmoid(h.astype(jnp.float32))
+    return {'recon': recon, 'latent': latent.reshape(latent.shape[0], -1).astype(jnp.float32)}
+
+
+@MODELS.register('deep_ae')
+class DeepAE(nn.Module):
+  """The baseline deep autoencoder of seed 000 (000_a976e3abf5973a77.txt) §3.3.1.
+
+  Encoder: five blocks Conv 3×3 (padding 1) → BN → LeakyReLU 0.2. The seed's channel figure
+  did not survive; we use the doubling schedule 8, 16, 32, 64, 128 with strides 1, 2, 2, 2, 1
+  so a 32×32 input ends at 4·4·128 = 2048 features, the seed's bottleneck input.
+  Bottleneck: four fully connected layers with ReLU between them (2048 → 512 → 128 → 512 →
+  2048; the 128 features are the latent). Decoder: five transposed-conv blocks mirroring the
+  encoder; the last has no BN and no activation (the seed keeps raw reconstruction values).
+  Works at any input size divisible by 8.
+  """
+  channels: int = 1
+  filters: Sequence[int] = (8, 16, 32, 64, 128)
+  strides: Sequence[int] = (1, 2, 2, 2, 1)
+  fc_features: Sequence[int] = (512, 128, 512)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    check_input(x, self.channels, 'deep_ae', min_size=8)
+    down = 1
+    for s in self.strides:
+      down *= s
+    if x.shape[1] % down or x.shape[2] % down:
+      raise ValueError(f'deep_ae needs height and width divisible by {down}, got '
+                       f'{tuple(x.shape[1:3])}; set image_size to a multiple of {down}')
+    h = x.astype(self.dtype)
+    for i, (f, s) in enumerate(zip(self.filters, self.strides)):
+      h = Conv(f, 3, s, 1, dtype=self.dtype, name=f'enc{i}')(h)
+      h = nn.leaky_relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h), 0.2)
+    shape = h.shape
+    z = h.reshape(shape[0], -1)
+    widths = list(self.fc_features) + [z.shape[-1]]
+    latent = None
+    for i, w in enumerate(widths):
+      z = nn.Dense(w, dtype=self.dtype, name=f'fc{i}')(z)
+      if i < len(widths) - 1:
+        z = nn.relu(z)
+      if i == len(self.fc_features) // 2:
+        latent = z
+    h = z.reshape(shape)
+    out_channels = list(self.filters[-2::-1]) + [self.channels]
+    for i, (f, s) in enumerate(zip(out_channels, self.strides[::-1])):
+      h = ConvTranspose(f, 3, s, 1, s - 1, dtype=self.dtype, name=f'dec{i}')(h)
+      if i < len(out_channels) - 1:
+        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), 0.2)
+    return {'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)}

@@ -1,0 +1,324 @@
+"""The experiment driver: `train_and_evaluate(config, workdir)`.
+
+For every category of the protocol (normal class, texture ...) and every seed, one run:
+train with resume from the run's last checkpoint, calibrate the score normaliser and
+thresholds on train/val data, score the test split, write metrics and plots. Then one
+`report.json` for the whole experiment with per-category and mean metrics (± 95% CI over
+seeds) and a printed results table. Compiled steps are shared by all runs.
+"""
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from vadjax import parallel
+from vadjax.data import DATASETS, categories, eval_batches, train_dataset
+from vadjax.data.sources import field, normal_part
+from vadjax.eval import report as report_lib
+from vadjax.eval import thresholds as thr
+from vadjax.methods import METHODS
+from vadjax.models import MODELS
+from vadjax.registry import UserError
+from vadjax.train import steps as steps_lib
+from vadjax.train.checkpoint import Checkpointer
+from vadjax.train.logging import RunLogger
+
+MODES = ('train', 'eval', 'train_and_eval')
+
+
+class TrainingDiverged(UserError):
+  pass
+
+
+class Plateau:
+  """ReduceLROnPlateau and early stopping on the validation loss (seed 001 §4.4.1)."""
+
+  def __init__(self, config, state: dict | None = None):
+    self.factor, self.patience = config.plateau_factor, config.plateau_patience
+    self.stop_patience, self.min_lr = config.early_stopping_patience, config.min_learning_rate
+    self.state = state or {'best': float('inf'), 'since_best': 0, 'since_reduce': 0}
+
+  def update(self, val_loss: float, lr: float) -> tuple[float, bool]:
+    s = self.state
+    if val_loss < s['best']:
+      s.update(best=val_loss, since_best=0, since_reduce=0)
+    else:
+      s['since_best'] += 1
+      s['since_reduce'] += 1
+    if s['since_reduce'] >= self.patience:
+      lr, s['since_reduce'] = max(lr * self.factor, self.min_lr), 0
+    stop = self.stop_patience > 0 and s['since_best'] >= self.stop_patience
+    return lr, stop
+
+
+def fingerprint(config, image_shape) -> dict:
+  return {'model': config.model, 'method': config.method, 'dataset': config.dataset,
+          'image_shape': list(image_shape), 'dtype': config.dtype}
+
+
+def _prepare_workdir(workdir: str, fp: dict) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f'cannot write to workdir {workdir!r} ({e.strerror}); pass a writable '
+                    f'--workdir') from None
+  path = os.path.join(workdir, 'experiment.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != fp:
+      raise UserError(f'workdir {workdir!r} holds an experiment of {old}, not {fp}; use '
+                      f'another --workdir (nothing was changed)')
+  elif jax.process_index() == 0:
+    with open(path, 'w') as f:
+      json.dump(fp, f)
+
+
+class Experiment:
+  """What all runs of one config share: model, method, mesh and compiled steps."""
+
+  def __init__(self, config):
+    self.config = config
+    self.model_cls = MODELS.get(config.model)
+    self.method = METHODS.get(config.method)(config)
+    DATASETS.get(config.dataset)
+    self.mesh = parallel.make_mesh(config.num_devices)
+    parallel.local_batch_size(config.batch_size, self.mesh)
+    parallel.local_batch_size(config.eval_batch_size, self.mesh)
+    self._steps = {}
+
+  def steps(self, image_shape) -> steps_lib.Steps:
+    if image_shape not in self._steps:
+      kwargs = dict(self.config.model_kwargs)
+      model = self.model_cls(channels=image_shape[-1], dtype=jnp.dtype(self.config.dtype),
+                             **kwargs)
+      tx = steps_lib.make_optimizer(self.config)
+      self._steps[image_shape] = steps_lib.build_steps(model, self.method, tx, self.mesh,
+                                                       image_shape)
+    return self._steps[image_shape]
+
+  def categories(self) -> list[str]:
+    c = self.config.categories
+    known = categories(self.config.dataset)
+    chosen = known if c == 'all' else [x.strip() for x in str(c).split(',') if x.strip()]
+    unknown = [x for x in chosen if x not in known]
+    if unknown:
+      raise UserError(f'unknown {self.config.dataset} categories {unknown}; known: '
+                      f'{", ".join(known)} (or all)')
+    return chosen
+
+
+def score_split(steps, state, source, mesh, batch_size: int, keep: int = 0) -> dict:
+  """Scores every record of a source; keeps pixel maps, and `keep` reconstructions."""
+  scores, pixels, recons = [], [], []
+  for batch, n in eval_batches(source, batch_size):
+    out = steps.score(state, parallel.shard_batch(batch, mesh))
+    out = jax.device_get(out)
+    scores.append(out['score'][:n])
+    pixels.append(out['pixel'][:n])
+    if sum(len(r) for r in recons) < keep:
+      recons.append(out['recon'][:n])
+  res = {'score': np.concatenate(scores), 'pixel': np.concatenate(pixels)}
+  if keep:
+    res['recon'] = np.concatenate(recons)[:keep]
+  return res
+
+
+def mean_loss(steps, state, source, mesh, batch_size: int) -> float:
+  total, count = 0.0, 0
+  for batch, n in eval_batches(source, batch_size):
+    if n < batch_size:          # padded rows would bias the mean; weight by real rows only
+      loss = steps.score(state, parallel.shard_batch(batch, mesh))['score'][:n].sum()
+      total, count = total + float(loss), count + n
+    else:
+      total += float(steps.loss(state, parallel.shard_batch(batch, mesh))) * n
+      count += n
+  return total / max(count, 1)
+
+
+def _check_finite(losses: np.ndarray, first_step: int, run_name: str, last_saved) -> None:
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    step = first_step + int(bad[0])
+    raise TrainingDiverged(
+        f'[{run_name}] the training loss became {losses[bad[0]]} at step {step}; stopped '
+        f'without saving it (last good checkpoint: step {last_saved}). Lower learning_rate '
+        f'or check the data for NaN values')
+
+
+def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> dict:
+  """Trains one run (resuming if a checkpoint exists) and calibrates its scores."""
+  cfg = exp.config
+  steps = exp.steps(splits.image_shape)
+  fp = fingerprint(cfg, splits.image_shape)
+  state = steps.init(jax.random.PRNGKey(seed))
+  ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
+  ds = train_dataset(splits.train, cfg.batch_size, seed, cfg.num_epochs)
+  iterator = iter(ds.to_iter_dataset())
+  meta = {'fingerprint': fp, 'step': 0, 'epoch': 0, 'history': [], 'finished': False,
+          'plateau': None}
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(state, fp)
+    iterator.set_state(meta['data_iterator'])
+    logging.info('[%s] resumed from step %d (epoch %d)', name, meta['step'], meta['epoch'])
+  if meta['finished']:
+    ckpt.close()
+    return meta
+
+  steps_per_epoch = len(splits.train) // cfg.batch_size
+  total = steps_per_epoch * cfg.num_epochs
+  plateau = Plateau(cfg, meta['plateau'])
+  val_normals = normal_part(splits.val)
+  logger = RunLogger(run_dir, name, total, meta['step'])
+  step, epoch, last_saved = meta['step'], meta['epoch'], ckpt.latest_step()
+  pending, stop, t_start = [], False, time.perf_counter()
+  first_step_s = None
+  try:
+    while step < total and not stop:
+      batch = parallel.shard_batch(next(iterator), exp.mesh)
+      state, metrics = steps.train(state, batch)
+      pending.append(metrics['loss'])
+      step += 1
+      if first_step_s is None:
+        first_step_s = time.perf_counter() - t_start
+      epoch_end = step % steps_per_epoch == 0
+      if not (epoch_end or step % cfg.log_every_steps == 0):
+        continue
+      losses = np.asarray(jax.device_get(jnp.stack(pending)))
+      _check_finite(losses, step - len(pending) + 1, name, last_saved)
+      pending, values = [], {'train_loss': float(losses.mean())}
+      if epoch_end:
+        epoch += 1
+        lr = steps_lib.get_learning_rate(state)
+        values.update(val_loss=mean_loss(steps, state, val_normals, exp.mesh,
+                                         cfg.eval_batch_size), learning_rate=lr)
+        new_lr, stop = plateau.update(values['val_loss'], lr)
+        if new_lr != lr:
+          state = steps_lib.set_learning_rate(state, new_lr)
+          logging.info('[%s] val loss plateaued: learning rate %.3g -> %.3g', name, lr, new_lr)
+        meta['history'].append({'epoch': epoch, 'step': step, **values})
+        # the end of training is saved below, together with the calibration
+        if epoch % cfg.checkpoint_every_epochs == 0 and not stop and step < total:
+          meta.update(step=step, epoch=epoch, plateau=plateau.state,
+                      data_iterator=iterator.get_state())
+          ckpt.save(step, state, meta)
+          last_saved = step
+        if stop:
+          logging.info('[%s] early stopping at epoch %d (val loss did not improve for %d '
+                       'epochs)', name, epoch, cfg.early_stopping_patience)
+      logger.write(step, {**values, 'epoch': epoch})
+      logger.progress(step, epoch, values)
+  finally:
+    logger.close()
+    ckpt.wait()
+
+  t_train = time.perf_counter() - t_start
+  calib = calibrate(exp, steps, state, splits)
+  meta.update(step=step, epoch=epoch, plateau=plateau.state, finished=True,
+              data_iterator=iterator.get_state(), stopped_early=stop,
+              timings={'train_s': t_train, 'first_step_s': first_step_s,
+                       'steps_per_s': (step - logger.start) / max(t_train, 1e-9)},
+              **calib)
+  ckpt.save(step, state, meta)
+  ckpt.wait()
+  ckpt.close()
+  return meta
+
+
+def calibrate(exp: Experiment, steps, state, splits) -> dict:
+  """Fits the score normaliser on normal train + val scores and every threshold on the
+  normalised train/val scores (never on test)."""
+  cfg = exp.config
+  train = score_split(steps, state, splits.train, exp.mesh, cfg.eval_batch_size)['score']
+  val = score_split(steps, state, splits.val, exp.mesh, cfg.eval_batch_size)['score']
+  labels, kinds = field(splits.val, 'label'), field(splits.val, 'kind')
+  norm = thr.ScoreNormalizer.fit(np.concatenate([train, val[labels == 0]]))
+  thresholds = thr.fit_thresholds(norm(train), norm(val), labels, kinds, cfg.contamination)
+  return {'normalizer': norm.to_dict(), 'thresholds': thresholds}
+
+
+def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
+             meta: dict | None, plots: bool) -> dict:
+  """Scores the test split with the run's finished checkpoint; returns its metrics."""
+  cfg = exp.config
+  steps = exp.steps(splits.image_shape)
+  state = steps.init(jax.random.PRNGKey(seed))
+  ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
+  if ckpt.latest_step() is None:
+    raise UserError(f'no checkpoint in {run_dir}; run with --mode=train_and_eval first')
+  state, meta = ckpt.restore(state, fingerprint(cfg, splits.image_shape))
+  ckpt.close()
+  if not meta.get('finished'):
+    raise UserError(f'the run in {run_dir} has not finished training (step {meta["step"]}); '
+                    f'run --mode=train to finish it')
+  t0 = time.perf_counter()
+  out = score_split(steps, state, splits.test, exp.mesh, cfg.eval_batch_size,
+                    keep=cfg.num_plot_samples if plots else 0)
+  t_score = time.perf_counter() - t0
+  norm = thr.ScoreNormalizer(**meta['normalizer'])
+  masks = field(splits.test, 'mask') if splits.has_masks else None
+  result = report_lib.run_metrics(
+      labels=field(splits.test, 'label'), kinds=field(splits.test, 'kind'),
+      scores=norm(out['score']), thresholds=meta['thresholds'], kind_names=splits.kind_names,
+      pixel_scores=out['pixel'] if masks is not None else None, masks=masks,
+      positive=cfg.positive)
+  result.update(name=name, seed=seed, epochs=meta['epoch'], steps=meta['step'],
+                stopped_early=meta.get('stopped_early', False),
+                timings={**meta.get('timings', {}), 'score_s': t_score,
+                         'score_samples_per_s': len(splits.test) / max(t_score, 1e-9)})
+  if plots and jax.process_index() == 0:
+    images = field(splits.test, 'image')[:cfg.num_plot_samples]
+    result['plots'] = report_lib.run_plots(
+        run_dir, labels=field(splits.test, 'label'), scores=norm(out['score']),
+        thresholds=meta['thresholds'], history=meta['history'], images=images,
+        recons=out['recon'], pixel=out['pixel'][:len(images)],
+        masks=None if masks is None else masks[:len(images)])
+  with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  return result
+
+
+def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> dict | None:
+  """Runs every (category, seed) of the config in `workdir`; returns the report (or None
+  when mode is 'train')."""
+  if mode not in MODES:
+    raise UserError(f'unknown mode {mode!r}; use one of {", ".join(MODES)}')
+  parallel.maybe_initialize_distributed(config.distributed)
+  exp = Experiment(config)
+  cats = exp.categories()
+  t0 = time.perf_counter()
+  results, fp_checked = [], False
+  for cat in cats:
+    splits = DATASETS.get(config.dataset)(cat, config.image_size, config.data)
+    splits.check(config.dataset)
+    if not fp_checked:
+      _prepare_workdir(workdir, fingerprint(config, splits.image_shape))
+      fp_checked = True
+    for i, seed in enumerate(config.seeds):
+      name = f'{config.dataset}/{cat}/seed{seed}'
+      run_dir = os.path.join(workdir, cat, f'seed{seed}')
+      os.makedirs(run_dir, exist_ok=True)
+      meta = None
+      if mode in ('train', 'train_and_eval'):
+        meta = train_run(exp, splits, run_dir, seed, name)
+      if mode in ('eval', 'train_and_eval'):
+        r = eval_run(exp, splits, run_dir, seed, name, meta, plots=(i == 0 and config.plots))
+        r['category'] = cat
+        results.append(r)
+        logging.info('[%s] test AUROC %.4f', name, r['image']['auroc'])
+  if mode == 'train':
+    return None
+  report = report_lib.summarize(config, results, time.perf_counter() - t0)
+  if jax.process_index() == 0:
+    report_lib.write(report, workdir)
+    print(report_lib.table(report))
+  return report
