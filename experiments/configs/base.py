@@ -28,6 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.plateau_factor = 0.75
   c.plateau_patience = 4
   c.early_stopping_patience = 8  # 0 disables
+  c.conv_impl = 'auto'           # stride-2 convs: 's2d' fast form on CPU, 'xla' elsewhere
   c.dtype = 'float32'            # compute dtype; params stay float32 ('bfloat16' for mixed)
   c.num_devices = 0              # 0 = all devices on the data axis
   c.distributed = False          # jax.distributed.initialize() for multi-host runs

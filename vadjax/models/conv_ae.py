@@ -34,6 +34,7 @@ class BCAE1(nn.Module):
   filters: Sequence[int] = (64, 64, 64, 96, 96)
   leaky_slope: float = 0.2
   embedding_activation: str = 'relu'
+  conv_impl: str = 'auto'        # stride-2 layers: 'xla' | 's2d' | 'auto' (vadjax.nn.layers)
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -47,9 +48,9 @@ class BCAE1(nn.Module):
 
     h = x.astype(self.dtype)
     for i, f in enumerate(self.filters[:4]):
-      h = Conv(f, 3, 2, 0, dtype=self.dtype, name=f'enc{i}')(h)
+      h = Conv(f, 3, 2, 0, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
       h = nn.relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h))
-    h = Conv(self.filters[4], last_k, 1, 0, dtype=self.dtype, name='enc4')(h)
+    h = Conv(self.filters[4], last_k, 1, 0, impl=self.conv_impl, dtype=self.dtype, name='enc4')(h)
     if self.embedding_activation == 'tanh':
       h = jnp.tanh(h)
     elif self.embedding_activation == 'relu':
@@ -67,7 +68,7 @@ class BCAE1(nn.Module):
         k, s = last_k, 1
       else:   # 3 wide, or 4 where one more row is needed (no output pixel without input)
         k, s = tuple(t - 2 * (c - 1) for t, c in zip(target, current)), 2
-      h = ConvTranspose(f, k, s, 0, dtype=self.dtype, name=f'dec{i}')(h)
+      h = ConvTranspose(f, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < 4:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), self.leaky_slope)
     recon = nn.sigmoid(h.astype(jnp.float32))
@@ -90,6 +91,7 @@ class DeepAE(nn.Module):
   filters: Sequence[int] = (8, 16, 32, 64, 128)
   strides: Sequence[int] = (1, 2, 2, 2, 1)
   fc_features: Sequence[int] = (512, 128, 512)
+  conv_impl: str = 'auto'        # stride-2 layers: 'xla' | 's2d' | 'auto' (vadjax.nn.layers)
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -103,7 +105,7 @@ class DeepAE(nn.Module):
                        f'{tuple(x.shape[1:3])}; set image_size to a multiple of {down}')
     h = x.astype(self.dtype)
     for i, (f, s) in enumerate(zip(self.filters, self.strides)):
-      h = Conv(f, 3, s, 1, dtype=self.dtype, name=f'enc{i}')(h)
+      h = Conv(f, 3, s, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
       h = nn.leaky_relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h), 0.2)
     shape = h.shape
     z = h.reshape(shape[0], -1)
@@ -118,7 +120,7 @@ class DeepAE(nn.Module):
     h = z.reshape(shape)
     out_channels = list(self.filters[-2::-1]) + [self.channels]
     for i, (f, s) in enumerate(zip(out_channels, self.strides[::-1])):
-      h = ConvTranspose(f, 3, s, 1, s - 1, dtype=self.dtype, name=f'dec{i}')(h)
+      h = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < len(out_channels) - 1:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), 0.2)
     return {'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)}

@@ -1,45 +1,166 @@
-"""Convolutions with PyTorch-style padding arguments, and input checks.
+"""Convolutions with PyTorch-style arguments and fast CPU forms, and input checks.
 
 Padding is always explicit (never 'SAME'): Flax's 'SAME' puts odd padding on the high side
-while PyTorch pads both sides, which shifts stride-2 outputs by a pixel
-(shared/PERFORMANCE.md, porting gotchas). Keeping PyTorch's (kernel, stride, padding,
-output_padding) vocabulary makes the PyTorch twins a line-by-line match.
+while PyTorch pads both sides (shared/PERFORMANCE.md, porting gotchas). Keeping PyTorch's
+(kernel, stride, padding, output_padding) vocabulary makes the PyTorch twins line-by-line.
+
+Stride-2 layers have two exact implementations over the *same* parameters (`impl`):
+  'xla'  the plain strided / input-dilated convolution;
+  's2d'  space-to-depth: a stride-2 conv is a stride-1 conv with a ⌈k/2⌉ kernel on the
+         2×2 space-to-depth input, and a stride-2 transposed conv is a stride-1 conv to 4×
+         the channels followed by depth-to-space. Their gradients are stride-1 convs, which
+         XLA:CPU runs far faster than the lhs-dilated convs of the plain form
+         (shared/PERFORMANCE.md facts 1-2). Kernels are rearranged inside the layer, so
+         checkpoints and PyTorch ports do not depend on the choice.
+'auto' picks per layer type and backend what was measured faster (`resolve_impl`).
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from vadjax.registry import UserError
+
+IMPLS = ('auto', 'xla', 's2d')
+_DN = ('NHWC', 'HWIO', 'NHWC')
 
 
 def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def resolve_impl(impl: str, stride, transposed: bool) -> str:
+  """'auto' = the faster form measured on this backend: on CPU the s2d form for stride-2
+  transposed convs (BCAE1 64×64 decoder layer 15→31: gradient 176 → 31 ms) and the plain
+  form for stride-2 convs (the s2d conv was 1.7× slower there); elsewhere plain."""
+  if impl not in IMPLS:
+    raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
+  if _pair(stride) != (2, 2):
+    return 'xla'
+  if impl == 'auto':
+    return 's2d' if transposed and jax.default_backend() == 'cpu' else 'xla'
+  return impl
+
+
+def space_to_depth(x):
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(x):
+  b, h, w, c4 = x.shape
+  c = c4 // 4
+  x = x.reshape(b, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+def _taps_by_parity(kernel):
+  """(k, k, I, O) taps a → (K', K', 2, 2, I, O) with a = 2q + r, zero beyond k."""
+  k = kernel.shape[:2]
+  kq = tuple((n + 1) // 2 for n in k)
+  kernel = jnp.pad(kernel, ((0, 2 * kq[0] - k[0]), (0, 2 * kq[1] - k[1]), (0, 0), (0, 0)))
+  kh, kw, i, o = kernel.shape
+  return kernel.reshape(kq[0], 2, kq[1], 2, i, o).transpose(0, 2, 1, 3, 4, 5)
+
+
+def conv_s2d(x, kernel, padding):
+  """Exact stride-2 convolution as a stride-1 conv on the space-to-depth input."""
+  k = kernel.shape[:2]
+  kq = tuple((n + 1) // 2 for n in k)
+  out = tuple((x.shape[1 + d] + 2 * padding[d] - k[d]) // 2 + 1 for d in range(2))
+  size = tuple(2 * (out[d] + kq[d] - 1) for d in range(2))   # padded input, even length
+  x = jnp.pad(x, ((0, 0),) + tuple(
+      (padding[d], max(size[d] - x.shape[1 + d] - padding[d], 0)) for d in range(2))
+      + ((0, 0),))[:, :size[0], :size[1]]
+  w = _taps_by_parity(kernel)                       # (K', K', 2, 2, I, O)
+  w = w.reshape(kq[0], kq[1], 4 * kernel.shape[2], kernel.shape[3])
+  return lax.conv_general_dilated(space_to_depth(x), w, (1, 1), 'VALID',
+                                  dimension_numbers=_DN)
+
+
+def _conv(x, w, padding):
+  return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_tapwise_grad(x, w, padding):
+  """A stride-1 conv whose kernel gradient is one matmul per tap, Σ_bhw x_shift ⊗ dy.
+
+  XLA:CPU's own kernel-gradient conv is pathological for small kernels over many output
+  channels (2×2, 64→256 at 16×16: 520 ms against 29 ms this way, 2026-11-22).
+  """
+  return _conv(x, w, padding)
+
+
+def _tapwise_fwd(x, w, padding):
+  return _conv(x, w, padding), (x, w)
+
+
+def _tapwise_bwd(padding, res, g):
+  x, w = res
+  gx = jax.vjp(lambda x: _conv(x, w, padding), x)[1](g)[0]
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  h, wd = g.shape[1:3]
+  gw = jnp.stack([jnp.stack([
+      jnp.einsum('bhwc,bhwd->cd', xp[:, i:i + h, j:j + wd], g, preferred_element_type=w.dtype)
+      for j in range(w.shape[1])]) for i in range(w.shape[0])])
+  return gx, gw.astype(w.dtype)
+
+
+conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
+
+
+def conv_transpose_s2d(x, kernel, padding, out_size):
+  """Exact stride-2 transposed convolution: a stride-1 'full' conv producing the four output
+  parities as channels, then depth-to-space and a crop at the padding offset."""
+  kq = tuple((n + 1) // 2 for n in kernel.shape[:2])
+  w = _taps_by_parity(kernel)[::-1, ::-1]          # tap q ↔ input offset −q: flip
+  w = w.transpose(0, 1, 4, 2, 3, 5).reshape(kq[0], kq[1], kernel.shape[2], 4 * kernel.shape[3])
+  z = conv_tapwise_grad(x, w, ((kq[0] - 1,) * 2, (kq[1] - 1,) * 2))
+  y = depth_to_space(z)
+  need = tuple(padding[d] + out_size[d] - y.shape[1 + d] for d in range(2))
+  y = jnp.pad(y, ((0, 0), (0, max(need[0], 0)), (0, max(need[1], 0)), (0, 0)))
+  return y[:, padding[0]:padding[0] + out_size[0], padding[1]:padding[1] + out_size[1]]
+
+
 class Conv(nn.Module):
-  """`torch.nn.Conv2d(cin, features, kernel, stride, padding)` in NHWC."""
+  """`torch.nn.Conv2d(cin, features, kernel, stride, padding)` in NHWC.
+
+  Parameters: `kernel` (kH, kW, Cin, Cout) = torch weight.permute(2, 3, 1, 0); `bias`.
+  """
   features: int
   kernel: int | tuple[int, int] = 3
   stride: int | tuple[int, int] = 1
   padding: int | tuple[int, int] = 0
   use_bias: bool = True
+  impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    p = _pair(self.padding)
-    return nn.Conv(self.features, _pair(self.kernel), strides=_pair(self.stride),
-                   padding=((p[0], p[0]), (p[1], p[1])), use_bias=self.use_bias,
-                   dtype=self.dtype, name='conv')(x)
+    k, s, p = _pair(self.kernel), _pair(self.stride), _pair(self.padding)
+    w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
+    x, w = x.astype(self.dtype), w.astype(self.dtype)
+    if resolve_impl(self.impl, s, transposed=False) == 's2d':
+      y = conv_s2d(x, w, p)
+    else:
+      y = lax.conv_general_dilated(x, w, s, ((p[0], p[0]), (p[1], p[1])),
+                                   dimension_numbers=_DN)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
 
 
 class ConvTranspose(nn.Module):
   """`torch.nn.ConvTranspose2d(cin, features, kernel, stride, padding, output_padding)`.
 
-  Output size (in − 1)·s − 2p + k + op, as in PyTorch. The kernel is stored as Flax's
-  (kH, kW, Cin, Cout) with `transpose_kernel=True`, i.e. the gradient of a forward conv.
+  Output size (in − 1)·s − 2p + k + op, as in PyTorch: y[o] = Σ x[i]·kernel[o − s·i + p].
+  Parameters: `kernel` (kH, kW, Cin, Cout) = torch weight.permute(2, 3, 0, 1); `bias`.
   """
   features: int
   kernel: int | tuple[int, int] = 3
@@ -47,15 +168,25 @@ class ConvTranspose(nn.Module):
   padding: int | tuple[int, int] = 0
   output_padding: int | tuple[int, int] = 0
   use_bias: bool = True
+  impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    k, p, op = _pair(self.kernel), _pair(self.padding), _pair(self.output_padding)
-    pads = tuple((k[i] - 1 - p[i], k[i] - 1 - p[i] + op[i]) for i in range(2))
-    return nn.ConvTranspose(self.features, k, strides=_pair(self.stride), padding=pads,
-                            transpose_kernel=True, use_bias=self.use_bias,
-                            dtype=self.dtype, name='convT')(x)
+    k, s = _pair(self.kernel), _pair(self.stride)
+    p, op = _pair(self.padding), _pair(self.output_padding)
+    w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
+    x, w = x.astype(self.dtype), w.astype(self.dtype)
+    out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
+    if resolve_impl(self.impl, s, transposed=True) == 's2d':
+      y = conv_transpose_s2d(x, w, p, out)
+    else:   # correlation of the s-dilated input with the spatially flipped kernel
+      pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
+      y = lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), pads, lhs_dilation=s,
+                                   dimension_numbers=_DN)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
 
 
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:

@@ -22,6 +22,7 @@ from vadjax.data.sources import field, normal_part
 from vadjax.eval import report as report_lib
 from vadjax.eval import thresholds as thr
 from vadjax.methods import METHODS
+from vadjax.nn.layers import IMPLS
 from vadjax.models import MODELS
 from vadjax.registry import UserError
 from vadjax.train import steps as steps_lib
@@ -83,10 +84,26 @@ def _prepare_workdir(workdir: str, fp: dict) -> None:
       json.dump(fp, f)
 
 
+def validate(config) -> None:
+  """Value checks that the config's types alone do not catch."""
+  choices = {'dtype': ('float32', 'bfloat16', 'float16'), 'positive': ('anomaly', 'normal'),
+             'conv_impl': IMPLS}
+  for key, allowed in choices.items():
+    if config[key] not in allowed:
+      raise UserError(f'config {key}={config[key]!r}; use one of {", ".join(allowed)}')
+  for key in ('num_epochs', 'batch_size', 'eval_batch_size', 'log_every_steps',
+              'checkpoint_every_epochs'):
+    if config[key] <= 0:
+      raise UserError(f'config {key} must be positive, got {config[key]}')
+  if not config.seeds:
+    raise UserError('config seeds is empty; give at least one, e.g. --config.seeds="(0,)"')
+
+
 class Experiment:
   """What all runs of one config share: model, method, mesh and compiled steps."""
 
   def __init__(self, config):
+    validate(config)
     self.config = config
     self.model_cls = MODELS.get(config.model)
     self.method = METHODS.get(config.method)(config)
@@ -100,7 +117,7 @@ class Experiment:
     if image_shape not in self._steps:
       kwargs = dict(self.config.model_kwargs)
       model = self.model_cls(channels=image_shape[-1], dtype=jnp.dtype(self.config.dtype),
-                             **kwargs)
+                             conv_impl=self.config.conv_impl, **kwargs)
       tx = steps_lib.make_optimizer(self.config)
       self._steps[image_shape] = steps_lib.build_steps(model, self.method, tx, self.mesh,
                                                        image_shape)

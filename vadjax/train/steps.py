@@ -34,7 +34,9 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 def set_learning_rate(state: TrainState, lr: float) -> TrainState:
   hp = dict(state.opt_state.hyperparams)
-  hp['learning_rate'] = jnp.asarray(lr, hp['learning_rate'].dtype)
+  old = hp['learning_rate']
+  # same dtype and sharding as before, or the next train step would recompile
+  hp['learning_rate'] = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
   return state.replace(opt_state=state.opt_state._replace(hyperparams=hp))
 
 

@@ -1,0 +1,55 @@
+"""Conv layers: PyTorch semantics (forward) and the fast s2d forms equal to the plain forms
+(forward and gradients), on odd and even sizes, kernels 3-5, paddings and output paddings."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from vadjax.nn.layers import Conv, ConvTranspose, depth_to_space, space_to_depth
+
+CASES = [(32, 3, 0, 0), (31, 3, 1, 1), (15, 4, 0, 0), (16, 3, 1, 1), (7, 4, 1, 0), (9, 5, 2, 1)]
+
+
+def _layer(kind, impl, k, p, op):
+  return Conv(5, k, 2, p, impl=impl) if kind == 'conv' else ConvTranspose(5, k, 2, p, op,
+                                                                          impl=impl)
+
+
+def _torch(kind, x, v, p, op):
+  w = torch.tensor(np.asarray(v['params']['kernel']))
+  b = torch.tensor(np.asarray(v['params']['bias']))
+  xt = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2)
+  if kind == 'conv':
+    y = torch.nn.functional.conv2d(xt, w.permute(3, 2, 0, 1), b, 2, p)
+  else:
+    y = torch.nn.functional.conv_transpose2d(xt, w.permute(2, 3, 0, 1), b, 2, p, op)
+  return y.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize('kind', ['conv', 'transpose'])
+@pytest.mark.parametrize('size,k,p,op', CASES)
+def test_both_forms_match_pytorch_and_each_other(kind, size, k, p, op):
+  x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size + 1, 3)), jnp.float32)
+  v = _layer(kind, 'xla', k, p, op).init(jax.random.PRNGKey(0), x)
+  v = jax.tree.map(lambda a: a + 0.1, v)        # non-zero bias
+  ref = _torch(kind, x, v, p, op)
+  for impl in ('xla', 's2d'):
+    y = _layer(kind, impl, k, p, op).apply(v, x)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+  def loss(impl):
+    return lambda v, x: jnp.sum(jnp.sin(_layer(kind, impl, k, p, op).apply(v, x)))
+  g_plain = jax.grad(loss('xla'), argnums=(0, 1))(v, x)
+  g_fast = jax.grad(loss('s2d'), argnums=(0, 1))(v, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+               g_plain, g_fast)
+
+
+def test_space_depth_roundtrip_and_layout():
+  x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+  y = space_to_depth(x)
+  assert y.shape == (2, 2, 3, 12)
+  np.testing.assert_array_equal(y[0, 1, 2].reshape(2, 2, 3), x[0, 2:4, 4:6])
+  np.testing.assert_array_equal(depth_to_space(y), x)
