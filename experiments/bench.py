@@ -1,0 +1,189 @@
+"""Speed of every model against its PyTorch twin, in one process and one run.
+
+  python -m experiments.bench [--models=bcae1,deep_ae] [--batch=32] [--out=bench.json]
+      [--dtype=float32|bfloat16] [--repeats=10] [--torch_compile=true]
+
+Each model runs at its paper input size (BCAE1 128×128, deep AE 32×32) unless --size is
+given. Records (model × framework × mode) go to --out as JSON and a markdown table is
+printed, with speed ratios torch_time / jax_time (> 1: JAX faster). Both frameworks use the
+same threads on CPU. Expected runtime on a 2-core CPU: ~5 minutes.
+"""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import torch
+from absl import app, flags
+
+from vadjax import parallel
+from vadjax.bench import harness
+from vadjax.bench.twins import TWINS, port
+from vadjax.methods import METHODS
+from vadjax.models import MODELS
+from vadjax.train import steps as steps_lib
+
+PAPER_SIZE = {'bcae1': 128, 'deep_ae': 32}
+
+_MODELS = flags.DEFINE_list('models', sorted(TWINS), 'Models to benchmark.')
+_BATCH = flags.DEFINE_integer('batch', 32, 'Batch size.')
+_SIZE = flags.DEFINE_integer('size', 0, 'Input size (0 = each model\'s paper size).')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+_REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed repeats per record.')
+_WARMUP = flags.DEFINE_integer('warmup', 3, 'Untimed calls after the first.')
+_COMPILE = flags.DEFINE_bool('torch_compile', True, 'Also time torch.compile.')
+_OUT = flags.DEFINE_string('out', None, 'JSON file for the records.')
+
+
+def _jax_records(name, size, batch, dtype, repeats, warmup):
+  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5))
+  mesh = parallel.make_mesh(1)
+  model = MODELS.get(name)(channels=1, dtype=jnp.dtype(dtype))
+  steps = steps_lib.build_steps(model, METHODS.get('reconstruction')(),
+                                steps_lib.make_optimizer(cfg), mesh, (size, size, 1))
+  state = [steps.init(jax.random.PRNGKey(0))]
+  x = np.random.default_rng(0).random((batch, size, size, 1), np.float32)
+  b = parallel.shard_batch({'image': x}, mesh)
+
+  def train():
+    state[0], m = steps.train(state[0], b)
+    return m['loss']
+  infer = jax.jit(lambda s, x: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
+                                           x, train=False)['recon'])
+  out = {}
+  for mode, fn in (('train', train), ('infer', lambda: infer(state[0], b['image']))):
+    if jax.default_backend() == 'gpu':
+      for d in jax.local_devices():
+        d.memory_stats()      # initialise
+    with harness.PeakRSS() as mem:
+      t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+    peak = None
+    if jax.default_backend() != 'cpu':
+      peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
+    out[mode] = (t, mem, peak)
+  variables = {'params': state[0].params, 'batch_stats': state[0].batch_stats}
+  return out, jax.device_get(variables)
+
+
+def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compiled):
+  dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+  twin = port(TWINS[name](channels=1, input_size=(size, size)), variables).to(dev)
+  x = torch.from_numpy(np.random.default_rng(0).random((batch, 1, size, size), np.float32))
+  x = x.to(dev)
+  flops = harness.forward_flops(twin, x)
+  net = torch.compile(twin) if compiled else twin
+  opt = torch.optim.Adam(twin.parameters(), 1e-3, weight_decay=1e-5)
+  amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+
+  def train():
+    twin.train()
+    opt.zero_grad(set_to_none=True)
+    with amp:
+      loss = torch.mean((net(x)['recon'].float() - x) ** 2)
+    loss.backward()
+    opt.step()
+    return loss
+
+  def infer():
+    twin.eval()
+    with torch.no_grad(), amp:
+      return net(x)['recon']
+
+  def sync(r):
+    if dev == 'cuda':
+      torch.cuda.synchronize()
+    return r
+  out = {}
+  for mode, fn in (('train', train), ('infer', infer)):
+    if dev == 'cuda':
+      torch.cuda.reset_peak_memory_stats()
+    with harness.PeakRSS() as mem:
+      t = harness.time_calls(fn, sync, warmup, repeats)
+    peak = torch.cuda.max_memory_allocated() if dev == 'cuda' else None
+    out[mode] = (t, mem, peak)
+  return out, flops
+
+
+def _record(name, framework, mode, size, batch, flops, t, mem, peak):
+  f = flops * (3 if mode == 'train' else 1)
+  return {'model': name, 'framework': framework, 'mode': mode, 'batch': batch,
+          'input': [size, size, 1], 'dtype': _DTYPE.value, 'first_call_s': t.first_s,
+          'median_s': t.median_s, 'p10_s': t.p10_s, 'p90_s': t.p90_s, 'repeats': t.repeats,
+          'samples_per_s': batch / t.median_s, 'flops': f, 'gflops_per_s': f / t.median_s / 1e9,
+          'peak_rss_mb': mem.peak / 2**20, 'rss_growth_mb': (mem.peak - mem.before) / 2**20,
+          'device_peak_mb': None if peak is None else peak / 2**20}
+
+
+def _cpu_name() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def _meta():
+  versions = {p: importlib.metadata.version(p) for p in ('jax', 'jaxlib', 'flax', 'torch')}
+  dev = jax.devices()[0]
+  return {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'versions': versions,
+          'jax_device': f'{dev.platform}: {dev.device_kind}', 'cpu': _cpu_name(),
+          'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
+          'torch_device': 'cuda' if torch.cuda.is_available() else 'cpu'}
+
+
+def table(records) -> str:
+  lines = ['| model | mode | framework | median ms | p10–p90 ms | samples/s | GFLOP/s | '
+           'first call s | peak RSS MB | torch/jax |', '|' + '---|' * 10]
+  base = {(r['model'], r['mode']): r['median_s'] for r in records if r['framework'] == 'jax'}
+  for r in records:
+    ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
+    lines.append(
+        f'| {r["model"]} {r["input"][0]}² b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
+        f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
+        f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {r["first_call_s"]:.1f} | '
+        f'{r["peak_rss_mb"]:.0f} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  torch.set_num_threads(os.cpu_count())     # XLA:CPU also uses every core
+  unknown = [m for m in _MODELS.value if m not in TWINS]
+  if unknown:
+    raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(TWINS))}')
+  records = []
+  for name in _MODELS.value:
+    size = _SIZE.value or PAPER_SIZE[name]
+    args = (name, size, _BATCH.value, _DTYPE.value, _REPEATS.value, _WARMUP.value)
+    jax_out, variables = _jax_records(*args)
+    frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
+    torch_outs = {}
+    for fw, compiled in frameworks:
+      try:
+        torch_outs[fw] = _torch_records(*args, variables, compiled)
+      except Exception as e:  # noqa: BLE001  (torch.compile can fail per platform)
+        print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
+    flops = next(iter(torch_outs.values()))[1]
+    for mode in ('train', 'infer'):
+      records.append(_record(name, 'jax', mode, size, _BATCH.value, flops, *jax_out[mode]))
+      for fw, (out, _) in torch_outs.items():
+        records.append(_record(name, fw, mode, size, _BATCH.value, flops, *out[mode]))
+    print(table([r for r in records if r['model'] == name]), flush=True)
+  result = {'meta': _meta(), 'records': records}
+  print(f'\n{json.dumps(result["meta"])}\n\n' + table(records))
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+  app.run(main)

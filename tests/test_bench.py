@@ -1,0 +1,39 @@
+"""Benchmark harness: analytic FLOPs by hand, and a tiny end-to-end run of every record."""
+
+import json
+
+import torch
+from absl import flags
+from absl.testing import flagsaver
+
+from experiments import bench
+from vadjax.bench import harness
+
+
+def test_forward_flops_by_hand():
+  net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ConvTranspose2d(8, 4, 4, 2),
+                            torch.nn.Flatten(), torch.nn.Linear(4 * 18 * 18, 10))
+  x = torch.zeros(2, 3, 16, 16)
+  conv = 2 * (2 * 8 * 8 * 8) * 3 * 9          # output pixels × Cin × k²
+  convt = 2 * (2 * 8 * 8 * 8) * 4 * 16        # input pixels × Cout × k²
+  dense = 2 * 2 * 10 * (4 * 18 * 18)
+  assert harness.forward_flops(net, x) == conv + convt + dense
+
+
+def test_bench_writes_every_record(tmp_path):
+  out = tmp_path / 'bench.json'
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(['bench'])
+  with flagsaver.flagsaver(models=['deep_ae'], batch=4, size=16, repeats=2, warmup=0,
+                           torch_compile=False, out=str(out)):
+    bench.main([])
+  result = json.loads(out.read_text())
+  recs = result['records']
+  assert {(r['framework'], r['mode']) for r in recs} == {
+      (f, m) for f in ('jax', 'torch') for m in ('train', 'infer')}
+  for r in recs:
+    assert r['median_s'] > 0 and r['flops'] > 0 and r['peak_rss_mb'] > 0
+  train = [r for r in recs if r['mode'] == 'train']
+  infer = [r for r in recs if r['mode'] == 'infer']
+  assert train[0]['flops'] == 3 * infer[0]['flops']
+  assert result['meta']['torch_threads'] >= 1 and result['meta']['versions']['jax']

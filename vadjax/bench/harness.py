@@ -1,0 +1,95 @@
+"""Timing, FLOP and memory measurement for JAX and PyTorch in the same process.
+
+Every record times one (model, framework, mode) after warm-up: the first call (compile for
+JAX and torch.compile) is reported separately, then the median and spread of the timed
+repeats. FLOPs are counted analytically from the layer shapes of the PyTorch twin (forward
+hooks on Conv/ConvTranspose/Linear; training = 3× forward: forward, input and weight
+gradients), so they do not depend on XLA's cost analysis (which counts a scan body once).
+Memory: device peak bytes on GPU; on CPU the peak resident set size sampled during the
+record, and its growth over the resident size before the record.
+"""
+
+import dataclasses
+import os
+import threading
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _rss_bytes() -> int:
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+class PeakRSS:
+  """Samples the process's resident memory every millisecond while active."""
+
+  def __enter__(self):
+    self.before = _rss_bytes()
+    self.peak = self.before
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+    return self
+
+  def _run(self):
+    while not self._stop.is_set():
+      self.peak = max(self.peak, _rss_bytes())
+      time.sleep(0.001)
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.peak = max(self.peak, _rss_bytes())
+
+
+@dataclasses.dataclass
+class Timing:
+  first_s: float           # first call: compilation (JAX, torch.compile) + one step
+  median_s: float
+  p10_s: float
+  p90_s: float
+  repeats: int
+
+
+def time_calls(fn, sync, warmup: int, repeats: int) -> Timing:
+  t = time.perf_counter()
+  sync(fn())
+  first = time.perf_counter() - t
+  for _ in range(warmup):
+    sync(fn())
+  ts = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    sync(fn())
+    ts.append(time.perf_counter() - t)
+  ts = np.asarray(ts)
+  return Timing(first, float(np.median(ts)), float(np.percentile(ts, 10)),
+                float(np.percentile(ts, 90)), repeats)
+
+
+def forward_flops(twin: nn.Module, x: torch.Tensor) -> int:
+  """Multiply-adds × 2 of every Conv2d / ConvTranspose2d / Linear in one forward pass."""
+  total = [0]
+
+  def hook(m, inputs, output):
+    if isinstance(m, nn.ConvTranspose2d):      # every input pixel meets the whole kernel
+      i = inputs[0]
+      total[0] += 2 * i.numel() * m.out_channels * int(np.prod(m.kernel_size)) // m.groups
+    elif isinstance(m, nn.Conv2d):             # every output pixel meets the whole kernel
+      total[0] += (2 * output.numel() * m.in_channels * int(np.prod(m.kernel_size))
+                   // m.groups)
+    elif isinstance(m, nn.Linear):
+      total[0] += 2 * output.numel() * m.in_features
+
+  handles = [m.register_forward_hook(hook) for m in twin.modules()
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+  with torch.no_grad():
+    twin.eval()
+    twin(x)
+  for h in handles:
+    h.remove()
+  return total[0]
