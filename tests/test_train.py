@@ -6,7 +6,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from vadjax import parallel
@@ -16,6 +15,7 @@ from vadjax.models import MODELS
 from vadjax.registry import UserError
 from vadjax.train import loop, steps as steps_lib
 from vadjax.train import train_and_evaluate
+from vadjax.train.checkpoint import Checkpointer
 
 
 def _steps(config, num_devices):
@@ -50,12 +50,15 @@ def _history(workdir, cat='1', seed=0):
     return [json.loads(line) for line in f]
 
 
-def _final_params(workdir, cat='1', seed=0):
-  mngr = ocp.CheckpointManager(os.path.join(workdir, cat, f'seed{seed}', 'checkpoints'))
-  restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))
-  mngr.close()
-  return restored['state']['params']
+def _final_params(workdir, config, cat='1', seed=0):
+  """The last checkpoint's params, restored as a user resuming on one device would."""
+  exp = loop.Experiment(config)
+  steps = exp.steps((32, 32, 1))
+  ckpt = Checkpointer(os.path.join(workdir, cat, f'seed{seed}', 'checkpoints'))
+  state, _ = ckpt.restore(steps.init(jax.random.PRNGKey(0)),
+                          loop.fingerprint(config, (32, 32, 1)))
+  ckpt.close()
+  return jax.device_get(state.params)
 
 
 def test_one_device_equals_four_devices(quick_config, tmp_path):
@@ -94,7 +97,7 @@ def test_resume_after_interruption_matches_uninterrupted(quick_config, tmp_path,
   monkeypatch.setattr(steps_lib, 'build_steps', real_build)
   report = train_and_evaluate(cfg, str(tmp_path / 'resumed'))
   assert report['runs'][0]['steps'] == 9
-  a, b = _final_params(tmp_path / 'straight'), _final_params(tmp_path / 'resumed')
+  a, b = _final_params(tmp_path / 'straight', cfg), _final_params(tmp_path / 'resumed', cfg)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
 
 

@@ -13,14 +13,20 @@ from vadjax.registry import UserError
 DATA_AXIS = 'data'
 
 
-def maybe_initialize_distributed(enabled: bool) -> None:
-  """Calls `jax.distributed.initialize()` once when multi-host training is asked for.
+def maybe_initialize_distributed(config) -> None:
+  """Calls `jax.distributed.initialize()` once when `config.distributed` is set.
 
-  The coordinator address, process count and id come from the environment (TPU pods, Slurm,
-  or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+  `coordinator_address`, `num_processes` and `process_id` come from the config when given
+  (loopback or hand-launched clusters) and are auto-detected otherwise (TPU pods, Slurm).
+  CPU processes exchange collectives through gloo. Must run before any other JAX call.
   """
-  if enabled and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+  if not config.distributed or jax.distributed.is_initialized():
+    return
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(
+      coordinator_address=config.coordinator_address or None,
+      num_processes=config.num_processes or None,
+      process_id=None if config.process_id < 0 else config.process_id)
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:

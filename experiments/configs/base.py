@@ -31,7 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.conv_impl = 'auto'           # stride-2 convs: 's2d' fast form on CPU, 'xla' elsewhere
   c.dtype = 'float32'            # compute dtype; params stay float32 ('bfloat16' for mixed)
   c.num_devices = 0              # 0 = all devices on the data axis
-  c.distributed = False          # jax.distributed.initialize() for multi-host runs
+  c.distributed = False          # jax.distributed.initialize() for multi-host runs;
+  c.coordinator_address = ''     # host:port, num_processes and process_id: leave unset to
+  c.num_processes = 0            # auto-detect (TPU pods, Slurm)
+  c.process_id = -1
   c.log_every_steps = 50
   c.checkpoint_every_epochs = 5
   c.contamination = 0.05         # for the quantile threshold

@@ -299,8 +299,9 @@ def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
         thresholds=meta['thresholds'], history=meta['history'], images=images,
         recons=out['recon'], pixel=out['pixel'][:len(images)],
         masks=None if masks is None else masks[:len(images)])
-  with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
-    json.dump(result, f, indent=1)
+  if jax.process_index() == 0:
+    with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
+      json.dump(result, f, indent=1)
   return result
 
 
@@ -309,7 +310,7 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> di
   when mode is 'train')."""
   if mode not in MODES:
     raise UserError(f'unknown mode {mode!r}; use one of {", ".join(MODES)}')
-  parallel.maybe_initialize_distributed(config.distributed)
+  parallel.maybe_initialize_distributed(config)
   exp = Experiment(config)
   cats = exp.categories()
   t0 = time.perf_counter()
