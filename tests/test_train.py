@@ -10,6 +10,7 @@ import pytest
 
 from vadjax import parallel
 from vadjax.data import DATASETS
+from vadjax.data.sources import ArraySource
 from vadjax.methods import METHODS
 from vadjax.models import MODELS
 from vadjax.registry import UserError
@@ -139,3 +140,16 @@ def test_eval_mode_needs_a_finished_run(quick_config, tmp_path):
 def test_batch_not_divisible_by_devices(quick_config):
   with pytest.raises(UserError, match='not divisible by the 4 devices'):
     loop.Experiment(quick_config(num_devices=4, batch_size=30))
+
+
+def test_validation_loss_ignores_padding(quick_config):
+  """37 samples in batches of 16: the padded last batch must not bias the mean loss."""
+  cfg = quick_config()
+  steps, mesh = _steps(cfg, 1)
+  state = steps.init(jax.random.PRNGKey(0))
+  images = DATASETS.get('digits')('1', 32, cfg.data).test.array('image')[:37]
+  sub = ArraySource(image=images)
+  scores = loop.score_split(steps, state, sub, mesh, 16)['score']
+  assert scores.shape == (37,)
+  assert loop.mean_loss(steps, state, sub, mesh, 16) == pytest.approx(float(scores.mean()),
+                                                                      rel=1e-5)

@@ -30,7 +30,11 @@ def train_dataset(source, global_batch: int, seed: int, num_epochs: int) -> grai
 
 def eval_batches(source, global_batch: int, fields=('image',)
                  ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-  """Yields (process-local batch padded to the global batch size, number of real samples)."""
+  """Yields (process-local batch padded to the global batch size, number of real samples).
+
+  Padding repeats the last record; the batch's `weight` field (1 real, 0 padding) lets
+  losses average over real records only.
+  """
   ds = grain.MapDataset.source(source).batch(global_batch)
   n_proc, pid = jax.process_count(), jax.process_index()
   local = global_batch // n_proc
@@ -42,4 +46,6 @@ def eval_batches(source, global_batch: int, fields=('image',)
       if n < global_batch:
         v = np.concatenate([v, np.repeat(v[-1:], global_batch - n, axis=0)])
       out[k] = v[pid * local:(pid + 1) * local]
+    weight = (np.arange(global_batch) < n).astype(np.float32)
+    out['weight'] = weight[pid * local:(pid + 1) * local]
     yield out, n

@@ -3,7 +3,9 @@
 `METHODS.get(name)(config)` builds a method object with
   loss_fn(outputs, batch) -> (scalar loss, dict of scalar metrics)
   score_fn(outputs, batch) -> {'score': (B,), optionally 'pixel': (B, H, W)}
-where `outputs` is the model's output dict. Models do not know how they are trained.
+where `outputs` is the model's output dict. A batch may carry `weight` (B,), 0 for padding
+rows; the loss then averages over the weighted samples. Models do not know how they are
+trained.
 """
 
 from vadjax.registry import Registry

