@@ -6,7 +6,9 @@
 Each model runs at its paper input size (BCAE1 128×128, deep AE 32×32) unless --size is
 given. Records (model × framework × mode) go to --out as JSON and a markdown table is
 printed, with speed ratios torch_time / jax_time (> 1: JAX faster). Both frameworks use the
-same threads on CPU. Expected runtime on a 2-core CPU: ~5 minutes.
+same threads on CPU. Memory: peak device memory on GPU; on CPU the growth of resident memory
+over one record run alone in a fresh process (JAX's includes compilation), and for JAX also
+XLA's own buffer assignment (`xla_buffers_mb`). Expected runtime on a 2-core CPU: ~4 min.
 """
 
 import datetime
@@ -14,6 +16,8 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +43,14 @@ _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed repeats per record.')
 _WARMUP = flags.DEFINE_integer('warmup', 3, 'Untimed calls after the first.')
 _COMPILE = flags.DEFINE_bool('torch_compile', True, 'Also time torch.compile.')
 _OUT = flags.DEFINE_string('out', None, 'JSON file for the records.')
+_ISOLATED = flags.DEFINE_bool(
+    'isolated_memory', True, 'On CPU, also measure each record\'s peak memory in a fresh '
+    'process (in one process, allocators keep what earlier records freed).')
+_PROBE = flags.DEFINE_string('memory_probe', None, 'Internal: model,framework,mode to run '
+                             'alone, printing its memory growth as JSON.')
 
 
-def _jax_records(name, size, batch, dtype, repeats, warmup):
+def _jax_records(name, size, batch, dtype, repeats, warmup, modes=('train', 'infer')):
   cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5))
   mesh = parallel.make_mesh(1)
   model = MODELS.get(name)(channels=1, dtype=jnp.dtype(dtype))
@@ -56,8 +65,12 @@ def _jax_records(name, size, batch, dtype, repeats, warmup):
     return m['loss']
   infer = jax.jit(lambda s, x: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
                                            x, train=False)['recon'])
+  compiled = {'train': lambda: steps.train.lower(state[0], b),
+              'infer': lambda: infer.lower(state[0], b['image'])}
   out = {}
   for mode, fn in (('train', train), ('infer', lambda: infer(state[0], b['image']))):
+    if mode not in modes:
+      continue
     if jax.default_backend() == 'gpu':
       for d in jax.local_devices():
         d.memory_stats()      # initialise
@@ -66,12 +79,16 @@ def _jax_records(name, size, batch, dtype, repeats, warmup):
     peak = None
     if jax.default_backend() != 'cpu':
       peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
-    out[mode] = (t, mem, peak)
+    ma = compiled[mode]().compile().memory_analysis()    # XLA's buffer assignment
+    xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+              - ma.alias_size_in_bytes) / 2**20
+    out[mode] = (t, mem, peak, xla_mb)
   variables = {'params': state[0].params, 'batch_stats': state[0].batch_stats}
   return out, jax.device_get(variables)
 
 
-def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compiled):
+def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compiled,
+                   modes=('train', 'infer')):
   dev = 'cuda' if torch.cuda.is_available() else 'cpu'
   twin = port(TWINS[name](channels=1, input_size=(size, size)), variables).to(dev)
   x = torch.from_numpy(np.random.default_rng(0).random((batch, 1, size, size), np.float32))
@@ -101,23 +118,26 @@ def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compile
     return r
   out = {}
   for mode, fn in (('train', train), ('infer', infer)):
+    if mode not in modes:
+      continue
     if dev == 'cuda':
       torch.cuda.reset_peak_memory_stats()
     with harness.PeakRSS() as mem:
       t = harness.time_calls(fn, sync, warmup, repeats)
     peak = torch.cuda.max_memory_allocated() if dev == 'cuda' else None
-    out[mode] = (t, mem, peak)
+    out[mode] = (t, mem, peak, None)
   return out, flops
 
 
-def _record(name, framework, mode, size, batch, flops, t, mem, peak):
+def _record(name, framework, mode, size, batch, flops, t, mem, peak, xla_mb):
   f = flops * (3 if mode == 'train' else 1)
   return {'model': name, 'framework': framework, 'mode': mode, 'batch': batch,
           'input': [size, size, 1], 'dtype': _DTYPE.value, 'first_call_s': t.first_s,
           'median_s': t.median_s, 'p10_s': t.p10_s, 'p90_s': t.p90_s, 'repeats': t.repeats,
           'samples_per_s': batch / t.median_s, 'flops': f, 'gflops_per_s': f / t.median_s / 1e9,
           'peak_rss_mb': mem.peak / 2**20, 'rss_growth_mb': (mem.peak - mem.before) / 2**20,
-          'device_peak_mb': None if peak is None else peak / 2**20}
+          'device_peak_mb': None if peak is None else peak / 2**20,
+          'xla_buffers_mb': xla_mb}
 
 
 def _cpu_name() -> str:
@@ -140,9 +160,18 @@ def _meta():
           'torch_device': 'cuda' if torch.cuda.is_available() else 'cpu'}
 
 
+def _memory(r) -> str:
+  """Device peak on GPU; on CPU the isolated RSS growth when measured, else the peak RSS."""
+  if r.get('device_peak_mb') is not None:
+    return f'{r["device_peak_mb"]:.0f}'
+  if r.get('isolated_rss_growth_mb') is not None:
+    return f'+{r["isolated_rss_growth_mb"]:.0f}'
+  return f'({r["peak_rss_mb"]:.0f})'
+
+
 def table(records) -> str:
   lines = ['| model | mode | framework | median ms | p10–p90 ms | samples/s | GFLOP/s | '
-           'first call s | peak RSS MB | torch/jax |', '|' + '---|' * 10]
+           'first call s | memory MB | torch/jax |', '|' + '---|' * 10]
   base = {(r['model'], r['mode']): r['median_s'] for r in records if r['framework'] == 'jax'}
   for r in records:
     ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
@@ -150,13 +179,42 @@ def table(records) -> str:
         f'| {r["model"]} {r["input"][0]}² b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
         f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
         f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {r["first_call_s"]:.1f} | '
-        f'{r["peak_rss_mb"]:.0f} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |')
+        f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |')
   return '\n'.join(lines)
+
+
+def _probe(spec: str) -> None:
+  """Runs one record alone; prints the growth of resident memory over the set-up."""
+  name, framework, mode = spec.split(',')
+  size = _SIZE.value or PAPER_SIZE[name]
+  args = (name, size, _BATCH.value, _DTYPE.value, 3, 1)
+  if framework == 'jax':
+    out, _ = _jax_records(*args, modes=(mode,))
+  else:
+    _, variables = _jax_records(*args, modes=())
+    out, _ = _torch_records(*args, variables, framework == 'torch.compile', modes=(mode,))
+  mem = out[mode][1]
+  print(json.dumps({'isolated_rss_growth_mb': (mem.peak - mem.before) / 2**20}))
+
+
+def _isolated_memory(record) -> float | None:
+  cmd = [sys.executable, '-m', 'experiments.bench',
+         f'--memory_probe={record["model"]},{record["framework"]},{record["mode"]}',
+         f'--batch={record["batch"]}', f'--size={record["input"][0]}', f'--dtype={_DTYPE.value}']
+  r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  lines = [x for x in r.stdout.splitlines() if x.startswith('{')]
+  if r.returncode or not lines:
+    print(f'memory probe failed for {cmd[3]}: {r.stderr[-300:]}')
+    return None
+  return json.loads(lines[-1])['isolated_rss_growth_mb']
 
 
 def main(argv):
   del argv
   torch.set_num_threads(os.cpu_count())     # XLA:CPU also uses every core
+  if _PROBE.value:
+    _probe(_PROBE.value)
+    return
   unknown = [m for m in _MODELS.value if m not in TWINS]
   if unknown:
     raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(TWINS))}')
@@ -178,6 +236,9 @@ def main(argv):
       for fw, (out, _) in torch_outs.items():
         records.append(_record(name, fw, mode, size, _BATCH.value, flops, *out[mode]))
     print(table([r for r in records if r['model'] == name]), flush=True)
+  if _ISOLATED.value and jax.default_backend() == 'cpu':
+    for r in records:
+      r['isolated_rss_growth_mb'] = _isolated_memory(r)
   result = {'meta': _meta(), 'records': records}
   print(f'\n{json.dumps(result["meta"])}\n\n' + table(records))
   if _OUT.value:

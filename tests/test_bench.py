@@ -25,7 +25,7 @@ def test_bench_writes_every_record(tmp_path):
   if not flags.FLAGS.is_parsed():
     flags.FLAGS(['bench'])
   with flagsaver.flagsaver(models=['deep_ae'], batch=4, size=16, repeats=2, warmup=0,
-                           torch_compile=False, out=str(out)):
+                           torch_compile=False, isolated_memory=True, out=str(out)):
     bench.main([])
   result = json.loads(out.read_text())
   recs = result['records']
@@ -33,6 +33,8 @@ def test_bench_writes_every_record(tmp_path):
       (f, m) for f in ('jax', 'torch') for m in ('train', 'infer')}
   for r in recs:
     assert r['median_s'] > 0 and r['flops'] > 0 and r['peak_rss_mb'] > 0
+    assert r['isolated_rss_growth_mb'] is not None and r['isolated_rss_growth_mb'] >= 0
+  assert all(r['xla_buffers_mb'] > 0 for r in recs if r['framework'] == 'jax')
   train = [r for r in recs if r['mode'] == 'train']
   infer = [r for r in recs if r['mode'] == 'infer']
   assert train[0]['flops'] == 3 * infer[0]['flops']

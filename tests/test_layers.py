@@ -10,6 +10,7 @@ import torch
 from vadjax.nn.layers import Conv, ConvTranspose, depth_to_space, space_to_depth
 
 CASES = [(32, 3, 0, 0), (31, 3, 1, 1), (15, 4, 0, 0), (16, 3, 1, 1), (7, 4, 1, 0), (9, 5, 2, 1)]
+STRIDE1 = [(4, 4, 0), (9, 3, 1), (6, 5, 2)]
 
 
 def _layer(kind, impl, k, p, op):
@@ -17,14 +18,14 @@ def _layer(kind, impl, k, p, op):
                                                                           impl=impl)
 
 
-def _torch(kind, x, v, p, op):
+def _torch(kind, x, v, p, op, stride=2):
   w = torch.tensor(np.asarray(v['params']['kernel']))
   b = torch.tensor(np.asarray(v['params']['bias']))
   xt = torch.tensor(np.asarray(x)).permute(0, 3, 1, 2)
   if kind == 'conv':
-    y = torch.nn.functional.conv2d(xt, w.permute(3, 2, 0, 1), b, 2, p)
+    y = torch.nn.functional.conv2d(xt, w.permute(3, 2, 0, 1), b, stride, p)
   else:
-    y = torch.nn.functional.conv_transpose2d(xt, w.permute(2, 3, 0, 1), b, 2, p, op)
+    y = torch.nn.functional.conv_transpose2d(xt, w.permute(2, 3, 0, 1), b, stride, p, op)
   return y.permute(0, 2, 3, 1).numpy()
 
 
@@ -45,6 +46,24 @@ def test_both_forms_match_pytorch_and_each_other(kind, size, k, p, op):
   g_fast = jax.grad(loss('s2d'), argnums=(0, 1))(v, x)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
                g_plain, g_fast)
+
+
+@pytest.mark.parametrize('size,k,p', STRIDE1)
+def test_stride1_transposed_tapwise_gradient(size, k, p):
+  x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size, 3)), jnp.float32)
+
+  def layer(impl):
+    return ConvTranspose(5, k, 1, p, impl=impl)
+  v = jax.tree.map(lambda a: a + 0.1, layer('xla').init(jax.random.PRNGKey(0), x))
+  ref = _torch('transpose', x, v, p, 0, stride=1)
+  for impl in ('xla', 's2d'):
+    np.testing.assert_allclose(layer(impl).apply(v, x), ref, rtol=1e-5, atol=1e-5)
+
+  def loss(impl):
+    return lambda v, x: jnp.sum(jnp.sin(layer(impl).apply(v, x)))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+               jax.grad(loss('xla'), argnums=(0, 1))(v, x),
+               jax.grad(loss('s2d'), argnums=(0, 1))(v, x))
 
 
 def test_space_depth_roundtrip_and_layout():

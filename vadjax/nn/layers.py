@@ -4,14 +4,15 @@ Padding is always explicit (never 'SAME'): Flax's 'SAME' puts odd padding on the
 while PyTorch pads both sides (shared/PERFORMANCE.md, porting gotchas). Keeping PyTorch's
 (kernel, stride, padding, output_padding) vocabulary makes the PyTorch twins line-by-line.
 
-Stride-2 layers have two exact implementations over the *same* parameters (`impl`):
+Strided and transposed layers have exact implementations over the *same* parameters (`impl`):
   'xla'  the plain strided / input-dilated convolution;
   's2d'  space-to-depth: a stride-2 conv is a stride-1 conv with a ⌈k/2⌉ kernel on the
          2×2 space-to-depth input, and a stride-2 transposed conv is a stride-1 conv to 4×
          the channels followed by depth-to-space. Their gradients are stride-1 convs, which
          XLA:CPU runs far faster than the lhs-dilated convs of the plain form
-         (shared/PERFORMANCE.md facts 1-2). Kernels are rearranged inside the layer, so
-         checkpoints and PyTorch ports do not depend on the choice.
+         (shared/PERFORMANCE.md facts 1-2). Transposed convs (both strides) compute their
+         kernel gradient tap by tap (`conv_tapwise_grad`). Kernels are rearranged inside
+         the layer, so checkpoints and PyTorch ports do not depend on the choice.
 'auto' picks per layer type and backend what was measured faster (`resolve_impl`).
 """
 
@@ -33,16 +34,23 @@ def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def resolve_impl(impl: str, stride, transposed: bool) -> str:
-  """'auto' = the faster form measured on this backend: on CPU the s2d form for stride-2
-  transposed convs (BCAE1 64×64 decoder layer 15→31: gradient 176 → 31 ms) and the plain
-  form for stride-2 convs (the s2d conv was 1.7× slower there); elsewhere plain."""
+def resolve_impl(impl: str, stride, transposed: bool, features: int = 0) -> str:
+  """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, BCAE1
+  at 128×128, batch 32, forward + gradients, 2026-11-22):
+    stride-2 transposed conv, ≥ 8 output channels: s2d (31→63, 64→64: 984 → 231 ms);
+    stride-2 transposed conv to few channels: plain (63→128, 64→1: 101 vs 195 ms s2d);
+    stride-1 transposed conv: tap-wise kernel gradient (4→7, 96→96: 42 → 10 ms);
+    stride-2 conv: plain (63→31, 64→64: 324 vs 507 ms s2d).
+  Elsewhere (GPU/TPU) always plain. 'xla' forces plain, 's2d' the fast forms everywhere.
+  """
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
-  if _pair(stride) != (2, 2):
-    return 'xla'
   if impl == 'auto':
-    return 's2d' if transposed and jax.default_backend() == 'cpu' else 'xla'
+    if jax.default_backend() != 'cpu' or not transposed:
+      return 'xla'
+    return 's2d' if _pair(stride) == (1, 1) or features >= 8 else 'xla'
+  if _pair(stride) not in ((2, 2), (1, 1)) or (_pair(stride) == (1, 1) and not transposed):
+    return 'xla'
   return impl
 
 
@@ -178,10 +186,13 @@ class ConvTranspose(nn.Module):
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
     x, w = x.astype(self.dtype), w.astype(self.dtype)
     out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
-    if resolve_impl(self.impl, s, transposed=True) == 's2d':
+    fast = resolve_impl(self.impl, s, transposed=True, features=self.features) == 's2d'
+    pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
+    if fast and s == (2, 2):
       y = conv_transpose_s2d(x, w, p, out)
+    elif fast:     # stride 1: the 'full' conv, with the tap-wise kernel gradient
+      y = conv_tapwise_grad(x, w[::-1, ::-1], pads)
     else:   # correlation of the s-dilated input with the spatially flipped kernel
-      pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
       y = lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), pads, lhs_dilation=s,
                                    dimension_numbers=_DN)
     if self.use_bias:
