@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def _run(*args, timeout=300):
     (['--config=experiments/configs/reconstruction.py:dataset=mnistt'], 'unknown dataset'),
     (['--config=experiments/configs/missing.py'], 'No such file'),
     (['--config.dtype=float8'], 'use one of float32, bfloat16'),
+    (['--config.image_size=16'], r'expects images of shape \(batch, height, width, 1\) with '
+                                 r'height and width >= 31'),
 ])
 def test_bad_config_is_one_clear_line(args, message, tmp_path):
   r = _run(*args, f'--workdir={tmp_path}')
@@ -35,7 +38,8 @@ def test_bad_config_is_one_clear_line(args, message, tmp_path):
   assert 'Traceback' not in r.stderr
   errors = [line for line in r.stderr.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1
-  assert __import__('re').search(message, errors[0]), errors[0]
+  assert re.search(message, errors[0]), errors[0]
+  assert not (tmp_path / 'experiment.json').exists()     # nothing written
 
 
 def test_kill_and_restart_resumes(tmp_path):

@@ -38,8 +38,10 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0) -> str:
   """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, BCAE1
   at 128×128, batch 32, forward + gradients, 2026-11-22):
     stride-2 transposed conv, ≥ 8 output channels: s2d (31→63, 64→64: 984 → 231 ms);
-    stride-2 transposed conv to few channels: plain (63→128, 64→1: 101 vs 195 ms s2d);
-    stride-1 transposed conv: tap-wise kernel gradient (4→7, 96→96: 42 → 10 ms);
+    stride-1 transposed conv, ≥ 8 output channels: tap-wise kernel gradient (4→7, 96→96:
+      42 → 10 ms);
+    transposed conv to fewer channels: plain (63→128, 64→1: 101 vs 195 ms s2d; deep AE
+      32→32, 8→1: 6.0 vs 6.9 ms tap-wise);
     stride-2 conv: plain (63→31, 64→64: 324 vs 507 ms s2d).
   Elsewhere (GPU/TPU) always plain. 'xla' forces plain, 's2d' the fast forms everywhere.
   """
@@ -48,7 +50,7 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0) -> str:
   if impl == 'auto':
     if jax.default_backend() != 'cpu' or not transposed:
       return 'xla'
-    return 's2d' if _pair(stride) == (1, 1) or features >= 8 else 'xla'
+    return 's2d' if features >= 8 else 'xla'
   if _pair(stride) not in ((2, 2), (1, 1)) or (_pair(stride) == (1, 1) and not transposed):
     return 'xla'
   return impl

@@ -315,7 +315,8 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> di
   for cat in cats:
     splits = DATASETS.get(config.dataset)(cat, config.image_size, config.data)
     splits.check(config.dataset)
-    if not fp_checked:
+    if not fp_checked:   # model vs data shape first: a bad config must not claim the workdir
+      jax.eval_shape(exp.steps(splits.image_shape).init, jax.random.PRNGKey(0))
       _prepare_workdir(workdir, fingerprint(config, splits.image_shape))
       fp_checked = True
     for i, seed in enumerate(config.seeds):
