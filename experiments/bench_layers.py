@@ -8,7 +8,6 @@ share of the summed step time. Expected runtime on a 2-core CPU: ~1 minute.
 """
 
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from absl import app, flags
 
+from vadjax.bench import harness
 from vadjax.bench.twins import TWINS, port
 from vadjax.models import MODELS
 from vadjax.nn.layers import Conv, ConvTranspose, resolve_impl
@@ -26,15 +26,8 @@ _BATCH = flags.DEFINE_integer('batch', 32, 'Batch size.')
 _IMPL = flags.DEFINE_string('conv_impl', 'auto', 'conv impl for the JAX layers.')
 
 
-def _median(fn, sync, n=10):
-  sync(fn())
-  sync(fn())
-  ts = []
-  for _ in range(n):
-    t = time.perf_counter()
-    sync(fn())
-    ts.append(time.perf_counter() - t)
-  return float(np.median(ts))
+def _median(fn, sync) -> float:
+  return harness.time_calls(fn, sync, warmup=1, repeats=10).median_s
 
 
 def _layer_shapes(twin, x):

@@ -13,7 +13,7 @@ and `test` (labelled).
 """
 
 import dataclasses
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -42,9 +42,6 @@ class ArraySource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in self.fields.items()}
-
-  def select(self, indices: np.ndarray) -> 'ArraySource':
-    return ArraySource(**{k: v[indices] for k, v in self.fields.items()})
 
   def array(self, name: str) -> np.ndarray:
     return self.fields[name]
@@ -77,9 +74,9 @@ def normal_part(source):
 
 @dataclasses.dataclass
 class Splits:
-  train: Any
-  val: Any
-  test: Any
+  train: Source
+  val: Source
+  test: Source
   kind_names: list[str]          # kind id -> name ('normal' first)
   has_masks: bool
   image_shape: tuple[int, int, int]
