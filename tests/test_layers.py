@@ -66,6 +66,22 @@ def test_stride1_transposed_tapwise_gradient(size, k, p):
                jax.grad(loss('s2d'), argnums=(0, 1))(v, x))
 
 
+@pytest.mark.parametrize('impl', ['auto', 's2d', 'xla'])
+def test_other_strides_use_the_plain_form(impl):
+  # stride 3 (BCAE2's k5 s3 layers) and mixed strides have no fast form: every impl must
+  # still compute PyTorch's result
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, 8, 3)), jnp.float32)
+  for stride in (3, (1, 2)):
+    layer = ConvTranspose(16, 5, stride, 1, 0, impl=impl)
+    v = jax.tree.map(lambda a: a + 0.1, layer.init(jax.random.PRNGKey(0), x))
+    ref = torch.nn.functional.conv_transpose2d(
+        torch.tensor(np.asarray(x)).permute(0, 3, 1, 2),
+        torch.tensor(np.asarray(v['params']['kernel'])).permute(2, 3, 0, 1),
+        torch.tensor(np.asarray(v['params']['bias'])), stride, 1)
+    np.testing.assert_allclose(layer.apply(v, x), ref.permute(0, 2, 3, 1).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_space_depth_roundtrip_and_layout():
   x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
   y = space_to_depth(x)

@@ -47,12 +47,12 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0) -> str:
   """
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
+  s = _pair(stride)
+  if s not in ((2, 2), (1, 1)) or (s == (1, 1) and not transposed):
+    return 'xla'      # the fast forms cover stride-2 layers and stride-1 transposed convs
   if impl == 'auto':
-    if jax.default_backend() != 'cpu' or not transposed:
-      return 'xla'
-    return 's2d' if features >= 8 else 'xla'
-  if _pair(stride) not in ((2, 2), (1, 1)) or (_pair(stride) == (1, 1) and not transposed):
-    return 'xla'
+    on_cpu = jax.default_backend() == 'cpu'
+    return 's2d' if on_cpu and transposed and features >= 8 else 'xla'
   return impl
 
 
