@@ -5,7 +5,7 @@ Launch (variants: any config key as key=value, plus `quick`):
   python -m experiments.main --config=experiments/configs/reconstruction.py:model=bcae1,dataset=digits --workdir=runs/bcae1_digits
   python -m experiments.main --config=experiments/configs/reconstruction.py:dataset=textures,image_size=64 --workdir=runs/bcae1_textures
 Expected runtime on a 2-core CPU (measured 2026-11-22): digits, all 10 classes, 1 seed
-~2.5 min; textures at 64×64, all 3 textures, 1 seed ~3 min.
+~2.5 min; textures at 64×64, all 3 textures, 1 seed ~2-3 min.
 """
 
 from experiments.configs.base import apply_variant, base_config

@@ -195,15 +195,15 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
   logger = RunLogger(run_dir, name, total, meta['step'])
   step, epoch, last_saved = meta['step'], meta['epoch'], ckpt.latest_step()
   pending, stop, t_start = [], False, time.perf_counter()
-  first_step_s = None
+  compile_s = None
   try:
     while step < total and not stop:
       batch = parallel.shard_batch(next(iterator), exp.mesh)
       state, metrics = steps.train(state, batch)
       pending.append(metrics['loss'])
       step += 1
-      if first_step_s is None:
-        first_step_s = time.perf_counter() - t_start
+      if compile_s is None:   # compile + dispatch of the first step (it runs async)
+        compile_s = time.perf_counter() - t_start
       epoch_end = step % steps_per_epoch == 0
       if not (epoch_end or step % cfg.log_every_steps == 0):
         continue
@@ -239,7 +239,7 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
   calib = calibrate(exp, steps, state, splits)
   meta.update(step=step, epoch=epoch, plateau=plateau.state, finished=True,
               data_iterator=iterator.get_state(), stopped_early=stop,
-              timings={'train_s': t_train, 'first_step_s': first_step_s,
+              timings={'train_s': t_train, 'compile_s': compile_s,
                        'steps_per_s': (step - logger.start) / max(t_train, 1e-9)},
               **calib)
   ckpt.save(step, state, meta)
@@ -261,8 +261,9 @@ def calibrate(exp: Experiment, steps, state, splits) -> dict:
 
 
 def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
-             meta: dict | None, plots: bool) -> dict:
-  """Scores the test split with the run's finished checkpoint; returns its metrics."""
+             plots: bool) -> dict:
+  """Scores the test split with the run's finished checkpoint (restored from disk, as in
+  --mode=eval); returns its metrics."""
   cfg = exp.config
   steps = exp.steps(splits.image_shape)
   state = steps.init(jax.random.PRNGKey(seed))
@@ -323,11 +324,10 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> di
       name = f'{config.dataset}/{cat}/seed{seed}'
       run_dir = os.path.join(workdir, cat, f'seed{seed}')
       os.makedirs(run_dir, exist_ok=True)
-      meta = None
       if mode in ('train', 'train_and_eval'):
-        meta = train_run(exp, splits, run_dir, seed, name)
+        train_run(exp, splits, run_dir, seed, name)
       if mode in ('eval', 'train_and_eval'):
-        r = eval_run(exp, splits, run_dir, seed, name, meta, plots=(i == 0 and config.plots))
+        r = eval_run(exp, splits, run_dir, seed, name, plots=(i == 0 and config.plots))
         r['category'] = cat
         results.append(r)
         logging.info('[%s] test AUROC %.4f', name, r['image']['auroc'])
