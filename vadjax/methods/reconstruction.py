@@ -1,9 +1,23 @@
 """Reconstruction: MSE training, score = per-sample mean squared error, pixel map = the
-squared error averaged over channels (seed 000 §3.3, seed 001 §3.9)."""
+squared error averaged over channels (seed 000 §3.3, seed 001 §3.9).
+
+Works on images (B, H, W, C) and clips (B, T, H, W, C). A clip's pixel map is that of its
+centre frame, the frame its score is assigned to (METHODS.md §0, clip sampling).
+"""
 
 import jax.numpy as jnp
 
 from vadjax.methods import METHODS
+
+
+def weighted_mean(per_sample, batch):
+  w = batch.get('weight')
+  return jnp.mean(per_sample) if w is None else jnp.sum(per_sample * w) / jnp.sum(w)
+
+
+def per_sample_mse(outputs, batch):
+  err = jnp.square(outputs['recon'] - batch['image'])
+  return jnp.mean(err, axis=tuple(range(1, err.ndim)))
 
 
 @METHODS.register('reconstruction')
@@ -13,11 +27,12 @@ class Reconstruction:
     del config
 
   def loss_fn(self, outputs, batch):
-    per_sample = jnp.mean(jnp.square(outputs['recon'] - batch['image']), axis=(1, 2, 3))
-    w = batch.get('weight')
-    loss = jnp.mean(per_sample) if w is None else jnp.sum(per_sample * w) / jnp.sum(w)
+    loss = weighted_mean(per_sample_mse(outputs, batch), batch)
     return loss, {'mse': loss}
 
   def score_fn(self, outputs, batch):
     err = jnp.square(outputs['recon'] - batch['image'])
-    return {'score': jnp.mean(err, axis=(1, 2, 3)), 'pixel': jnp.mean(err, axis=-1)}
+    pixel = jnp.mean(err, axis=-1)
+    if pixel.ndim == 4:                       # clips: the centre frame's map
+      pixel = pixel[:, pixel.shape[1] // 2]
+    return {'score': jnp.mean(err, axis=tuple(range(1, err.ndim))), 'pixel': pixel}

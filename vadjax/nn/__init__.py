@@ -1,5 +1,7 @@
 """Building blocks shared by the models."""
 
-from vadjax.nn.layers import Conv, ConvTranspose, batch_norm, check_input
+from vadjax.nn.layers import Conv, Conv3D, ConvTranspose, ConvTranspose3D, batch_norm, check_input
+from vadjax.nn.memory import Memory
 
-__all__ = ['Conv', 'ConvTranspose', 'batch_norm', 'check_input']
+__all__ = ['Conv', 'Conv3D', 'ConvTranspose', 'ConvTranspose3D', 'Memory', 'batch_norm',
+           'check_input']

@@ -28,6 +28,7 @@ from vadjax.registry import UserError
 
 IMPLS = ('auto', 'xla', 's2d')
 _DN = ('NHWC', 'HWIO', 'NHWC')
+_DN3 = ('NDHWC', 'DHWIO', 'NDHWC')
 
 
 def _pair(v):
@@ -232,3 +233,47 @@ def check_input(x, channels: int, model: str, min_size: int = 1) -> None:
         f'{model} expects images of shape (batch, height, width, {channels}) with height and '
         f'width >= {min_size}, got shape {tuple(x.shape)}; check the dataset\'s channels '
         f'and image_size in the config')
+
+
+class Conv3D(nn.Module):
+  """`torch.nn.Conv3d(cin, features, kernel, stride, padding)` in NTHWC, plain XLA form.
+
+  Parameters: `kernel` (kT, kH, kW, Cin, Cout) = torch weight.permute(2, 3, 4, 1, 0); `bias`.
+  """
+  features: int
+  kernel: tuple[int, int, int] = (3, 3, 3)
+  stride: tuple[int, int, int] = (1, 1, 1)
+  padding: tuple[int, int, int] = (1, 1, 1)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.param('kernel', nn.initializers.lecun_normal(),
+                   (*self.kernel, x.shape[-1], self.features))
+    y = lax.conv_general_dilated(x.astype(self.dtype), w.astype(self.dtype), self.stride,
+                                 [(p, p) for p in self.padding], dimension_numbers=_DN3)
+    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+
+
+class ConvTranspose3D(nn.Module):
+  """`torch.nn.ConvTranspose3d(cin, features, kernel, stride, padding, output_padding)`.
+
+  Parameters: `kernel` (kT, kH, kW, Cin, Cout) = torch weight.permute(2, 3, 4, 0, 1); `bias`.
+  """
+  features: int
+  kernel: tuple[int, int, int] = (3, 3, 3)
+  stride: tuple[int, int, int] = (1, 1, 1)
+  padding: tuple[int, int, int] = (1, 1, 1)
+  output_padding: tuple[int, int, int] = (0, 0, 0)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel
+    w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
+    pads = [(k[d] - 1 - self.padding[d], k[d] - 1 - self.padding[d] + self.output_padding[d])
+            for d in range(3)]
+    y = lax.conv_general_dilated(x.astype(self.dtype), w[::-1, ::-1, ::-1].astype(self.dtype),
+                                 (1, 1, 1), pads, lhs_dilation=self.stride,
+                                 dimension_numbers=_DN3)
+    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
