@@ -55,24 +55,36 @@ def _coerce(old, text: str):
 
 
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
-                  quick=None) -> ml_collections.ConfigDict:
-  """Applies `key=value,key=value` (and the bare word `quick`) to a config.
+                  quick=None, presets=None) -> ml_collections.ConfigDict:
+  """Applies `key=value,key=value` and bare preset words (`quick`, ...) to a config.
 
-  Lists use spaces or ';' (`seeds=0;1;2`). Unknown keys are errors listing the known ones.
+  Keys may be dotted (`model_kwargs.memory_items=50`). Lists use spaces or ';'
+  (`seeds=0;1;2`). Presets are functions of the config, applied in the order given.
+  Unknown keys or words are errors listing the known ones.
   """
+  presets = dict(presets or {})
+  if quick is not None:
+    presets['quick'] = quick
   for item in filter(None, (arg or '').split(',')):
     key, eq, value = item.partition('=')
     key = key.strip()
     if not eq:
-      if key == 'quick' and quick is not None:
-        quick(config)
+      if key in presets:
+        presets[key](config)
         continue
-      raise ValueError(f'config variant {item!r} is not key=value (or quick)')
-    if key not in config:
+      words = ', '.join(sorted(presets)) or 'none'
+      raise ValueError(f'config variant {item!r} is not key=value or a preset ({words})')
+    *path, leaf = key.split('.')
+    node = config
+    for part in path:
+      if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+        raise ValueError(f'unknown config group {part!r} in variant {arg!r}')
+      node = node[part]
+    if leaf not in node:
       raise ValueError(f'unknown config key {key!r} in variant {arg!r}; known: '
-                       f'{", ".join(sorted(config.keys()))}')
+                       f'{", ".join(sorted(node.keys()))}')
     try:
-      config[key] = _coerce(config[key], value.strip())
+      node[leaf] = _coerce(node[leaf], value.strip())
     except ValueError as e:
       raise ValueError(f'config key {key}: {e}') from None
   return config

@@ -21,8 +21,8 @@ def register(name):
   return add
 
 
-def _bn(c):
-  return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+def _bn(c, dims=2):
+  return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(c, eps=1e-5, momentum=0.1)
 
 
 @register('bcae1')
@@ -116,6 +116,114 @@ class DeepAE(nn.Module):
     return {'recon': self.dec[n - 1](h), 'latent': latent}
 
 
+class Memory(nn.Module):
+  """Twin of `vadjax.nn.memory.Memory`: addressing of all queries in one matmul."""
+
+  def __init__(self, num_items, features, similarity='cosine', normalize='softmax',
+               shrink_threshold=0.0025):
+    super().__init__()
+    self.memory = nn.Parameter(torch.empty(num_items, features).uniform_(
+        -features ** -0.5, features ** -0.5))
+    self.similarity, self.normalize, self.lam = similarity, normalize, shrink_threshold
+
+  def forward(self, z):                         # z (..., C) channels-last
+    q, m = z.reshape(-1, z.shape[-1]), self.memory
+    if self.similarity == 'cosine':
+      q, m = nn.functional.normalize(q, dim=1), nn.functional.normalize(m, dim=1)
+    logits = q @ m.t()
+    if self.normalize == 'softmax':
+      w = torch.softmax(logits, dim=1)
+    else:
+      zs, _ = torch.sort(logits, dim=1, descending=True)
+      k = torch.arange(1, zs.shape[1] + 1, dtype=zs.dtype, device=zs.device)
+      cs = zs.cumsum(1)
+      kz = (1 + k * zs > cs).sum(1, keepdim=True)
+      tau = (cs.gather(1, kz - 1) - 1) / kz.to(zs.dtype)
+      w = torch.clamp(logits - tau, min=0)
+    if self.lam > 0:
+      w = torch.relu(w - self.lam) * w / (torch.abs(w - self.lam) + 1e-12)
+      w = nn.functional.normalize(w, p=1, dim=1)
+    z_hat = w @ self.memory
+    return z_hat.reshape(z.shape), w.reshape(*z.shape[:-1], -1)
+
+
+class _MemAE(nn.Module):
+  """Shared twin body of MemAE-2D/3D: channels-first convs, channels-last memory."""
+
+  def __init__(self, enc, dec, memory, output_activation, dims):
+    super().__init__()
+    self.enc, self.dec, self.mem = nn.ModuleList(enc), nn.ModuleList(dec), memory
+    self.sigmoid, self.dims = output_activation == 'sigmoid', dims
+
+  def forward(self, x):
+    h = x
+    for i in range(0, len(self.enc), 2):
+      h = nn.functional.leaky_relu(self.enc[i + 1](self.enc[i](h)), 0.2)
+    last = h.movedim(1, -1)
+    out = {'latent': last.flatten(1)}
+    if self.mem is not None:
+      z, w = self.mem(last)
+      out['memory_weights'] = w
+      h = z.movedim(-1, 1)
+    n = len(self.dec)
+    for i in range(0, n - 1, 2):
+      h = nn.functional.leaky_relu(self.dec[i + 1](self.dec[i](h)), 0.2)
+    h = self.dec[n - 1](h)
+    out['recon'] = torch.sigmoid(h) if self.sigmoid else h
+    return out
+
+
+def _memory(use_memory, features, memory_items, similarity, normalize, shrink_threshold):
+  if not use_memory:
+    return None
+  return Memory(memory_items, features, similarity, normalize, shrink_threshold)
+
+
+@register('memae_2d')
+class MemAE2D(_MemAE):
+  """Twin of `vadjax.models.memae.MemAE2D`."""
+
+  def __init__(self, channels=1, input_size=None, filters=(16, 32, 64), kernels=(1, 3, 3),
+               use_memory=True, memory_items=100, similarity='cosine', normalize='softmax',
+               shrink_threshold=0.0025, output_activation='sigmoid'):
+    del input_size
+    enc, cin = [], channels
+    for f, k in zip(filters, kernels):
+      enc += [nn.Conv2d(cin, f, k, 2, k // 2), _bn(f)]
+      cin = f
+    dec, outs = [], list(filters[-2::-1]) + [channels]
+    for i, f in enumerate(outs):
+      dec.append(nn.ConvTranspose2d(cin, f, 3, 2, 1, 1))
+      if i < len(outs) - 1:
+        dec.append(_bn(f))
+      cin = f
+    super().__init__(enc, dec, _memory(use_memory, filters[-1], memory_items, similarity,
+                                       normalize, shrink_threshold), output_activation, 2)
+
+
+@register('memae_3d')
+class MemAE3D(_MemAE):
+  """Twin of `vadjax.models.memae.MemAE3D` (the official code's AutoEncoderCov3DMem)."""
+
+  def __init__(self, channels=1, input_size=None, filters=(96, 128, 256, 256),
+               strides=((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2)), use_memory=True,
+               memory_items=2000, similarity='cosine', normalize='softmax',
+               shrink_threshold=0.0025, output_activation='sigmoid'):
+    del input_size
+    enc, cin = [], channels
+    for f, s in zip(filters, strides):
+      enc += [nn.Conv3d(cin, f, 3, tuple(s), 1), _bn(f, 3)]
+      cin = f
+    dec, outs = [], list(filters[-2::-1]) + [channels]
+    for i, (f, s) in enumerate(zip(outs, strides[::-1])):
+      dec.append(nn.ConvTranspose3d(cin, f, 3, tuple(s), 1, tuple(int(v > 1) for v in s)))
+      if i < len(outs) - 1:
+        dec.append(_bn(f, 3))
+      cin = f
+    super().__init__(enc, dec, _memory(use_memory, filters[-1], memory_items, similarity,
+                                       normalize, shrink_threshold), output_activation, 3)
+
+
 # ------------------------------------------------------------------------------ porting
 
 def _t(a):
@@ -124,10 +232,11 @@ def _t(a):
 
 def _copy_conv(m, p):
   k = np.asarray(p['kernel'])
-  if isinstance(m, nn.ConvTranspose2d):
-    m.weight.data = _t(k.transpose(2, 3, 0, 1))     # (kh,kw,ci,co) → (ci,co,kh,kw)
-  elif isinstance(m, nn.Conv2d):
-    m.weight.data = _t(k.transpose(3, 2, 0, 1))     # (kh,kw,ci,co) → (co,ci,kh,kw)
+  sp = tuple(range(k.ndim - 2))                     # spatial axes of the Flax kernel
+  if isinstance(m, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
+    m.weight.data = _t(k.transpose(k.ndim - 2, k.ndim - 1, *sp))   # (..,ci,co) → (ci,co,..)
+  elif isinstance(m, (nn.Conv2d, nn.Conv3d)):
+    m.weight.data = _t(k.transpose(k.ndim - 1, k.ndim - 2, *sp))   # (..,ci,co) → (co,ci,..)
   else:                                             # Linear: (in,out) → (out,in)
     m.weight.data = _t(k.T)
   m.bias.data = _t(p['bias'])
@@ -145,12 +254,17 @@ def port(twin: nn.Module, variables) -> nn.Module:
   and their BatchNorms `<name>_bn`, in the same order as the twin's module lists.
   """
   params, stats = variables['params'], variables.get('batch_stats', {})
+  if 'encoder' in params:            # MemAE: encoder / decoder submodules, and the memory
+    params = {**params['encoder'], **params['decoder']}
+    stats = {**stats.get('encoder', {}), **stats.get('decoder', {})}
+    if getattr(twin, 'mem', None) is not None:
+      twin.mem.memory.data = _t(variables['params']['memory']['memory'])
   for prefix in ('enc', 'fc', 'dec'):
     modules = list(getattr(twin, prefix, []))
     names = sorted((k for k in params if k.startswith(prefix) and not k.endswith('_bn')),
                    key=lambda k: int(k[len(prefix):]))
-    layers = [m for m in modules if not isinstance(m, nn.BatchNorm2d)]
-    bns = [m for m in modules if isinstance(m, nn.BatchNorm2d)]
+    layers = [m for m in modules if not isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d))]
+    bns = [m for m in modules if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d))]
     if len(names) != len(layers):
       raise ValueError(f'{prefix}: {len(names)} Flax layers vs {len(layers)} twin layers')
     bn_names = [n + '_bn' for n in names if n + '_bn' in params]
