@@ -20,9 +20,15 @@ from experiments.configs.base import apply_variant, base_config
 
 def quick(c):
   c.num_epochs = 2
-  c.categories = '1' if c.dataset == 'digits' else c.categories
   c.plots = False
-  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
+  if c.dataset == 'digits':
+    c.categories = '1'
+  if c.dataset == 'moving_digits':     # tiny clips and a tiny MemAE-3D
+    c.image_size, c.batch_size, c.eval_batch_size = 32, 4, 8
+    c.model_kwargs.memory_items = 50
+    c.model_kwargs.filters = (8, 8, 16, 16)
+    c.data.update(clip_length=8, clip_strides=(1, 4), video_length=40, num_train_videos=2,
+                  num_val_videos=2, num_test_videos=4)
 
 
 def video(c):

@@ -62,7 +62,7 @@ class Subset:
 
 def field(source, name: str) -> np.ndarray:
   """One field of every record of a source, as an array."""
-  if isinstance(source, ArraySource):
+  if hasattr(source, 'array'):       # array sources, clip sources (without building clips)
     return source.array(name)
   return np.stack([source[i][name] for i in range(len(source))])
 

@@ -73,3 +73,34 @@ def training_curves(path, history: list[dict]) -> str:
   b.semilogy(ep, [h['learning_rate'] for h in history])
   b.set(xlabel='epoch', ylabel='learning rate', title='learning rate')
   return _save(fig, path)
+
+
+def score_timelines(path, scores, labels, videos, max_videos: int = 8) -> str:
+  """Per test video: the per-video normalised score over frames, anomalous frames shaded."""
+  ids = list(np.unique(videos))[:max_videos]
+  fig, axes = plt.subplots(len(ids), 1, figsize=(8, 1.4 * len(ids)), squeeze=False)
+  for ax, v in zip(axes[:, 0], ids):
+    s, lab = np.asarray(scores)[videos == v], np.asarray(labels)[videos == v]
+    ax.fill_between(np.arange(len(lab)), 0, 1, where=lab > 0, color='C3', alpha=0.25, step='mid',
+                    label='anomalous frames')
+    ax.plot(s, color='C0', lw=1, label='score (per-video min-max)')
+    ax.set(ylim=(0, 1), xlim=(0, len(lab) - 1), ylabel=f'video {v}')
+  axes[0, 0].legend(fontsize=7, loc='upper right')
+  axes[-1, 0].set_xlabel('frame')
+  return _save(fig, path)
+
+
+def image_grid(path, images, title: str, columns: int = 10) -> str:
+  """A grid of images (N, H, W[, 1]) in [0, 1], e.g. MemAE's decoded memory items."""
+  n = len(images)
+  rows = -(-n // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4),
+                           squeeze=False)
+  for i, ax in enumerate(axes.ravel()):
+    ax.axis('off')
+    if i < n:
+      pic = np.asarray(images[i])
+      ax.imshow(np.clip(pic[..., 0] if pic.ndim == 3 else pic, 0, 1), cmap='gray', vmin=0,
+                vmax=1)
+  fig.suptitle(title, fontsize=9)
+  return _save(fig, path)

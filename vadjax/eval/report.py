@@ -12,7 +12,8 @@ import numpy as np
 
 from vadjax.eval import metrics, plots
 
-SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc')
+SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc', 'auroc_per_video_norm',
+                'eer_per_video_norm', 'auroc_mean_per_video')   # the last three: video
 
 
 def run_metrics(labels, kinds, scores, thresholds, kind_names, pixel_scores=None,

@@ -1,8 +1,8 @@
 """Reconstruction: MSE training, score = per-sample mean squared error, pixel map = the
 squared error averaged over channels (seed 000 §3.3, seed 001 §3.9).
 
-Works on images (B, H, W, C) and clips (B, T, H, W, C). A clip's pixel map is that of its
-centre frame, the frame its score is assigned to (METHODS.md §0, clip sampling).
+Works on images (B, H, W, C) and clips (B, T, H, W, C). A clip's pixel map is that of the
+frame its score is assigned to: `batch['offset']`, else the centre frame (METHODS.md §0).
 """
 
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ class Reconstruction:
   def score_fn(self, outputs, batch):
     err = jnp.square(outputs['recon'] - batch['image'])
     pixel = jnp.mean(err, axis=-1)
-    if pixel.ndim == 4:                       # clips: the centre frame's map
-      pixel = pixel[:, pixel.shape[1] // 2]
+    if pixel.ndim == 4:                       # clips: the map of the frame scored
+      offset = batch.get('offset', jnp.full(pixel.shape[:1], pixel.shape[1] // 2))
+      pixel = pixel[jnp.arange(pixel.shape[0]), offset]
     return {'score': jnp.mean(err, axis=tuple(range(1, err.ndim))), 'pixel': pixel}

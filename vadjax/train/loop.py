@@ -18,8 +18,9 @@ from absl import logging
 
 from vadjax import parallel
 from vadjax.data import DATASETS, categories, eval_batches, train_dataset
-from vadjax.data.sources import field, normal_part
-from vadjax.eval import report as report_lib
+from vadjax.data.sources import Subset, field, normal_part
+from vadjax.eval import plots, report as report_lib
+from vadjax.eval import video as video_lib
 from vadjax.eval import thresholds as thr
 from vadjax.methods import METHODS
 from vadjax.nn.layers import IMPLS
@@ -134,19 +135,21 @@ class Experiment:
     return chosen
 
 
-def score_split(steps, state, source, mesh, batch_size: int, keep: int = 0) -> dict:
-  """Scores every record of a source; keeps pixel maps, and `keep` reconstructions."""
+def score_split(steps, state, source, mesh, batch_size: int) -> dict:
+  """Scores every record of a source: per-record scores, pixel maps and reconstructions
+  (reconstructions only for small sources, the plotted samples)."""
+  fields = ('image', 'offset') if 'offset' in source[0] else ('image',)
   scores, pixels, recons = [], [], []
-  for batch, n in eval_batches(source, batch_size):
+  for batch, n in eval_batches(source, batch_size, fields):
     out = steps.score(state, parallel.shard_batch(batch, mesh))
     out = jax.device_get(out)
     scores.append(out['score'][:n])
     pixels.append(out['pixel'][:n])
-    if sum(len(r) for r in recons) < keep:
+    if len(source) <= batch_size:
       recons.append(out['recon'][:n])
   res = {'score': np.concatenate(scores), 'pixel': np.concatenate(pixels)}
-  if keep:
-    res['recon'] = np.concatenate(recons)[:keep]
+  if recons:
+    res['recon'] = np.concatenate(recons)
   return res
 
 
@@ -276,31 +279,67 @@ def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
     raise UserError(f'the run in {run_dir} has not finished training (step {meta["step"]}); '
                     f'run --mode=train to finish it')
   t0 = time.perf_counter()
-  out = score_split(steps, state, splits.test, exp.mesh, cfg.eval_batch_size,
-                    keep=cfg.num_plot_samples if plots else 0)
+  out = score_split(steps, state, splits.test, exp.mesh, cfg.eval_batch_size)
   t_score = time.perf_counter() - t0
   norm = thr.ScoreNormalizer(**meta['normalizer'])
   masks = field(splits.test, 'mask') if splits.has_masks else None
+  labels = field(splits.test, 'label')
   result = report_lib.run_metrics(
-      labels=field(splits.test, 'label'), kinds=field(splits.test, 'kind'),
+      labels=labels, kinds=field(splits.test, 'kind'),
       scores=norm(out['score']), thresholds=meta['thresholds'], kind_names=splits.kind_names,
       pixel_scores=out['pixel'] if masks is not None else None, masks=masks,
       positive=cfg.positive)
+  videos = field(splits.test, 'video') if 'video' in splits.test[0] else None
+  if videos is not None:
+    result['image'].update(video_lib.frame_metrics(labels, out['score'], videos))
   result.update(name=name, seed=seed, epochs=meta['epoch'], steps=meta['step'],
                 stopped_early=meta.get('stopped_early', False),
                 timings={**meta.get('timings', {}), 'score_s': t_score,
                          'score_samples_per_s': len(splits.test) / max(t_score, 1e-9)})
   if plots and jax.process_index() == 0:
-    images = field(splits.test, 'image')[:cfg.num_plot_samples]
-    result['plots'] = report_lib.run_plots(
-        run_dir, labels=field(splits.test, 'label'), scores=norm(out['score']),
-        thresholds=meta['thresholds'], history=meta['history'], images=images,
-        recons=out['recon'], pixel=out['pixel'][:len(images)],
-        masks=None if masks is None else masks[:len(images)])
+    result['plots'] = _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos)
   if jax.process_index() == 0:
     with open(os.path.join(run_dir, 'metrics.json'), 'w') as f:
       json.dump(result, f, indent=1)
   return result
+
+
+def _frame(x, offset):
+  """The scored frame of a clip record (images pass through)."""
+  return x[offset] if x.ndim == 4 else x
+
+
+def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
+  """Report figures: ROC/PR, histogram, training curves, reconstructions of test samples
+  spread over the split, per-video score timelines, decoded memory items."""
+  cfg, test = exp.config, splits.test
+  idx = np.linspace(0, len(test) - 1, min(cfg.num_plot_samples, len(test))).astype(int)
+  sample = score_split(steps, state, Subset(test, idx), exp.mesh, max(len(idx), 1))
+  records = [test[int(i)] for i in idx]
+  offsets = [int(r.get('offset', 0)) for r in records]
+  images = np.stack([_frame(r['image'], o) for r, o in zip(records, offsets)])
+  recons = np.stack([_frame(x, o) for x, o in zip(sample['recon'], offsets)])
+  masks = np.stack([r['mask'] for r in records]) if splits.has_masks else None
+  labels = field(test, 'label')
+  paths = report_lib.run_plots(run_dir, labels=labels, scores=norm(out['score']),
+                               thresholds=meta['thresholds'], history=meta['history'],
+                               images=images, recons=recons, pixel=sample['pixel'],
+                               masks=masks)
+  if videos is not None:
+    paths['score_timelines'] = plots.score_timelines(
+        os.path.join(run_dir, 'score_timelines.png'),
+        video_lib.per_video_normalized(out['score'], videos), labels, videos)
+  model = steps.model
+  if getattr(model, 'use_memory', False):
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    x = jax.ShapeDtypeStruct((1, *splits.image_shape), jnp.float32)
+    grid = jax.eval_shape(model.apply, variables, x)['memory_weights'].shape[1:-1]
+    items = jax.device_get(model.apply(variables, grid, method=model.decode_items))[:100]
+    items = np.stack([_frame(x, x.shape[0] // 2 if x.ndim == 4 else 0) for x in items])
+    paths['memory_items'] = plots.image_grid(
+        os.path.join(run_dir, 'memory_items.png'), items,
+        'decoded single memory items (seed 003 Fig. 4-style)')
+  return paths
 
 
 def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> dict | None:

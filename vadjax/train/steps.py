@@ -47,6 +47,7 @@ def get_learning_rate(state: TrainState) -> float:
 @dataclasses.dataclass
 class Steps:
   """The jitted functions of one (model, method, mesh); built once, reused across runs."""
+  model: nn.Module
   init: Callable
   train: Callable
   loss: Callable
@@ -90,6 +91,7 @@ def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
     return {**method.score_fn(out, batch), 'recon': out['recon']}
 
   return Steps(
+      model=model,
       init=jax.jit(init, out_shardings=repl),
       train=jax.jit(train_step, in_shardings=(repl, data), out_shardings=(repl, repl),
                     donate_argnums=0),

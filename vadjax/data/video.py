@@ -1,0 +1,89 @@
+"""Videos as clip sources (METHODS.md §0, clip sampling), and the embedded `moving_digits`.
+
+A video is frames (T, H, W, C) in [0, 1] with per-frame labels and anomaly kinds (and
+optionally pixel masks). Models see clips of `length` frames (NTHWC records):
+  training  every (video, start, stride) whose clip fits, strides from `train_strides`
+            (seed 001 samples strides {1, 2, 4, 8, 16}; strides that fit no video are dropped);
+  scoring   one record per frame f: the stride-1 clip whose frame `length // 2` is f
+            (MemAE's code aligns clip i with frame i + 8 for 16-frame clips), shifted
+            inward at the ends of a video, so every frame gets a score. The record's label,
+            kind and mask are frame f's; `video` and `frame` say where it came from and
+            `offset` where f sits in the clip (for its pixel map).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from vadjax.registry import UserError
+
+
+@dataclasses.dataclass
+class Video:
+  frames: np.ndarray                 # (T, H, W, C) float32 in [0, 1]
+  labels: np.ndarray                 # (T,) int32, 1 = anomalous frame
+  kinds: np.ndarray                  # (T,) int32, anomaly kind per frame (0 normal)
+  masks: np.ndarray | None = None    # (T, H, W) float32 pixel ground truth
+  name: str = ''
+
+  def __post_init__(self):
+    t = len(self.frames)
+    if self.frames.ndim != 4 or len(self.labels) != t or len(self.kinds) != t or (
+        self.masks is not None and self.masks.shape != self.frames.shape[:3]):
+      raise UserError(
+          f'video {self.name!r}: frames must be (T, H, W, C) with T labels, kinds (and '
+          f'masks of (T, H, W)); got frames {self.frames.shape}, {len(self.labels)} labels, '
+          f'{len(self.kinds)} kinds, masks '
+          f'{None if self.masks is None else self.masks.shape}')
+
+
+class ClipSource:
+  """Random-access clips over a list of videos (see the module docstring)."""
+
+  def __init__(self, videos: list[Video], length: int, strides=(1,), per_frame=False):
+    self.videos, self.length, self.per_frame = videos, length, per_frame
+    short = [v.name for v in videos if len(v.frames) < length]
+    if short:
+      raise UserError(f'videos {short} have fewer frames than a clip ({length}); lower '
+                      f'data.clip_length')
+    index = []
+    for vi, v in enumerate(videos):
+      n = len(v.frames)
+      if per_frame:
+        for f in range(n):
+          start = min(max(f - length // 2, 0), n - length)
+          index.append((vi, start, 1, f))
+      else:
+        for s in strides:
+          for start in range(n - (length - 1) * s):
+            index.append((vi, start, s, start + (length // 2) * s))
+    if not index:
+      raise UserError(f'no clip of {length} frames with strides {tuple(strides)} fits the '
+                      f'videos; lower data.clip_length or the strides')
+    self.index = np.asarray(index, np.int64)
+    self.has_masks = all(v.masks is not None for v in videos)
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    vi, start, stride, f = (int(x) for x in self.index[i])
+    v = self.videos[vi]
+    rec = {'image': v.frames[start:start + self.length * stride:stride],
+           'label': v.labels[f], 'kind': v.kinds[f], 'video': np.int32(vi),
+           'frame': np.int32(f), 'offset': np.int32((f - start) // stride)}
+    if self.has_masks:
+      rec['mask'] = v.masks[f]
+    return rec
+
+  def array(self, name: str) -> np.ndarray:
+    """A per-record field without building the clips (labels, kinds, video, frame)."""
+    vi, f = self.index[:, 0], self.index[:, 3]
+    if name == 'video':
+      return vi.astype(np.int32)
+    if name == 'frame':
+      return f.astype(np.int32)
+    if name in ('label', 'kind', 'mask'):
+      attr = {'label': 'labels', 'kind': 'kinds', 'mask': 'masks'}[name]
+      return np.stack([getattr(self.videos[a], attr)[b] for a, b in zip(vi, f)])
+    return np.stack([self[i][name] for i in range(len(self))])
