@@ -88,3 +88,39 @@ def test_space_depth_roundtrip_and_layout():
   assert y.shape == (2, 2, 3, 12)
   np.testing.assert_array_equal(y[0, 1, 2].reshape(2, 2, 3), x[0, 2:4, 4:6])
   np.testing.assert_array_equal(depth_to_space(y), x)
+
+
+CASES_3D = [((8, 12, 10), (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)),    # MemAE-3D layers
+            ((7, 9, 8), (3, 3, 3), (1, 2, 2), (1, 1, 1), (0, 1, 1)),
+            ((5, 6, 6), (3, 2, 3), (3, 1, 2), (0, 1, 1), (2, 0, 1)),
+            ((4, 5, 5), (2, 3, 3), (3, 1, 1), (0, 1, 1), (1, 0, 0))]     # a phase with no tap
+
+
+@pytest.mark.parametrize('size,k,s,p,op', CASES_3D)
+def test_3d_layers_fold_into_2d_exactly(size, k, s, p, op):
+  """Conv3D / ConvTranspose3D (2D convs over stacked temporal taps / phases) against
+  torch's conv3d / conv_transpose3d: outputs and input + kernel gradients."""
+  from vadjax.nn.layers import conv3d, conv_transpose3d
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+  g = None
+  for fn, tfn, wperm in ((conv3d, torch.nn.functional.conv3d, (4, 3, 0, 1, 2)),
+                         (conv_transpose3d, torch.nn.functional.conv_transpose3d,
+                          (3, 4, 0, 1, 2))):
+    w = rng.normal(size=(*k, 3, 5)).astype(np.float32)
+    args = (s, p) if fn is conv3d else (s, p, op)
+    y, vjp = jax.vjp(lambda a, b: fn(a, b, *args), jnp.asarray(x), jnp.asarray(w))
+    g = rng.normal(size=y.shape).astype(np.float32)
+    gx, gw = vjp(jnp.asarray(g))
+    xt = torch.tensor(x).permute(0, 4, 1, 2, 3).requires_grad_(True)
+    wt = torch.tensor(w.transpose(wperm)).requires_grad_(True)
+    kw = dict(stride=s, padding=p) if fn is conv3d else dict(stride=s, padding=p,
+                                                             output_padding=op)
+    yt = tfn(xt, wt, **kw)
+    yt.backward(torch.tensor(g).permute(0, 4, 1, 2, 3))
+    np.testing.assert_allclose(np.asarray(y), yt.detach().permute(0, 2, 3, 4, 1).numpy(),
+                               atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gx), xt.grad.permute(0, 2, 3, 4, 1).numpy(),
+                               atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gw), wt.grad.permute(
+        *np.argsort(wperm)).numpy(), atol=2e-4, rtol=1e-5)

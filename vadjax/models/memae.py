@@ -64,13 +64,15 @@ class _Decoder2D(nn.Module):
 class _Encoder3D(nn.Module):
   filters: Sequence[int]
   strides: Sequence[Sequence[int]]
+  conv_impl: str
   dtype: Any
 
   @nn.compact
   def __call__(self, x, train):
     h = x.astype(self.dtype)
     for i, (f, s) in enumerate(zip(self.filters, self.strides)):
-      h = Conv3D(f, (3, 3, 3), tuple(s), (1, 1, 1), dtype=self.dtype, name=f'enc{i}')(h)
+      h = Conv3D(f, (3, 3, 3), tuple(s), (1, 1, 1), self.conv_impl, self.dtype,
+                 name=f'enc{i}')(h)
       h = _act(h, train, self.dtype, f'enc{i}_bn')
     return h
 
@@ -79,6 +81,7 @@ class _Decoder3D(nn.Module):
   filters: Sequence[int]
   strides: Sequence[Sequence[int]]
   channels: int
+  conv_impl: str
   dtype: Any
 
   @nn.compact
@@ -86,7 +89,7 @@ class _Decoder3D(nn.Module):
     outs = list(self.filters[-2::-1]) + [self.channels]
     for i, (f, s) in enumerate(zip(outs, self.strides[::-1])):
       op = tuple(int(v > 1) for v in s)
-      h = ConvTranspose3D(f, (3, 3, 3), tuple(s), (1, 1, 1), op, dtype=self.dtype,
+      h = ConvTranspose3D(f, (3, 3, 3), tuple(s), (1, 1, 1), op, self.conv_impl, self.dtype,
                           name=f'dec{i}')(h)
       if i < len(outs) - 1:
         h = _act(h, train, self.dtype, f'dec{i}_bn')
@@ -175,13 +178,14 @@ class MemAE3D(_MemAE):
   normalize: str = 'softmax'
   shrink_threshold: float = 0.0025
   output_activation: str = 'sigmoid'
-  conv_impl: str = 'auto'      # accepted for a uniform interface; 3D layers use XLA's form
+  conv_impl: str = 'auto'      # the 2D convs the 3D layers fold into (vadjax.nn.layers)
   dtype: Any = jnp.float32
   name_ = 'memae_3d'
 
   def make_layers(self):
-    return (_Encoder3D(self.filters, self.strides, self.dtype, name='encoder'),
-            _Decoder3D(self.filters, self.strides, self.channels, self.dtype, name='decoder'))
+    return (_Encoder3D(self.filters, self.strides, self.conv_impl, self.dtype, name='encoder'),
+            _Decoder3D(self.filters, self.strides, self.channels, self.conv_impl, self.dtype,
+                       name='decoder'))
 
   def check(self, x):
     down = [1, 1, 1]

@@ -28,7 +28,6 @@ from vadjax.registry import UserError
 
 IMPLS = ('auto', 'xla', 's2d')
 _DN = ('NHWC', 'HWIO', 'NHWC')
-_DN3 = ('NDHWC', 'DHWIO', 'NDHWC')
 
 
 def _pair(v):
@@ -168,17 +167,9 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k, s, p = _pair(self.kernel), _pair(self.stride), _pair(self.padding)
+    k = _pair(self.kernel)
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
-    x, w = x.astype(self.dtype), w.astype(self.dtype)
-    if resolve_impl(self.impl, s, transposed=False) == 's2d':
-      y = conv_s2d(x, w, p)
-    elif s == (2, 2):
-      y = lax.conv_general_dilated(x, w, s, [_even_padding(x.shape[1 + d], k[d], p[d])
-                                             for d in range(2)], dimension_numbers=_DN)
-    else:
-      y = lax.conv_general_dilated(x, w, s, ((p[0], p[0]), (p[1], p[1])),
-                                   dimension_numbers=_DN)
+    y = conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding, self.impl)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
@@ -201,23 +192,41 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k, s = _pair(self.kernel), _pair(self.stride)
-    p, op = _pair(self.padding), _pair(self.output_padding)
+    k = _pair(self.kernel)
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
-    x, w = x.astype(self.dtype), w.astype(self.dtype)
-    out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
-    fast = resolve_impl(self.impl, s, transposed=True, features=self.features) == 's2d'
-    pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
-    if fast and s == (2, 2):
-      y = conv_transpose_s2d(x, w, p, out)
-    elif fast:     # stride 1: the 'full' conv, with the tap-wise kernel gradient
-      y = conv_tapwise_grad(x, w[::-1, ::-1], pads)
-    else:   # correlation of the s-dilated input with the spatially flipped kernel
-      y = lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), pads, lhs_dilation=s,
-                                   dimension_numbers=_DN)
+    y = conv_transpose2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
+                         self.output_padding, self.impl)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
+
+
+def conv2d(x, w, stride, padding, impl='auto'):
+  """`Conv`'s computation: x (B, H, W, I), kernel (kH, kW, I, O)."""
+  k, s, p = w.shape[:2], _pair(stride), _pair(padding)
+  if resolve_impl(impl, s, transposed=False) == 's2d':
+    return conv_s2d(x, w, p)
+  if s == (2, 2):
+    return lax.conv_general_dilated(x, w, s, [_even_padding(x.shape[1 + d], k[d], p[d])
+                                              for d in range(2)], dimension_numbers=_DN)
+  return lax.conv_general_dilated(x, w, s, ((p[0], p[0]), (p[1], p[1])),
+                                  dimension_numbers=_DN)
+
+
+def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
+  """`ConvTranspose`'s computation: x (B, H, W, I), kernel (kH, kW, I, O)."""
+  k, s = w.shape[:2], _pair(stride)
+  p, op = _pair(padding), _pair(output_padding)
+  out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
+  fast = resolve_impl(impl, s, transposed=True, features=w.shape[-1]) == 's2d'
+  pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
+  if fast and s == (2, 2):
+    return conv_transpose_s2d(x, w, p, out)
+  if fast:     # stride 1: the 'full' conv, with the tap-wise kernel gradient
+    return conv_tapwise_grad(x, w[::-1, ::-1], pads)
+  # correlation of the s-dilated input with the spatially flipped kernel
+  return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), pads, lhs_dilation=s,
+                                  dimension_numbers=_DN)
 
 
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
@@ -235,8 +244,60 @@ def check_input(x, channels: int, model: str, min_size: int = 1) -> None:
         f'and image_size in the config')
 
 
+def _time_pad(x, before, after):
+  return jnp.pad(x, ((0, 0), (before, after)) + ((0, 0),) * (x.ndim - 2))
+
+
+def _fold(frames, b, t):
+  """(B, T', H, W, C) per tap → one (B·T', H, W, taps·C) batch of 2D inputs."""
+  x = jnp.concatenate(frames, axis=-1)
+  return x.reshape(b * t, *x.shape[2:])
+
+
+def conv3d(x, w, stride, padding, impl='auto'):
+  """torch Conv3d on NTHWC as ONE 2D conv: the kT temporal taps of every output frame are
+  stacked along channels (kernel (kT, kH, kW, I, O) → (kH, kW, kT·I, O)). XLA:CPU runs 3D
+  convolutions and their gradients far slower than 2D ones (BUILD_NOTES.md); exact."""
+  kt, st, pt = w.shape[0], stride[0], padding[0]
+  b, t = x.shape[:2]
+  x = _time_pad(x, pt, pt)
+  t_out = (t + 2 * pt - kt) // st + 1
+  taps = [x[:, d:d + st * (t_out - 1) + 1:st] for d in range(kt)]
+  w2 = jnp.moveaxis(w, 0, 2).reshape(*w.shape[1:3], kt * w.shape[3], w.shape[4])
+  y = conv2d(_fold(taps, b, t_out), w2, stride[1:], padding[1:], impl)
+  return y.reshape(b, t_out, *y.shape[1:])
+
+
+def conv_transpose3d(x, w, stride, padding, output_padding, impl='auto'):
+  """torch ConvTranspose3d on NTHWC without 3D convolutions: output frame o = s·q + r
+  (phase r) sums x[q − d]·w[t] over the taps t ≡ r + p (mod s), d = (t − r − p)/s; each
+  phase is one 2D transposed conv over the taps stacked along channels, then the phases
+  interleave in time. No multiplications by inserted zeros."""
+  kt, st, pt, opt = w.shape[0], stride[0], padding[0], output_padding[0]
+  b, t = x.shape[:2]
+  t_out = (t - 1) * st - 2 * pt + kt + opt
+  q = -(-t_out // st)
+  phases = []
+  for r in range(st):
+    taps = [(tap, (tap - r - pt) // st) for tap in range(kt) if (tap - r - pt) % st == 0]
+    if not taps:
+      phases.append(None)
+      continue
+    lo = max(max(d for _, d in taps), 0)          # zero frames so that x[q − d] exists
+    hi = max(q - 1 - min(d for _, d in taps) - (t - 1), 0)
+    xp = _time_pad(x, lo, hi)
+    frames = [xp[:, lo - d:lo - d + q] for _, d in taps]
+    w2 = jnp.concatenate([w[tap] for tap, _ in taps], axis=2)    # (kH, kW, n·I, O)
+    y = conv_transpose2d(_fold(frames, b, q), w2, stride[1:], padding[1:],
+                         output_padding[1:], impl)
+    phases.append(y.reshape(b, q, *y.shape[1:]))
+  ref = next(p for p in phases if p is not None)
+  y = jnp.stack([jnp.zeros_like(ref) if p is None else p for p in phases], axis=2)
+  return y.reshape(b, q * st, *ref.shape[2:])[:, :t_out]
+
+
 class Conv3D(nn.Module):
-  """`torch.nn.Conv3d(cin, features, kernel, stride, padding)` in NTHWC, plain XLA form.
+  """`torch.nn.Conv3d(cin, features, kernel, stride, padding)` in NTHWC (`conv3d`).
 
   Parameters: `kernel` (kT, kH, kW, Cin, Cout) = torch weight.permute(2, 3, 4, 1, 0); `bias`.
   """
@@ -244,19 +305,21 @@ class Conv3D(nn.Module):
   kernel: tuple[int, int, int] = (3, 3, 3)
   stride: tuple[int, int, int] = (1, 1, 1)
   padding: tuple[int, int, int] = (1, 1, 1)
+  impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     w = self.param('kernel', nn.initializers.lecun_normal(),
                    (*self.kernel, x.shape[-1], self.features))
-    y = lax.conv_general_dilated(x.astype(self.dtype), w.astype(self.dtype), self.stride,
-                                 [(p, p) for p in self.padding], dimension_numbers=_DN3)
+    y = conv3d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
+               self.impl)
     return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
 
 
 class ConvTranspose3D(nn.Module):
-  """`torch.nn.ConvTranspose3d(cin, features, kernel, stride, padding, output_padding)`.
+  """`torch.nn.ConvTranspose3d(cin, features, kernel, stride, padding, output_padding)`
+  in NTHWC (`conv_transpose3d`).
 
   Parameters: `kernel` (kT, kH, kW, Cin, Cout) = torch weight.permute(2, 3, 4, 0, 1); `bias`.
   """
@@ -265,15 +328,13 @@ class ConvTranspose3D(nn.Module):
   stride: tuple[int, int, int] = (1, 1, 1)
   padding: tuple[int, int, int] = (1, 1, 1)
   output_padding: tuple[int, int, int] = (0, 0, 0)
+  impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    k = self.kernel
-    w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
-    pads = [(k[d] - 1 - self.padding[d], k[d] - 1 - self.padding[d] + self.output_padding[d])
-            for d in range(3)]
-    y = lax.conv_general_dilated(x.astype(self.dtype), w[::-1, ::-1, ::-1].astype(self.dtype),
-                                 (1, 1, 1), pads, lhs_dilation=self.stride,
-                                 dimension_numbers=_DN3)
+    w = self.param('kernel', nn.initializers.lecun_normal(),
+                   (*self.kernel, x.shape[-1], self.features))
+    y = conv_transpose3d(x.astype(self.dtype), w.astype(self.dtype), self.stride,
+                         self.padding, self.output_padding, self.impl)
     return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
