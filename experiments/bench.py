@@ -1,10 +1,12 @@
 """Speed of every model against its PyTorch twin, in one process and one run.
 
-  python -m experiments.bench [--models=bcae1,deep_ae] [--batch=32] [--out=bench.json]
-      [--dtype=float32|bfloat16] [--repeats=10] [--torch_compile=true]
+  python -m experiments.bench [--models=bcae1,deep_ae,memae_2d,memae_3d,memory] [--batch=0]
+      [--out=bench.json] [--dtype=float32|bfloat16] [--repeats=10] [--torch_compile=true]
 
-Each model runs at its paper input size (BCAE1 128×128, deep AE 32×32) unless --size is
-given. Records (model × framework × mode) go to --out as JSON and a markdown table is
+Each model runs at its paper input size (BCAE1 128×128, deep AE and MemAE-2D 32×32,
+MemAE-3D 16×64×64 clips: the official 16×256×256 does not fit a CPU budget) unless --size
+(height = width) is given, at its default batch unless --batch is. `memory` is MemAE's
+memory module alone at MemAE-3D's sizes: 512 queries per clip × 2000 items × 256 channels. Records (model × framework × mode) go to --out as JSON and a markdown table is
 printed, with speed ratios torch_time / jax_time (> 1: JAX faster). Both frameworks use the
 same threads on CPU. Memory: peak device memory on GPU; on CPU the growth of resident memory
 over one record run alone in a fresh process (JAX's includes compilation), and for JAX also
@@ -28,15 +30,21 @@ from absl import app, flags
 
 from vadjax import parallel
 from vadjax.bench import harness
-from vadjax.bench.twins import TWINS, port
+from vadjax.bench.twins import TWINS, Memory as TorchMemory, port
 from vadjax.methods import METHODS
 from vadjax.models import MODELS
+from vadjax.nn.memory import Memory
 from vadjax.train import steps as steps_lib
 
-PAPER_SIZE = {'bcae1': 128, 'deep_ae': 32}
+PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 32, 1),
+               'memae_3d': (16, 64, 64, 1), 'memory': (512, 256)}
+DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8}
+METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae'}
+ENTROPY_WEIGHT = 2e-4
 
-_MODELS = flags.DEFINE_list('models', sorted(TWINS), 'Models to benchmark.')
-_BATCH = flags.DEFINE_integer('batch', 32, 'Batch size.')
+_MODELS = flags.DEFINE_list('models', sorted(TWINS) + ['memory'], 'Models to benchmark.')
+_BATCH = flags.DEFINE_integer('batch', 0, 'Batch size (0 = each model\'s default, 32 for '
+                              'images).')
 _SIZE = flags.DEFINE_integer('size', 0, 'Input size (0 = each model\'s paper size).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed repeats per record.')
@@ -50,14 +58,24 @@ _PROBE = flags.DEFINE_string('memory_probe', None, 'Internal: model,framework,mo
                              'alone, printing its memory growth as JSON.')
 
 
-def _jax_records(name, size, batch, dtype, repeats, warmup, modes=('train', 'infer')):
-  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5))
+def input_shape(name: str, size: int) -> tuple:
+  shape = PAPER_INPUT[name]
+  if size and name != 'memory':
+    shape = (*shape[:-3], size, size, shape[-1])
+  return shape
+
+
+def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer')):
+  if name == 'memory':
+    return _jax_memory_records(shape, batch, dtype, repeats, warmup, modes)
+  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5,
+                                       entropy_weight=ENTROPY_WEIGHT))
   mesh = parallel.make_mesh(1)
   model = MODELS.get(name)(channels=1, dtype=jnp.dtype(dtype))
-  steps = steps_lib.build_steps(model, METHODS.get('reconstruction')(),
-                                steps_lib.make_optimizer(cfg), mesh, (size, size, 1))
+  method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
+  steps = steps_lib.build_steps(model, method, steps_lib.make_optimizer(cfg), mesh, shape)
   state = [steps.init(jax.random.PRNGKey(0))]
-  x = np.random.default_rng(0).random((batch, size, size, 1), np.float32)
+  x = np.random.default_rng(0).random((batch, *shape), np.float32)
   b = parallel.shard_batch({'image': x}, mesh)
 
   def train():
@@ -87,22 +105,76 @@ def _jax_records(name, size, batch, dtype, repeats, warmup, modes=('train', 'inf
   return out, jax.device_get(variables)
 
 
-def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compiled,
+def _memory_loss(z_hat, w, log):
+  """The memory kernel's benchmark objective: a read-out term plus MemAE's entropy."""
+  return (z_hat ** 2).mean() - ENTROPY_WEIGHT * (w * log(w + 1e-12)).sum(-1).mean()
+
+
+def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes):
+  mod = Memory(num_items=2000, dtype=jnp.dtype(dtype))
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(batch * shape[0], shape[1])),
+                  jnp.float32)
+  params = mod.init(jax.random.PRNGKey(0), z)['params']
+
+  def loss(p, z):
+    return _memory_loss(*mod.apply({'params': p}, z), jnp.log)
+  grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+  infer = jax.jit(lambda p, z: mod.apply({'params': p}, z)[0])
+  out = {}
+  for mode, fn, lower in (('train', lambda: grad(params, z), lambda: grad.lower(params, z)),
+                          ('infer', lambda: infer(params, z), lambda: infer.lower(params, z))):
+    if mode not in modes:
+      continue
+    with harness.PeakRSS() as mem:
+      t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+    ma = lower().compile().memory_analysis()
+    xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+              - ma.alias_size_in_bytes) / 2**20
+    peak = None
+    if jax.default_backend() != 'cpu':
+      peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
+    out[mode] = (t, mem, peak, xla_mb)
+  return out, {'params': {'memory': {'memory': jax.device_get(params['memory'])}}}
+
+
+def _torch_twin(name, shape, variables):
+  if name == 'memory':
+    twin = TorchMemory(2000, shape[-1])
+    twin.memory.data = torch.from_numpy(np.array(variables['params']['memory']['memory']))
+    return twin
+  return port(TWINS[name](channels=1, input_size=shape[-3:-1]), variables)
+
+
+def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compiled,
                    modes=('train', 'infer')):
   dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-  twin = port(TWINS[name](channels=1, input_size=(size, size)), variables).to(dev)
-  x = torch.from_numpy(np.random.default_rng(0).random((batch, 1, size, size), np.float32))
-  x = x.to(dev)
+  twin = _torch_twin(name, shape, variables).to(dev)
+  rng = np.random.default_rng(0)
+  if name == 'memory':
+    x = torch.from_numpy(rng.normal(size=(batch * shape[0], shape[1])).astype(np.float32))
+  else:   # channels first
+    x = torch.from_numpy(rng.random((batch, *shape), np.float32)).movedim(-1, 1).contiguous()
+  x = x.to(dev).requires_grad_(name == 'memory')    # the kernel's gradient w.r.t. queries
   flops = harness.forward_flops(twin, x)
   net = torch.compile(twin) if compiled else twin
   opt = torch.optim.Adam(twin.parameters(), 1e-3, weight_decay=1e-5)
   amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
 
+  def objective(out):
+    if name == 'memory':
+      return _memory_loss(out[0].float(), out[1].float(), torch.log)
+    loss = torch.mean((out['recon'].float() - x) ** 2)
+    if 'memory_weights' in out:
+      w = out['memory_weights'].float()
+      loss = loss - ENTROPY_WEIGHT * (w * torch.log(w + 1e-12)).sum(-1).mean()
+    return loss
+
   def train():
     twin.train()
     opt.zero_grad(set_to_none=True)
+    x.grad = None
     with amp:
-      loss = torch.mean((net(x)['recon'].float() - x) ** 2)
+      loss = objective(net(x))
     loss.backward()
     opt.step()
     return loss
@@ -110,7 +182,8 @@ def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compile
   def infer():
     twin.eval()
     with torch.no_grad(), amp:
-      return net(x)['recon']
+      out = net(x)
+      return out[0] if name == 'memory' else out['recon']
 
   def sync(r):
     if dev == 'cuda':
@@ -129,15 +202,19 @@ def _torch_records(name, size, batch, dtype, repeats, warmup, variables, compile
   return out, flops
 
 
-def _record(name, framework, mode, size, batch, flops, t, mem, peak, xla_mb):
+def _record(name, framework, mode, shape, batch, flops, t, mem, peak, xla_mb):
   f = flops * (3 if mode == 'train' else 1)
   return {'model': name, 'framework': framework, 'mode': mode, 'batch': batch,
-          'input': [size, size, 1], 'dtype': _DTYPE.value, 'first_call_s': t.first_s,
+          'input': list(shape), 'dtype': _DTYPE.value, 'first_call_s': t.first_s,
           'median_s': t.median_s, 'p10_s': t.p10_s, 'p90_s': t.p90_s, 'repeats': t.repeats,
           'samples_per_s': batch / t.median_s, 'flops': f, 'gflops_per_s': f / t.median_s / 1e9,
           'peak_rss_mb': mem.peak / 2**20, 'rss_growth_mb': (mem.peak - mem.before) / 2**20,
           'device_peak_mb': None if peak is None else peak / 2**20,
           'xla_buffers_mb': xla_mb}
+
+
+def _batch(name: str) -> int:
+  return _BATCH.value or DEFAULT_BATCH.get(name, 32)
 
 
 def _cpu_name() -> str:
@@ -176,7 +253,7 @@ def table(records) -> str:
   for r in records:
     ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
     lines.append(
-        f'| {r["model"]} {r["input"][0]}² b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
+        f'| {r["model"]} {"×".join(map(str, r["input"][:-1]))} b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
         f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
         f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {r["first_call_s"]:.1f} | '
         f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |')
@@ -186,8 +263,7 @@ def table(records) -> str:
 def _probe(spec: str) -> None:
   """Runs one record alone; prints the growth of resident memory over the set-up."""
   name, framework, mode = spec.split(',')
-  size = _SIZE.value or PAPER_SIZE[name]
-  args = (name, size, _BATCH.value, _DTYPE.value, 3, 1)
+  args = (name, input_shape(name, _SIZE.value), _batch(name), _DTYPE.value, 3, 1)
   if framework == 'jax':
     out, _ = _jax_records(*args, modes=(mode,))
   else:
@@ -200,7 +276,7 @@ def _probe(spec: str) -> None:
 def _isolated_memory(record) -> float | None:
   cmd = [sys.executable, '-m', 'experiments.bench',
          f'--memory_probe={record["model"]},{record["framework"]},{record["mode"]}',
-         f'--batch={record["batch"]}', f'--size={record["input"][0]}', f'--dtype={_DTYPE.value}']
+         f'--batch={record["batch"]}', f'--size={_SIZE.value}', f'--dtype={_DTYPE.value}']
   r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   lines = [x for x in r.stdout.splitlines() if x.startswith('{')]
   if r.returncode or not lines:
@@ -215,13 +291,13 @@ def main(argv):
   if _PROBE.value:
     _probe(_PROBE.value)
     return
-  unknown = [m for m in _MODELS.value if m not in TWINS]
+  unknown = [m for m in _MODELS.value if m not in PAPER_INPUT]
   if unknown:
-    raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(TWINS))}')
+    raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(PAPER_INPUT))}')
   records = []
   for name in _MODELS.value:
-    size = _SIZE.value or PAPER_SIZE[name]
-    args = (name, size, _BATCH.value, _DTYPE.value, _REPEATS.value, _WARMUP.value)
+    shape = input_shape(name, _SIZE.value)
+    args = (name, shape, _batch(name), _DTYPE.value, _REPEATS.value, _WARMUP.value)
     jax_out, variables = _jax_records(*args)
     frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
     torch_outs = {}
@@ -232,9 +308,9 @@ def main(argv):
         print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
     flops = next(iter(torch_outs.values()))[1]
     for mode in ('train', 'infer'):
-      records.append(_record(name, 'jax', mode, size, _BATCH.value, flops, *jax_out[mode]))
+      records.append(_record(name, 'jax', mode, shape, _batch(name), flops, *jax_out[mode]))
       for fw, (out, _) in torch_outs.items():
-        records.append(_record(name, fw, mode, size, _BATCH.value, flops, *out[mode]))
+        records.append(_record(name, fw, mode, shape, _batch(name), flops, *out[mode]))
     print(table([r for r in records if r['model'] == name]), flush=True)
   if _ISOLATED.value and jax.default_backend() == 'cpu':
     for r in records:

@@ -72,21 +72,27 @@ def time_calls(fn, sync, warmup: int, repeats: int) -> Timing:
 
 
 def forward_flops(twin: nn.Module, x: torch.Tensor) -> int:
-  """Multiply-adds × 2 of every Conv2d / ConvTranspose2d / Linear in one forward pass."""
+  """Multiply-adds × 2 of every conv (2D/3D, transposed or not), Linear and memory read in
+  one forward pass."""
   total = [0]
 
   def hook(m, inputs, output):
-    if isinstance(m, nn.ConvTranspose2d):      # every input pixel meets the whole kernel
-      i = inputs[0]
+    if isinstance(m, (nn.ConvTranspose2d, nn.ConvTranspose3d)):   # every input pixel meets
+      i = inputs[0]                                                # the whole kernel
       total[0] += 2 * i.numel() * m.out_channels * int(np.prod(m.kernel_size)) // m.groups
-    elif isinstance(m, nn.Conv2d):             # every output pixel meets the whole kernel
+    elif isinstance(m, (nn.Conv2d, nn.Conv3d)):   # every output pixel meets the whole kernel
       total[0] += (2 * output.numel() * m.in_channels * int(np.prod(m.kernel_size))
                    // m.groups)
     elif isinstance(m, nn.Linear):
       total[0] += 2 * output.numel() * m.in_features
+    elif isinstance(getattr(m, 'memory', None), nn.Parameter):    # MemAE memory: Q×N×C twice
+      n, c = m.memory.shape
+      total[0] += 4 * (inputs[0].numel() // c) * n * c
 
   handles = [m.register_forward_hook(hook) for m in twin.modules()
-             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Conv3d, nn.ConvTranspose3d,
+                               nn.Linear)) or isinstance(getattr(m, 'memory', None),
+                                                         nn.Parameter)]
   with torch.no_grad():
     twin.eval()
     twin(x)
