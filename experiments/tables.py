@@ -1,7 +1,8 @@
 """Renders README result tables from experiment workdirs (their report.json).
 
   python -m experiments.tables --seed000=runs/seed000 --digits=runs/bcae1_digits \
-      --textures=runs/bcae1_textures
+      --textures=runs/bcae1_textures --memae=runs/memae,runs/memae_nonspar,runs/memae_ae \
+      --memae_video=runs/memae3d,-,runs/ae3d --memory_size=runs/memory_size
 
 Each table puts our mean ± 95% CI over seeds beside the seed's published number.
 """
@@ -16,6 +17,14 @@ from vadjax.eval.metrics import mean_ci
 _SEED000 = flags.DEFINE_string('seed000', None, 'Workdir of experiments/configs/seed000.py.')
 _DIGITS = flags.DEFINE_string('digits', None, 'Workdir of BCAE1 on digits, all classes.')
 _TEXTURES = flags.DEFINE_string('textures', None, 'Workdir of BCAE1 on textures.')
+_MEMAE = flags.DEFINE_list('memae', None, 'Workdirs of memae.py on digits: MemAE, '
+                           'MemAE-nonSpar, AE (in that order).')
+_MEMAE_VIDEO = flags.DEFINE_list('memae_video', None, 'Workdirs of memae.py:video on '
+                                 'moving_digits: MemAE, MemAE-nonSpar, AE (any may be "-").')
+_MEMORY_SIZE = flags.DEFINE_string('memory_size', None, 'Workdir of experiments.memory_size.')
+
+# seed 003 Tab. 1 (MNIST mean AUROC) and Tab. 2 (UCSD-Ped2 frame AUROC)
+SEED003 = {'MemAE': (0.9751, 0.941), 'MemAE-nonSpar': (0.9725, 0.929), 'AE': (0.9619, 0.917)}
 
 # seed 000 Tab. 4-4 (buffered) and 4-5 (mean), baseline deep AE, MNIST class "1"
 SEED000 = {'buffered': (0.9947, 0.9678, 0.9859, 0.9768), 'mean': (0.9656, 1.0, 0.6969, 0.8214)}
@@ -58,6 +67,22 @@ def category_table(report, pixel: bool) -> str:
   return '\n'.join(lines)
 
 
+def memae_table(workdirs, video: bool) -> str:
+  keys = (['auroc_per_video_norm', 'auroc', 'auroc_mean_per_video', 'eer_per_video_norm']
+          if video else ['auroc', 'aupr', 'eer'])
+  theirs = 'seed 003, UCSD-Ped2' if video else 'seed 003, MNIST'
+  lines = [f'| model | {theirs} | ' + ' | '.join(f'ours: {k}' for k in keys) + ' |',
+           '|---' * (len(keys) + 2) + '|']
+  for name, wd in zip(SEED003, workdirs):
+    if wd == '-':
+      continue
+    mean = _load(wd)['mean']
+    ours = [f'{mean[k]["mean"]:.4f}' + ('' if mean[k]['ci95'] is None
+                                        else f' ± {mean[k]["ci95"]:.4f}') for k in keys]
+    lines.append(f'| {name} | {SEED003[name][int(video)]:.4f} | ' + ' | '.join(ours) + ' |')
+  return '\n'.join(lines)
+
+
 def main(argv):
   del argv
   if _SEED000.value:
@@ -69,6 +94,17 @@ def main(argv):
   if _TEXTURES.value:
     print('### BCAE1, textures (image- and pixel-level)\n')
     print(category_table(_load(_TEXTURES.value), pixel=True) + '\n')
+  if _MEMAE.value:
+    print('### MemAE, one-class digits: mean AUROC over the 10 classes\n')
+    print(memae_table(_MEMAE.value, video=False) + '\n')
+  if _MEMAE_VIDEO.value:
+    print('### MemAE-3D, moving_digits video: frame-level metrics\n')
+    print(memae_table(_MEMAE_VIDEO.value, video=True) + '\n')
+  if _MEMORY_SIZE.value:
+    from experiments.memory_size import table as size_table
+    with open(os.path.join(_MEMORY_SIZE.value, 'memory_size.json')) as f:
+      print('### MemAE: AUROC vs memory size N\n')
+      print(size_table(json.load(f)) + '\n')
 
 
 if __name__ == '__main__':

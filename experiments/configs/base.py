@@ -13,7 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_kwargs = ml_collections.ConfigDict()
   c.method = 'reconstruction'
   c.dataset = 'digits'
-  c.categories = 'all'          # 'all' or comma-separated: normal classes / textures
+  c.categories = 'all'          # 'all' or a list (',' or ';'): normal classes / textures
   c.seeds = (0,)
   c.image_size = 32
   c.data = ml_collections.ConfigDict(dict(

@@ -83,10 +83,11 @@ def _render(walkers, length, rng):
       region = frames[t, w['row']:w['row'] + SPRITE, lo:hi]
       region *= 1 - 0.85 * sp          # dark ink on the floor
       kind, window = w['anomalous'] or (0, None)
-      if kind and window[0] <= t < window[1]:
+      ink = sp > 0.25                  # a frame is anomalous once the event's ink shows
+      if kind and window[0] <= t < window[1] and ink.any():
         labels[t], kinds[t] = 1, kind
         masks[t, w['row']:w['row'] + SPRITE, lo:hi] = np.maximum(
-            masks[t, w['row']:w['row'] + SPRITE, lo:hi], (sp > 0.25).astype(np.float32))
+            masks[t, w['row']:w['row'] + SPRITE, lo:hi], ink.astype(np.float32))
   frames += rng.normal(0, 0.01, frames.shape).astype(np.float32)   # sensor noise
   return np.clip(frames, 0, 1), labels, kinds, masks
 

@@ -104,3 +104,14 @@ def image_grid(path, images, title: str, columns: int = 10) -> str:
                 vmax=1)
   fig.suptitle(title, fontsize=9)
   return _save(fig, path)
+
+
+def metric_vs(path, xs, means, errors, xlabel: str, ylabel: str, title: str) -> str:
+  """A metric against a swept setting on a log x axis, with error bars (e.g. AUROC vs N)."""
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.errorbar(xs, means, yerr=errors, marker='o', capsize=3)
+  ax.set_xscale('log')
+  ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+  ax.title.set_fontsize(9)
+  ax.grid(alpha=0.3)
+  return _save(fig, path)

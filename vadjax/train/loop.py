@@ -127,7 +127,8 @@ class Experiment:
   def categories(self) -> list[str]:
     c = self.config.categories
     known = categories(self.config.dataset)
-    chosen = known if c == 'all' else [x.strip() for x in str(c).split(',') if x.strip()]
+    chosen = known if c == 'all' else [x.strip() for x in str(c).replace(';', ',').split(',')
+                                        if x.strip()]
     unknown = [x for x in chosen if x not in known]
     if unknown:
       raise UserError(f'unknown {self.config.dataset} categories {unknown}; known: '
