@@ -111,7 +111,7 @@ def _memory_loss(z_hat, w, log):
 
 
 def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes):
-  mod = Memory(num_items=2000, dtype=jnp.dtype(dtype))
+  mod = Memory(num_items=2000, shrink_threshold=1 / 2000, dtype=jnp.dtype(dtype))
   z = jnp.asarray(np.random.default_rng(0).normal(size=(batch * shape[0], shape[1])),
                   jnp.float32)
   params = mod.init(jax.random.PRNGKey(0), z)['params']
@@ -139,7 +139,7 @@ def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes):
 
 def _torch_twin(name, shape, variables):
   if name == 'memory':
-    twin = TorchMemory(2000, shape[-1])
+    twin = TorchMemory(2000, shape[-1], shrink_threshold=1 / 2000)
     twin.memory.data = torch.from_numpy(np.array(variables['params']['memory']['memory']))
     return twin
   return port(TWINS[name](channels=1, input_size=shape[-3:-1]), variables)

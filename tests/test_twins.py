@@ -15,10 +15,10 @@ CASES = [('bcae1', (128, 128), {}), ('bcae1', (40, 33), {'embedding_activation':
          ('deep_ae', (32, 32), {}),
          ('memae_2d', (32, 32), {}),
          ('memae_2d', (16, 24), {'similarity': 'dot', 'normalize': 'sparsemax',
-                                 'shrink_threshold': 0.01}),
+                                 'shrink_ratio': 3.0}),
          ('memae_2d', (32, 32), {'use_memory': False, 'output_activation': 'none'}),
          ('memae_3d', (16, 32, 32), SMALL_3D),
-         ('memae_3d', (8, 16, 32), {**SMALL_3D, 'similarity': 'dot', 'shrink_threshold': 0.0})]
+         ('memae_3d', (8, 16, 32), {**SMALL_3D, 'similarity': 'dot', 'shrink_ratio': 0.0})]
 
 
 def _rel(a, b):

@@ -52,7 +52,7 @@ def cpu(c):
 
 
 PRESETS = {
-    'nonspar': lambda c: setattr(c.model_kwargs, 'shrink_threshold', 0.0),
+    'nonspar': lambda c: setattr(c.model_kwargs, 'shrink_ratio', 0.0),
     'ae': lambda c: setattr(c.model_kwargs, 'use_memory', False),
     'sparsemax': lambda c: setattr(c.model_kwargs, 'normalize', 'sparsemax'),
     'dot': lambda c: setattr(c.model_kwargs, 'similarity', 'dot'),
@@ -67,7 +67,7 @@ def get_config(arg=None):
   c.model_kwargs = ml_collections.ConfigDict(dict(
       memory_items=100,              # MemAE paper: N = 100 for MNIST, 2000 for video
       similarity='cosine', normalize='softmax',
-      shrink_threshold=0.0025,       # λ (official code default; METHODS.md §4)
+      shrink_ratio=1.0,              # λ = shrink_ratio / N; the paper: λ in [1/N, 3/N]
       use_memory=True))
   c.entropy_weight = 2e-4            # α (seed 003)
   c.num_epochs = 200               # ~3 steps per epoch on digits; early stopping ends most

@@ -120,7 +120,7 @@ class Memory(nn.Module):
   """Twin of `vadjax.nn.memory.Memory`: addressing of all queries in one matmul."""
 
   def __init__(self, num_items, features, similarity='cosine', normalize='softmax',
-               shrink_threshold=0.0025):
+               shrink_threshold=0.0005):
     super().__init__()
     self.memory = nn.Parameter(torch.empty(num_items, features).uniform_(
         -features ** -0.5, features ** -0.5))
@@ -173,10 +173,10 @@ class _MemAE(nn.Module):
     return out
 
 
-def _memory(use_memory, features, memory_items, similarity, normalize, shrink_threshold):
+def _memory(use_memory, features, memory_items, similarity, normalize, shrink_ratio):
   if not use_memory:
     return None
-  return Memory(memory_items, features, similarity, normalize, shrink_threshold)
+  return Memory(memory_items, features, similarity, normalize, shrink_ratio / memory_items)
 
 
 @register('memae_2d')
@@ -185,7 +185,7 @@ class MemAE2D(_MemAE):
 
   def __init__(self, channels=1, input_size=None, filters=(16, 32, 64), kernels=(1, 3, 3),
                use_memory=True, memory_items=100, similarity='cosine', normalize='softmax',
-               shrink_threshold=0.0025, output_activation='sigmoid'):
+               shrink_ratio=1.0, output_activation='sigmoid'):
     del input_size
     enc, cin = [], channels
     for f, k in zip(filters, kernels):
@@ -198,7 +198,7 @@ class MemAE2D(_MemAE):
         dec.append(_bn(f))
       cin = f
     super().__init__(enc, dec, _memory(use_memory, filters[-1], memory_items, similarity,
-                                       normalize, shrink_threshold), output_activation, 2)
+                                       normalize, shrink_ratio), output_activation, 2)
 
 
 @register('memae_3d')
@@ -208,7 +208,7 @@ class MemAE3D(_MemAE):
   def __init__(self, channels=1, input_size=None, filters=(96, 128, 256, 256),
                strides=((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2)), use_memory=True,
                memory_items=2000, similarity='cosine', normalize='softmax',
-               shrink_threshold=0.0025, output_activation='sigmoid'):
+               shrink_ratio=1.0, output_activation='sigmoid'):
     del input_size
     enc, cin = [], channels
     for f, s in zip(filters, strides):
@@ -221,7 +221,7 @@ class MemAE3D(_MemAE):
         dec.append(_bn(f, 3))
       cin = f
     super().__init__(enc, dec, _memory(use_memory, filters[-1], memory_items, similarity,
-                                       normalize, shrink_threshold), output_activation, 3)
+                                       normalize, shrink_ratio), output_activation, 3)
 
 
 # ------------------------------------------------------------------------------ porting

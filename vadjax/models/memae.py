@@ -3,7 +3,13 @@
 The encoder's output is a grid of queries; the memory module (`vadjax.nn.memory`) replaces
 each by a sparse mix of learned memory items; the decoder reconstructs from the mix.
 `use_memory=False` gives the plain AE of seed 003's ablation from the same code, and
-`shrink_threshold=0` gives MemAE-nonSpar.
+`shrink_ratio=0` gives MemAE-nonSpar.
+
+The shrinkage threshold is set relative to the memory size: λ = shrink_ratio / N. The paper
+puts λ in [1/N, 3/N]; the default ratio 1 is its lower end. A fixed λ does not carry over
+across N with cosine addressing: softmax over cosines in [−1, 1] gives every item a weight
+near 1/N, so the official code's λ = 0.0025 (its dot product, N = 2000: ratio 5) would zero
+every weight of a cosine memory with N = 2000 and read only zeros.
 
 - `memae_2d` (one-class image protocol): the seed text does not give the 2D layers; we use
   the MemAE paper's MNIST layout Conv(k1,s2,16)–Conv(k3,s2,32)–Conv(k3,s2,64), mirrored by
@@ -103,7 +109,7 @@ class _MemAE(nn.Module):
     ok = x.ndim == rank and x.shape[-1] == self.channels and all(
         n % d == 0 and n >= d for n, d in zip(x.shape[1:-1], down))
     if not ok:
-      raise UserError(f'{self.name_} expects {layout} with C={self.channels} and sizes '
+      raise UserError(f'{self.model_name} expects {layout} with C={self.channels} and sizes '
                       f'divisible by {tuple(down)}, got shape {tuple(x.shape)}; check the '
                       f'dataset channels, image_size (and clip_length) in the config')
 
@@ -111,7 +117,8 @@ class _MemAE(nn.Module):
     self.encoder, self.decoder = self.make_layers()
     if self.use_memory:
       self.memory = Memory(self.memory_items, self.similarity, self.normalize,
-                           self.shrink_threshold, dtype=self.dtype, name='memory')
+                           self.shrink_ratio / self.memory_items, dtype=self.dtype,
+                           name='memory')
 
   def _output(self, h):
     h = h.astype(jnp.float32)
@@ -151,11 +158,11 @@ class MemAE2D(_MemAE):
   memory_items: int = 100
   similarity: str = 'cosine'
   normalize: str = 'softmax'
-  shrink_threshold: float = 0.0025
+  shrink_ratio: float = 1.0            # λ·N (module docstring)
   output_activation: str = 'sigmoid'
   conv_impl: str = 'auto'
   dtype: Any = jnp.float32
-  name_ = 'memae_2d'
+  model_name = 'memae_2d'
 
   def make_layers(self):
     return (_Encoder2D(self.filters, self.kernels, self.conv_impl, self.dtype, name='encoder'),
@@ -176,11 +183,11 @@ class MemAE3D(_MemAE):
   memory_items: int = 2000
   similarity: str = 'cosine'
   normalize: str = 'softmax'
-  shrink_threshold: float = 0.0025
+  shrink_ratio: float = 1.0            # λ·N (module docstring)
   output_activation: str = 'sigmoid'
   conv_impl: str = 'auto'      # the 2D convs the 3D layers fold into (vadjax.nn.layers)
   dtype: Any = jnp.float32
-  name_ = 'memae_3d'
+  model_name = 'memae_3d'
 
   def make_layers(self):
     return (_Encoder3D(self.filters, self.strides, self.conv_impl, self.dtype, name='encoder'),

@@ -53,7 +53,7 @@ def hard_shrink(w, threshold: float):
 
 
 def address(queries, memory, similarity: str = 'cosine', normalize: str = 'softmax',
-            shrink_threshold: float = 0.0025):
+            shrink_threshold: float = 0.0005):
   """Addressing weights (Q, N) of queries (Q, C) over memory items (N, C)."""
   if similarity not in SIMILARITIES:
     raise UserError(f'memory similarity must be one of {SIMILARITIES}, got {similarity!r}')
@@ -75,12 +75,13 @@ class Memory(nn.Module):
   """Memory read at every position of a feature map (..., C) → (ẑ (..., C), ŵ (..., N)).
 
   Parameter `memory` (N, C), initialised U(−1/√C, 1/√C) as the official code.
-  `shrink_threshold` 0 gives MemAE-nonSpar.
+  `shrink_threshold` λ: 0 gives MemAE-nonSpar; the default is 1/N for N = 2000 (the paper's
+  λ ∈ [1/N, 3/N]; the models set λ relative to N, see vadjax.models.memae).
   """
   num_items: int = 2000
   similarity: str = 'cosine'
   normalize: str = 'softmax'
-  shrink_threshold: float = 0.0025
+  shrink_threshold: float = 0.0005
   dtype: Any = jnp.float32
 
   @nn.compact
