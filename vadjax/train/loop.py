@@ -136,9 +136,9 @@ class Experiment:
     return chosen
 
 
-def score_split(steps, state, source, mesh, batch_size: int) -> dict:
-  """Scores every record of a source: per-record scores, pixel maps and reconstructions
-  (reconstructions only for small sources, the plotted samples)."""
+def score_split(steps, state, source, mesh, batch_size: int, keep_recon=False) -> dict:
+  """Scores every record of a source: per-record scores, pixel maps and, when asked (the
+  few plotted samples), reconstructions."""
   fields = ('image', 'offset') if 'offset' in source[0] else ('image',)
   scores, pixels, recons = [], [], []
   for batch, n in eval_batches(source, batch_size, fields):
@@ -146,7 +146,7 @@ def score_split(steps, state, source, mesh, batch_size: int) -> dict:
     out = jax.device_get(out)
     scores.append(out['score'][:n])
     pixels.append(out['pixel'][:n])
-    if len(source) <= batch_size:
+    if keep_recon:
       recons.append(out['recon'][:n])
   res = {'score': np.concatenate(scores), 'pixel': np.concatenate(pixels)}
   if recons:
@@ -315,7 +315,8 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
   spread over the split, per-video score timelines, decoded memory items."""
   cfg, test = exp.config, splits.test
   idx = np.linspace(0, len(test) - 1, min(cfg.num_plot_samples, len(test))).astype(int)
-  sample = score_split(steps, state, Subset(test, idx), exp.mesh, max(len(idx), 1))
+  sample = score_split(steps, state, Subset(test, idx), exp.mesh, cfg.eval_batch_size,
+                       keep_recon=True)
   records = [test[int(i)] for i in idx]
   offsets = [int(r.get('offset', 0)) for r in records]
   images = np.stack([_frame(r['image'], o) for r, o in zip(records, offsets)])
