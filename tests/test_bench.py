@@ -45,12 +45,12 @@ def test_bench_memae_and_memory_kernel(tmp_path):
   out = tmp_path / 'bench.json'
   if not flags.FLAGS.is_parsed():
     flags.FLAGS(['bench'])
-  with flagsaver.flagsaver(models=['memae_3d', 'memory'], batch=1, size=16, repeats=1,
+  with flagsaver.flagsaver(models=['memae_2d', 'memory'], batch=1, size=16, repeats=1,
                            warmup=0, torch_compile=False, isolated_memory=False, out=str(out)):
     bench.main([])
   recs = json.loads(out.read_text())['records']
   assert {(r['model'], r['framework']) for r in recs} == {
-      (m, f) for m in ('memae_3d', 'memory') for f in ('jax', 'torch')}
+      (m, f) for m in ('memae_2d', 'memory') for f in ('jax', 'torch')}
   mem = [r for r in recs if r['model'] == 'memory' and r['mode'] == 'infer'][0]
   assert mem['flops'] == 4 * 512 * 2000 * 256          # Q×N×C twice (address + read)
   assert all(r['median_s'] > 0 for r in recs)

@@ -17,7 +17,7 @@ CASES = [('bcae1', (128, 128), {}), ('bcae1', (40, 33), {'embedding_activation':
          ('memae_2d', (16, 24), {'similarity': 'dot', 'normalize': 'sparsemax',
                                  'shrink_ratio': 3.0}),
          ('memae_2d', (32, 32), {'use_memory': False, 'output_activation': 'none'}),
-         ('memae_3d', (16, 32, 32), SMALL_3D),
+         ('memae_3d', (16, 32, 16), SMALL_3D),
          ('memae_3d', (8, 16, 32), {**SMALL_3D, 'similarity': 'dot', 'shrink_ratio': 0.0})]
 
 

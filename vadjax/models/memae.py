@@ -139,10 +139,10 @@ class _MemAE(nn.Module):
     out['recon'] = self._output(self.decoder(z, train))
     return out
 
-  def decode_items(self, grid_shape):
-    """Decodes each memory item alone, placed at every query position (seed 003's
-    "decoded single memory item" figure): (N, *frame, C)."""
-    m = self.memory.variables['params']['memory']
+  def decode_items(self, grid_shape, count: int = 100):
+    """Decodes each of the first `count` memory items alone, placed at every query position
+    (seed 003's "decoded single memory item" figure): (count, *frame shape)."""
+    m = self.memory.variables['params']['memory'][:count]
     z = jnp.broadcast_to(m.reshape(m.shape[0], *(1,) * len(grid_shape), m.shape[1]),
                          (m.shape[0], *grid_shape, m.shape[1]))
     return self._output(self.decoder(z.astype(self.dtype), False))

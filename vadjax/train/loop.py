@@ -336,8 +336,9 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     x = jax.ShapeDtypeStruct((1, *splits.image_shape), jnp.float32)
     grid = jax.eval_shape(model.apply, variables, x)['memory_weights'].shape[1:-1]
-    items = jax.device_get(model.apply(variables, grid, method=model.decode_items))[:100]
-    items = np.stack([_frame(x, x.shape[0] // 2 if x.ndim == 4 else 0) for x in items])
+    items = jax.device_get(model.apply(variables, grid, method=model.decode_items))
+    if items.ndim == 5:                     # clips: the middle frame
+      items = items[:, items.shape[1] // 2]
     paths['memory_items'] = plots.image_grid(
         os.path.join(run_dir, 'memory_items.png'), items,
         'decoded single memory items (seed 003 Fig. 4-style)')
