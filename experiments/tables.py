@@ -83,6 +83,17 @@ def memae_table(workdirs, video: bool) -> str:
   return '\n'.join(lines)
 
 
+def kinds_table(workdirs) -> str:
+  """Frame AUROC per anomaly kind (normal frames + the frames of one kind), per model."""
+  rows = [(n, _load(wd)) for n, wd in zip(SEED003, workdirs) if wd != '-']
+  kinds = list(rows[0][1]['runs'][0]['per_kind_auroc'])
+  lines = ['| model | ' + ' | '.join(kinds) + ' |', '|---' * (len(kinds) + 1) + '|']
+  for name, rep in rows:
+    lines.append(f'| {name} | ' + ' | '.join(
+        _fmt([r['per_kind_auroc'][k] for r in rep['runs']]) for k in kinds) + ' |')
+  return '\n'.join(lines)
+
+
 def main(argv):
   del argv
   if _SEED000.value:
@@ -100,6 +111,8 @@ def main(argv):
   if _MEMAE_VIDEO.value:
     print('### MemAE-3D, moving_digits video: frame-level metrics\n')
     print(memae_table(_MEMAE_VIDEO.value, video=True) + '\n')
+    print('Frame AUROC per anomaly kind (global pooling):\n')
+    print(kinds_table(_MEMAE_VIDEO.value) + '\n')
   if _MEMORY_SIZE.value:
     from experiments.memory_size import table as size_table
     with open(os.path.join(_MEMORY_SIZE.value, 'memory_size.json')) as f:
