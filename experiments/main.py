@@ -42,8 +42,9 @@ def _define_config_flag() -> None:
                                     'Experiment config file[:variant].', lock_config=True)
   except (AttributeError, KeyError) as e:
     overrides = [a for a in sys.argv if a.startswith('--config.')]
-    _fail(f'unknown config key {_last_line(e).strip(chr(34) + chr(39))!r} in {" ".join(overrides)}; the keys are '
-          f'those of the config file (see experiments/configs/base.py)')
+    key = _last_line(e).strip(chr(34) + chr(39))
+    _fail(f'unknown config key {key!r} in {" ".join(overrides)}; the keys are those of the '
+          f'config file (see experiments/configs/base.py)')
 
 
 class _QuietLibraries(logging_lib.Filter):
