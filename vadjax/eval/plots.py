@@ -106,12 +106,15 @@ def image_grid(path, images, title: str, columns: int = 10) -> str:
   return _save(fig, path)
 
 
-def metric_vs(path, xs, means, errors, xlabel: str, ylabel: str, title: str) -> str:
-  """A metric against a swept setting on a log x axis, with error bars (e.g. AUROC vs N)."""
+def metric_vs(path, xs, per_seed, xlabel: str, ylabel: str, title: str) -> str:
+  """A metric against a swept setting (log x axis): every seed's value and their mean."""
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.errorbar(xs, means, yerr=errors, marker='o', capsize=3)
+  for x, values in zip(xs, per_seed):
+    ax.scatter([x] * len(values), values, color='C0', alpha=0.5, s=14)
+  ax.plot(xs, [np.mean(v) for v in per_seed], color='C0', marker='o', label='mean over seeds')
   ax.set_xscale('log')
   ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
   ax.title.set_fontsize(9)
+  ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
   return _save(fig, path)
