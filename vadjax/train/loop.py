@@ -310,11 +310,21 @@ def _frame(x, offset):
   return x[offset] if x.ndim == 4 else x
 
 
+def _spread(indices, n):
+  """n of the indices, evenly spread."""
+  return indices[np.linspace(0, len(indices) - 1, n).astype(int)] if n else indices[:0]
+
+
 def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
-  """Report figures: ROC/PR, histogram, training curves, reconstructions of test samples
-  spread over the split, per-video score timelines, decoded memory items."""
+  """Report figures: ROC/PR, histogram, training curves, reconstructions of normal and
+  anomalous test samples spread over the split, per-video score timelines, decoded memory
+  items."""
   cfg, test = exp.config, splits.test
-  idx = np.linspace(0, len(test) - 1, min(cfg.num_plot_samples, len(test))).astype(int)
+  labels = field(test, 'label')
+  normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels != 0)
+  n_bad = min(cfg.num_plot_samples // 2, len(anomalous))
+  n_good = min(cfg.num_plot_samples - n_bad, len(normal))
+  idx = np.concatenate([_spread(normal, n_good), _spread(anomalous, n_bad)])
   sample = score_split(steps, state, Subset(test, idx), exp.mesh, cfg.eval_batch_size,
                        keep_recon=True)
   records = [test[int(i)] for i in idx]
@@ -322,7 +332,6 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
   images = np.stack([_frame(r['image'], o) for r, o in zip(records, offsets)])
   recons = np.stack([_frame(x, o) for x, o in zip(sample['recon'], offsets)])
   masks = np.stack([r['mask'] for r in records]) if splits.has_masks else None
-  labels = field(test, 'label')
   paths = report_lib.run_plots(run_dir, labels=labels, scores=norm(out['score']),
                                thresholds=meta['thresholds'], history=meta['history'],
                                images=images, recons=recons, pixel=sample['pixel'],
