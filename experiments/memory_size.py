@@ -6,7 +6,7 @@ one experiment per N, then AUROC vs N (mean ± 95% CI over seeds) as a figure an
 
 Each N runs in its own sub-workdir (N<n>), so an interrupted sweep resumes where it stopped.
 Writes memory_size.json and memory_size.png in --workdir. Expected runtime on a 2-core CPU
-(measured 2026-11-22, the command above): ~16 min.
+(measured 2026-11-22, the command above): 27 min while the test suite shared the cores.
 """
 
 import json

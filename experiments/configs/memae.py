@@ -9,9 +9,9 @@ Launch:
   python -m experiments.main --config=experiments/configs/memae.py --workdir=runs/memae_digits
   python -m experiments.main --config=experiments/configs/memae.py:nonspar --workdir=runs/memae_nonspar
   python -m experiments.main --config=experiments/configs/memae.py:video,cpu --workdir=runs/memae3d_video
-Expected runtime on a 2-core CPU (measured 2026-11-22): digits, 10 classes, 1 seed ~4 min;
-video,cpu ~6 min per seed; `video` alone (official widths, 64×64) ~3.5 s per step of 8
-clips, ~18 min per epoch: use a GPU.
+Expected runtime on a 2-core CPU (measured 2026-11-22): digits, 10 classes, ~5 min per
+seed; video,cpu ~5 min per seed; `video` alone (official widths, 64×64) ~3.5 s per step of
+8 clips, ~18 min per epoch: use a GPU.
 """
 
 import ml_collections
