@@ -1,9 +1,10 @@
 """MemAE (seed 003): memory-augmented autoencoders, trained with MSE + α·entropy.
 
 Presets (one word each): `nonspar` (λ = 0, MemAE-nonSpar), `ae` (no memory: the AE row of
-seed 003's tables), `sparsemax` (sparsemax addressing), `dot` (the official code's dot-product
-addressing), `video` (MemAE-3D with the official code's layers on 16-frame 64×64 clips of the embedded
-`moving_digits` video), `cpu` (after `video`: a CPU-sized MemAE-3D), `quick`. Any key as key=value, dotted keys too (`model_kwargs.memory_items=50`).
+seed 003's tables), `sparsemax` (sparsemax addressing), `dot` (the official code's
+dot-product addressing), `video` (MemAE-3D with the official code's layers on 16-frame
+64×64 clips of the embedded `moving_digits` video), `cpu` (after `video`: a CPU-sized
+MemAE-3D), `quick`. Any key as key=value, dotted keys too (`model_kwargs.memory_items=50`).
 
 Launch:
   python -m experiments.main --config=experiments/configs/memae.py --workdir=runs/memae_digits
