@@ -350,7 +350,7 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
       items = items[:, items.shape[1] // 2]
     paths['memory_items'] = plots.image_grid(
         os.path.join(run_dir, 'memory_items.png'), items,
-        'decoded single memory items (seed 003 Fig. 4-style)')
+        'decoded single memory items (as in seed 003)')
   return paths
 
 
