@@ -41,6 +41,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_epochs = 5
   c.contamination = 0.05         # for the quantile threshold
   c.positive = 'anomaly'         # class that precision / recall / F1 are about
+  c.ssim_weight = 0.5            # η of method 'ssim': η·MSE + (1 − η)(1 − SSIM)
+  c.svdd_epochs = 0              # > 0: SVDD encoder fine-tuning after training (seed 001 §3.6)
+  c.svdd_learning_rate = 5e-7
+  c.svdd_nu = 0.01
+  c.svdd_weight_decay = 1e-6
   c.plots = True
   c.num_plot_samples = 8
   return c

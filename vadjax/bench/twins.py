@@ -253,6 +253,8 @@ def port(twin: nn.Module, variables) -> nn.Module:
   Layers are matched by order: Flax names conv/dense layers `enc<i>`, `fc<i>`, `dec<i>`
   and their BatchNorms `<name>_bn`, in the same order as the twin's module lists.
   """
+  if getattr(twin, 'flax_names', False):
+    return zoo_twins.port_by_name(twin, variables)
   params, stats = variables['params'], variables.get('batch_stats', {})
   if 'encoder' in params:            # MemAE: encoder / decoder submodules, and the memory
     params = {**params['encoder'], **params['decoder']}
@@ -275,3 +277,6 @@ def port(twin: nn.Module, variables) -> nn.Module:
     for n, m in zip(bn_names, bns):
       _copy_bn(m, params[n], stats[n])
   return twin
+
+
+from vadjax.bench import zoo_twins  # noqa: E402  (registers the model zoo's twins)

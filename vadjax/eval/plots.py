@@ -118,3 +118,26 @@ def metric_vs(path, xs, per_seed, xlabel: str, ylabel: str, title: str) -> str:
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
   return _save(fig, path)
+
+
+def attention_maps(path, images, maps: dict, labels=None) -> str:
+  """Inputs (N, H, W[, C]) and, per named map, (N, h, w) attention drawn over the input's
+  extent (maps are coarser than the input for most blocks)."""
+  n, names = len(images), list(maps)
+  fig, axes = plt.subplots(1 + len(names), n, figsize=(1.4 * n, 1.5 * (1 + len(names))),
+                           squeeze=False)
+  for j in range(n):
+    pic = np.asarray(images[j])
+    pic = pic[..., 0] if pic.ndim == 3 and pic.shape[-1] == 1 else pic
+    axes[0, j].imshow(np.clip(pic, 0, 1), cmap='gray', vmin=0, vmax=1)
+    if labels is not None:
+      axes[0, j].set_title('anomalous' if labels[j] else 'normal', fontsize=7)
+    for i, name in enumerate(names, start=1):
+      axes[i, j].imshow(np.asarray(maps[name][j]), cmap='viridis')
+    for ax in axes[:, j]:
+      ax.set_xticks([])
+      ax.set_yticks([])
+  axes[0, 0].set_ylabel('input', fontsize=8)
+  for i, name in enumerate(names, start=1):
+    axes[i, 0].set_ylabel(f'attention {name}', fontsize=8)
+  return _save(fig, path)

@@ -12,4 +12,4 @@ from vadjax.registry import Registry
 
 METHODS = Registry('method')
 
-from vadjax.methods import memae, reconstruction  # noqa: E402,F401
+from vadjax.methods import memae, reconstruction, ssim  # noqa: E402,F401

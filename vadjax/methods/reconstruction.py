@@ -1,5 +1,6 @@
 """Reconstruction: MSE training, score = per-sample mean squared error, pixel map = the
-squared error averaged over channels (seed 000 §3.3, seed 001 §3.9).
+squared error averaged over channels (seed 000 §3.3, seed 001 §3.9). A model's `regularizer`
+output (B,) (SA-CAE's λ‖x_AM‖) is added to the training loss, not to the score.
 
 Works on images (B, H, W, C) and clips (B, T, H, W, C). A clip's pixel map is that of the
 frame its score is assigned to: `batch['offset']`, else the centre frame (METHODS.md §0).
@@ -27,8 +28,12 @@ class Reconstruction:
     del config
 
   def loss_fn(self, outputs, batch):
-    loss = weighted_mean(per_sample_mse(outputs, batch), batch)
-    return loss, {'mse': loss}
+    mse = per_sample_mse(outputs, batch)
+    if 'regularizer' not in outputs:
+      loss = weighted_mean(mse, batch)
+      return loss, {'mse': loss}
+    mse, reg = weighted_mean(mse, batch), weighted_mean(outputs['regularizer'], batch)
+    return mse + reg, {'mse': mse, 'regularizer': reg}
 
   def score_fn(self, outputs, batch):
     err = jnp.square(outputs['recon'] - batch['image'])

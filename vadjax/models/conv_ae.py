@@ -1,4 +1,9 @@
-"""Convolutional autoencoders: BCAE1 (seed 001) and the deep AE baseline (seed 000)."""
+"""Convolutional autoencoders: BCAE1 and its attention variants (seed 001), the deep AE and
+its attention variants (seed 000).
+
+Attention variants add an `attention` output: a dict of maps (B, h, w) that the report draws.
+Input soft attention (SA-CAE) adds a `regularizer` (B,) that the methods add to the loss.
+"""
 
 from typing import Any, Sequence
 
@@ -7,6 +12,7 @@ import jax.numpy as jnp
 
 from vadjax.models import MODELS
 from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
+from vadjax.nn.attention import CBAM, AugmentedConv, InputAttention, PayAttention, SqueezeExcite
 
 
 def _valid_out(size: int, kernel: int, stride: int) -> int:
@@ -29,17 +35,55 @@ class BCAE1(nn.Module):
   96, 64, 64, 64, C (each transposed conv outputs its encoder twin's input channels), BN +
   LeakyReLU 0.2 (the paper; the code's slope is 0.01 = `leaky_slope`), sigmoid output.
   `embedding_activation`: 'relu' (paper: BN + ReLU on every encoder layer) or 'tanh' (code).
+
+  Seed 001's attention variants (§3.5, §4.7) are fields of the same module:
+  `attention='se'` (SE-CAE: squeeze-excitation after encoder layers 1–4 and decoder layers
+  1–4, as the code), `attention='aa'` (AA-CAE: every encoder conv an attention-augmented
+  conv, d_k = ⌊C/8⌋ (`aa_key_ratio`), d_v = 1, one head, as the code), and
+  `input_attention='sa' | 'ssa'` (SA-CAE / SSA-CAE: the input soft-attention block before
+  the AE). See `vadjax.nn.attention`.
   """
   channels: int = 1
   filters: Sequence[int] = (64, 64, 64, 96, 96)
   leaky_slope: float = 0.2
   embedding_activation: str = 'relu'
+  attention: str = 'none'        # 'none' | 'se' | 'aa'
+  input_attention: str = 'none'  # 'none' | 'sa' | 'ssa'
+  se_reduction: int = 16
+  aa_key_ratio: float = 0.125
+  aa_value_depth: int = 1
+  aa_heads: int = 1
+  sa_hidden: int = 64
+  sa_penalty: float = 1e-6
+  sa_form: str = 'paper'         # 'paper' (eq. 3.11) | 'code'
   conv_impl: str = 'auto'        # stride-2 layers: 'xla' | 's2d' | 'auto' (vadjax.nn.layers)
   dtype: Any = jnp.float32
+
+  def _encoder_conv(self, h, features, kernel, stride, name, maps):
+    if self.attention == 'aa':
+      h, received = AugmentedConv(
+          features, kernel, stride, 0, key_depth=max(int(features * self.aa_key_ratio), 1),
+          value_depth=self.aa_value_depth, heads=self.aa_heads, conv_impl=self.conv_impl,
+          dtype=self.dtype, name=name)(h)
+      maps[name] = received
+      return h
+    return Conv(features, kernel, stride, 0, impl=self.conv_impl, dtype=self.dtype, name=name)(h)
+
+  def _se(self, h, name):
+    if self.attention == 'se':
+      return SqueezeExcite(self.se_reduction, self.dtype, name=name)(h)
+    return h
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     check_input(x, self.channels, 'bcae1', min_size=31)
+    if self.attention not in ('none', 'se', 'aa'):
+      raise ValueError(f"attention must be 'none', 'se' or 'aa', got {self.attention!r}")
+    maps, extra = {}, {}
+    if self.input_attention != 'none':
+      x, maps['input'], extra['regularizer'] = InputAttention(
+          self.input_attention, self.sa_hidden, penalty=self.sa_penalty, sa_form=self.sa_form,
+          dtype=self.dtype, name='input_attention')(x.astype(self.dtype), train)
     sizes = [tuple(x.shape[1:3])]
     for _ in range(4):
       sizes.append(tuple(_valid_out(s, 3, 2) for s in sizes[-1]))
@@ -48,9 +92,10 @@ class BCAE1(nn.Module):
 
     h = x.astype(self.dtype)
     for i, f in enumerate(self.filters[:4]):
-      h = Conv(f, 3, 2, 0, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
+      h = self._encoder_conv(h, f, 3, 2, f'enc{i}', maps)
       h = nn.relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h))
-    h = Conv(self.filters[4], last_k, 1, 0, impl=self.conv_impl, dtype=self.dtype, name='enc4')(h)
+      h = self._se(h, f'enc{i}_se')
+    h = self._encoder_conv(h, self.filters[4], last_k, 1, 'enc4', maps)
     if self.embedding_activation == 'tanh':
       h = jnp.tanh(h)
     elif self.embedding_activation == 'relu':
@@ -71,8 +116,37 @@ class BCAE1(nn.Module):
       h = ConvTranspose(f, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < 4:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), self.leaky_slope)
+        h = self._se(h, f'dec{i}_se')
     recon = nn.sigmoid(h.astype(jnp.float32))
-    return {'recon': recon, 'latent': latent.reshape(latent.shape[0], -1).astype(jnp.float32)}
+    out = {'recon': recon, 'latent': latent.reshape(latent.shape[0], -1).astype(jnp.float32),
+           **extra}
+    if maps:
+      out['attention'] = {k: v.astype(jnp.float32) for k, v in maps.items()}
+    return out
+
+
+@MODELS.register('se_cae')
+class SECAE(BCAE1):
+  """SE-CAE: BCAE1 with squeeze-excitation (seed 001 §3.5.2, §4.7)."""
+  attention: str = 'se'
+
+
+@MODELS.register('aa_cae')
+class AACAE(BCAE1):
+  """AA-CAE: BCAE1 with attention-augmented encoder convs (seed 001 §3.5.2, §4.7)."""
+  attention: str = 'aa'
+
+
+@MODELS.register('sa_cae')
+class SACAE(BCAE1):
+  """SA-CAE: BCAE1 behind the input soft-attention block, eq. 3.11 (seed 001 §3.5.3)."""
+  input_attention: str = 'sa'
+
+
+@MODELS.register('ssa_cae')
+class SSACAE(BCAE1):
+  """SSA-CAE: BCAE1 behind the softmax input soft-attention block, eq. 3.12 (§3.5.3)."""
+  input_attention: str = 'ssa'
 
 
 @MODELS.register('deep_ae')
@@ -86,11 +160,22 @@ class DeepAE(nn.Module):
   2048; the 128 features are the latent). Decoder: five transposed-conv blocks mirroring the
   encoder; the last has no BN and no activation (the seed keeps raw reconstruction values).
   Works at any input size divisible by 8.
+
+  Seed 000's attention variants are fields of the same module (blocks counted from 1):
+  `attention='cbam'` (CBAM-AE, §3.3.2: CBAM after encoder blocks 2 and 4) and
+  `attention='ltpa'` (LTPA-AE, §3.3.3: blocks 2 and 4 are local descriptors, the encoder's
+  output, average-pooled, the global one; `compatibility` 'pc' or 'dp'). The seed says the
+  attended vectors are "concatenated and fed into the bottleneck"; we concatenate them to the
+  flattened encoder output the baseline's bottleneck already takes (2048 + 16 + 64 inputs),
+  so LTPA-AE adds attention to the baseline instead of replacing its spatial code.
   """
   channels: int = 1
   filters: Sequence[int] = (8, 16, 32, 64, 128)
   strides: Sequence[int] = (1, 2, 2, 2, 1)
   fc_features: Sequence[int] = (512, 128, 512)
+  attention: str = 'none'        # 'none' | 'cbam' | 'ltpa'
+  compatibility: str = 'pc'      # LTPA: 'pc' | 'dp'
+  attention_blocks: Sequence[int] = (2, 4)
   conv_impl: str = 'auto'        # stride-2 layers: 'xla' | 's2d' | 'auto' (vadjax.nn.layers)
   dtype: Any = jnp.float32
 
@@ -103,14 +188,30 @@ class DeepAE(nn.Module):
     if x.shape[1] % down or x.shape[2] % down:
       raise ValueError(f'deep_ae needs height and width divisible by {down}, got '
                        f'{tuple(x.shape[1:3])}; set image_size to a multiple of {down}')
+    if self.attention not in ('none', 'cbam', 'ltpa'):
+      raise ValueError(f"attention must be 'none', 'cbam' or 'ltpa', got {self.attention!r}")
     h = x.astype(self.dtype)
+    maps, locals_ = {}, []
     for i, (f, s) in enumerate(zip(self.filters, self.strides)):
       h = Conv(f, 3, s, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
       h = nn.leaky_relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h), 0.2)
+      if i + 1 in self.attention_blocks and self.attention == 'cbam':
+        h, maps[f'cbam{i + 1}'] = CBAM(dtype=self.dtype, name=f'cbam{i + 1}')(h, train)
+      elif i + 1 in self.attention_blocks and self.attention == 'ltpa':
+        locals_.append((i + 1, h))
     shape = h.shape
     z = h.reshape(shape[0], -1)
+    if locals_:
+      g = jnp.mean(h, axis=(1, 2))
+      attended = []
+      for block, local in locals_:
+        a, maps[f'ltpa{block}'] = PayAttention(self.compatibility, self.dtype,
+                                               name=f'ltpa{block}')(local, g)
+        attended.append(a)
+      z = jnp.concatenate([z, *attended], axis=-1)
     widths = list(self.fc_features) + [z.shape[-1]]
     latent = None
+    widths[-1] = int(shape[1] * shape[2] * shape[3])
     for i, w in enumerate(widths):
       z = nn.Dense(w, dtype=self.dtype, name=f'fc{i}')(z)
       if i < len(widths) - 1:
@@ -123,4 +224,19 @@ class DeepAE(nn.Module):
       h = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < len(out_channels) - 1:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), 0.2)
-    return {'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)}
+    out = {'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)}
+    if maps:
+      out['attention'] = {k: v.astype(jnp.float32) for k, v in maps.items()}
+    return out
+
+
+@MODELS.register('cbam_ae')
+class CBAMAE(DeepAE):
+  """CBAM-AE (seed 000 §3.3.2): the deep AE with CBAM after encoder blocks 2 and 4."""
+  attention: str = 'cbam'
+
+
+@MODELS.register('ltpa_ae')
+class LTPAAE(DeepAE):
+  """LTPA-AE (seed 000 §3.3.3): the deep AE with "learn to pay attention" on blocks 2, 4."""
+  attention: str = 'ltpa'

@@ -27,6 +27,7 @@ from vadjax.nn.layers import IMPLS
 from vadjax.models import MODELS
 from vadjax.registry import UserError
 from vadjax.train import steps as steps_lib
+from vadjax.train import svdd
 from vadjax.train.checkpoint import Checkpointer
 from vadjax.train.logging import RunLogger
 
@@ -240,6 +241,16 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
     ckpt.wait()
 
   t_train = time.perf_counter() - t_start
+  if cfg.svdd_epochs > 0:
+    variables, meta['svdd'] = svdd.finetune(
+        steps.model, {'params': state.params, 'batch_stats': state.batch_stats}, splits.train,
+        epochs=cfg.svdd_epochs, learning_rate=cfg.svdd_learning_rate, nu=cfg.svdd_nu,
+        weight_decay=cfg.svdd_weight_decay, batch_size=cfg.batch_size, seed=seed,
+        mesh=exp.mesh)
+    state = state.replace(params=jax.device_put(variables['params'],
+                                                parallel.replicated(exp.mesh)))
+    logging.info('[%s] SVDD fine-tuning: %d epochs, radius %.4g', name, cfg.svdd_epochs,
+                 meta['svdd']['radius'])
   calib = calibrate(exp, steps, state, splits)
   meta.update(step=step, epoch=epoch, plateau=plateau.state, finished=True,
               data_iterator=iterator.get_state(), stopped_early=stop,
@@ -317,8 +328,8 @@ def _spread(indices, n):
 
 def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
   """Report figures: ROC/PR, histogram, training curves, reconstructions of normal and
-  anomalous test samples spread over the split, per-video score timelines, decoded memory
-  items."""
+  anomalous test samples spread over the split, attention maps, per-video score timelines,
+  decoded memory items."""
   cfg, test = exp.config, splits.test
   labels = field(test, 'label')
   normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels != 0)
@@ -341,8 +352,15 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
         os.path.join(run_dir, 'score_timelines.png'),
         video_lib.per_video_normalized(out['score'], videos), labels, videos)
   model = steps.model
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  if images.ndim == 4:          # attention maps of image models
+    out = jax.device_get(model.apply(variables, jnp.asarray(
+        np.stack([r['image'] for r in records])), train=False))
+    if 'attention' in out:
+      paths['attention_maps'] = plots.attention_maps(
+          os.path.join(run_dir, 'attention_maps.png'), images, out['attention'],
+          labels[idx])
   if getattr(model, 'use_memory', False):
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
     x = jax.ShapeDtypeStruct((1, *splits.image_shape), jnp.float32)
     grid = jax.eval_shape(model.apply, variables, x)['memory_weights'].shape[1:-1]
     items = jax.device_get(model.apply(variables, grid, method=model.decode_items))

@@ -1,0 +1,95 @@
+"""SVDD encoder fine-tuning, a second training stage for any trained AE (seed 001,
+001_22531b3c5af6eb6c.txt §3.6, eq. 3.14, §4.8; Ruff et al.'s soft-boundary Deep SVDD).
+
+The encoder f_e (every parameter the model's `latent` depends on) is fine-tuned on the
+normal training data with the soft-boundary objective
+    R² + (1/ν)·mean_i max(0, ‖f_e(x_i) − c‖² − R²) + λ‖θ_e‖²,
+c = the mean training embedding before fine-tuning (never zeros: §4.8.2), R the (1 − ν)
+quantile of the training distances, set before fine-tuning and after every epoch (as Ruff's
+code does after its warm-up), ν = 0.01, λ = 1e-6, Adam at a very low lr (5e-7) for ~10 epochs.
+BatchNorm layers run in inference mode, so their running statistics stay those of the AE.
+The decoder does not move (its gradient is exactly zero and it is masked out of the decay);
+scoring stays the reconstruction error of the fine-tuned encoder + original decoder.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vadjax import parallel
+from vadjax.data import eval_batches, train_dataset
+
+
+def encoder_mask(model, variables, images):
+  """True for every parameter the latent depends on (a nonzero gradient of Σ latent²)."""
+  def total(params):
+    out = model.apply({**variables, 'params': params}, images, train=False)
+    return jnp.sum(jnp.square(out['latent']))
+  grads = jax.grad(total)(variables['params'])
+  return jax.tree.map(lambda g: bool(jnp.any(g != 0)), grads)
+
+
+def embeddings(model, variables, source, batch_size: int, mesh) -> np.ndarray:
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False)['latent'])
+  out = []
+  for batch, n in eval_batches(source, batch_size):
+    out.append(np.asarray(apply(variables, parallel.shard_batch(batch, mesh)['image']))[:n])
+  return np.concatenate(out)
+
+
+def _radius(dist: np.ndarray, nu: float) -> float:
+  return float(np.quantile(np.sqrt(dist), 1 - nu))
+
+
+def finetune(model, variables, source, *, epochs: int, learning_rate: float = 5e-7,
+             nu: float = 0.01, weight_decay: float = 1e-6, batch_size: int = 32, seed: int = 0,
+             mesh=None, on_epoch=None):
+  """Fine-tunes `variables` ({'params', 'batch_stats'}) of a trained model; returns
+  (new variables, info). `on_epoch(epoch, variables)` is called after every epoch."""
+  mesh = mesh or parallel.make_mesh(0)
+  first = next(eval_batches(source, batch_size))[0]['image']
+  mask = encoder_mask(model, variables, jnp.asarray(first))
+  z = embeddings(model, variables, source, batch_size, mesh)
+  centre = jnp.asarray(z.mean(axis=0))
+  radius = _radius(np.sum((z - np.asarray(centre)) ** 2, axis=1), nu)
+  tx = optax.masked(optax.adam(learning_rate), mask)
+  frozen = {k: v for k, v in variables.items() if k != 'params'}
+
+  def loss_fn(params, images, r):
+    latent = model.apply({**frozen, 'params': params}, images, train=False)['latent']
+    dist = jnp.sum(jnp.square(latent - centre), axis=1)
+    decay = sum(jnp.sum(jnp.square(p)) for p, m in zip(jax.tree.leaves(params),
+                                                        jax.tree.leaves(mask)) if m)
+    loss = r ** 2 + jnp.mean(jnp.maximum(dist - r ** 2, 0.0)) / nu + weight_decay * decay
+    return loss, dist
+
+  @jax.jit
+  def step(params, opt_state, images, r):
+    (loss, dist), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, images, r)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, dist
+
+  params, opt_state = variables['params'], tx.init(variables['params'])
+  steps_per_epoch = len(source) // batch_size
+  data = iter(train_dataset(source, batch_size, seed, max(epochs, 1)))
+  history = []
+  for epoch in range(1, epochs + 1):
+    losses, dists = [], []
+    for _ in range(steps_per_epoch):
+      images = parallel.shard_batch(next(data), mesh)['image']
+      params, opt_state, loss, dist = step(params, opt_state, images, jnp.float32(radius))
+      losses.append(loss)
+      dists.append(dist)
+    losses = np.asarray(jax.device_get(jnp.stack(losses)))
+    if not np.all(np.isfinite(losses)):
+      raise FloatingPointError(f'SVDD fine-tuning diverged at epoch {epoch} (loss '
+                               f'{losses[~np.isfinite(losses)][0]}); lower the learning rate')
+    radius = _radius(np.concatenate(jax.device_get(dists)), nu)
+    history.append({'epoch': epoch, 'svdd_loss': float(losses.mean()), 'radius': radius})
+    if on_epoch is not None:
+      on_epoch(epoch, {**frozen, 'params': params})
+  info = {'centre_norm': float(jnp.linalg.norm(centre)), 'radius': radius, 'history': history,
+          'encoder_params': int(sum(p.size for p, m in zip(jax.tree.leaves(params),
+                                                            jax.tree.leaves(mask)) if m))}
+  return {**frozen, 'params': params}, info
