@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.svdd_learning_rate = 5e-7
   c.svdd_nu = 0.01
   c.svdd_weight_decay = 1e-6
+  c.svdd_warmup_epochs = 10      # soft-boundary radius R = 0 until then (Ruff's code)
   c.plots = True
   c.num_plot_samples = 8
   return c

@@ -245,7 +245,8 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
     variables, meta['svdd'] = svdd.finetune(
         steps.model, {'params': state.params, 'batch_stats': state.batch_stats}, splits.train,
         epochs=cfg.svdd_epochs, learning_rate=cfg.svdd_learning_rate, nu=cfg.svdd_nu,
-        weight_decay=cfg.svdd_weight_decay, batch_size=cfg.batch_size, seed=seed,
+        weight_decay=cfg.svdd_weight_decay, warmup_epochs=cfg.svdd_warmup_epochs,
+        batch_size=cfg.batch_size, seed=seed,
         mesh=exp.mesh)
     state = state.replace(params=jax.device_put(variables['params'],
                                                 parallel.replicated(exp.mesh)))

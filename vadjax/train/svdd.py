@@ -4,9 +4,10 @@
 The encoder f_e (every parameter the model's `latent` depends on) is fine-tuned on the
 normal training data with the soft-boundary objective
     R² + (1/ν)·mean_i max(0, ‖f_e(x_i) − c‖² − R²) + λ‖θ_e‖²,
-c = the mean training embedding before fine-tuning (never zeros: §4.8.2), R the (1 − ν)
-quantile of the training distances, set before fine-tuning and after every epoch (as Ruff's
-code does after its warm-up), ν = 0.01, λ = 1e-6, Adam at a very low lr (5e-7) for ~10 epochs.
+c = the mean training embedding before fine-tuning (never zeros: §4.8.2), ν = 0.01, λ = 1e-6,
+Adam at a very low lr (5e-7) for ~10 epochs. R follows Ruff's code: 0 during the first
+`warmup_epochs` (10 there), so a ~10-epoch fine-tuning pulls every embedding towards c with
+weight 1/ν; afterwards the (1 − ν) quantile of the last epoch's distances.
 BatchNorm layers run in inference mode, so their running statistics stay those of the AE.
 The decoder does not move (its gradient is exactly zero and it is masked out of the decay);
 scoring stays the reconstruction error of the fine-tuned encoder + original decoder.
@@ -26,12 +27,13 @@ def encoder_mask(model, variables, images):
   def total(params):
     out = model.apply({**variables, 'params': params}, images, train=False)
     return jnp.sum(jnp.square(out['latent']))
-  grads = jax.grad(total)(variables['params'])
-  return jax.tree.map(lambda g: bool(jnp.any(g != 0)), grads)
+  nonzero = jax.jit(lambda p: jax.tree.map(lambda g: jnp.any(g != 0), jax.grad(total)(p)))
+  return jax.tree.map(bool, jax.device_get(nonzero(variables['params'])))
 
 
 def embeddings(model, variables, source, batch_size: int, mesh) -> np.ndarray:
   apply = jax.jit(lambda v, x: model.apply(v, x, train=False)['latent'])
+  variables = jax.device_put(variables, parallel.replicated(mesh))
   out = []
   for batch, n in eval_batches(source, batch_size):
     out.append(np.asarray(apply(variables, parallel.shard_batch(batch, mesh)['image']))[:n])
@@ -39,20 +41,22 @@ def embeddings(model, variables, source, batch_size: int, mesh) -> np.ndarray:
 
 
 def _radius(dist: np.ndarray, nu: float) -> float:
+  """The (1 − ν) quantile of the distances ‖z − c‖."""
   return float(np.quantile(np.sqrt(dist), 1 - nu))
 
 
 def finetune(model, variables, source, *, epochs: int, learning_rate: float = 5e-7,
-             nu: float = 0.01, weight_decay: float = 1e-6, batch_size: int = 32, seed: int = 0,
-             mesh=None, on_epoch=None):
+             nu: float = 0.01, weight_decay: float = 1e-6, warmup_epochs: int = 10,
+             batch_size: int = 32, seed: int = 0, mesh=None, on_epoch=None):
   """Fine-tunes `variables` ({'params', 'batch_stats'}) of a trained model; returns
   (new variables, info). `on_epoch(epoch, variables)` is called after every epoch."""
   mesh = mesh or parallel.make_mesh(0)
+  variables = jax.device_put(variables, parallel.replicated(mesh))
   first = next(eval_batches(source, batch_size))[0]['image']
   mask = encoder_mask(model, variables, jnp.asarray(first))
   z = embeddings(model, variables, source, batch_size, mesh)
   centre = jnp.asarray(z.mean(axis=0))
-  radius = _radius(np.sum((z - np.asarray(centre)) ** 2, axis=1), nu)
+  radius = 0.0
   tx = optax.masked(optax.adam(learning_rate), mask)
   frozen = {k: v for k, v in variables.items() if k != 'params'}
 
@@ -85,7 +89,8 @@ def finetune(model, variables, source, *, epochs: int, learning_rate: float = 5e
     if not np.all(np.isfinite(losses)):
       raise FloatingPointError(f'SVDD fine-tuning diverged at epoch {epoch} (loss '
                                f'{losses[~np.isfinite(losses)][0]}); lower the learning rate')
-    radius = _radius(np.concatenate(jax.device_get(dists)), nu)
+    if epoch >= warmup_epochs:
+      radius = _radius(np.concatenate(jax.device_get(dists)), nu)
     history.append({'epoch': epoch, 'svdd_loss': float(losses.mean()), 'radius': radius})
     if on_epoch is not None:
       on_epoch(epoch, {**frozen, 'params': params})
