@@ -3,9 +3,12 @@
   python -m experiments.bench [--models=bcae1,deep_ae,memae_2d,memae_3d,memory] [--batch=0]
       [--out=bench.json] [--dtype=float32|bfloat16] [--repeats=10] [--torch_compile=true]
 
-Each model runs at its paper input size (BCAE1 128×128, deep AE and MemAE-2D 32×32,
-MemAE-3D 16×64×64 clips: the official 16×256×256 does not fit a CPU budget) unless --size
-(height = width) is given, at its default batch unless --batch is. `memory` is MemAE's
+Each model runs at its paper input size (BCAE1 and its variants, BCAE2 / KS-CAE 128×128,
+deep AE, CBAM-AE, LTPA-AE and MemAE-2D 32×32, MemAE-3D 16×64×64 clips: the official
+16×256×256 does not fit a CPU budget) unless --size (height = width) is given, at its default
+batch (32; AA-CAE 8: its first layer attends over 63² positions) unless --batch is.
+`ks_cae_fused` is KS-CAE after `fuse_ks_cae`: it should cost what a plain BCAE2 of KS-CAE's
+width costs. `memory` is MemAE's
 memory module alone at MemAE-3D's sizes: 512 queries per clip × 2000 items × 256 channels. Records (model × framework × mode) go to --out as JSON and a markdown table is
 printed, with speed ratios torch_time / jax_time (> 1: JAX faster). Both frameworks use the
 same threads on CPU. Memory: peak device memory on GPU; on CPU the growth of resident memory
@@ -37,8 +40,13 @@ from vadjax.nn.memory import Memory
 from vadjax.train import steps as steps_lib
 
 PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 32, 1),
-               'memae_3d': (16, 64, 64, 1), 'memory': (512, 256)}
-DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8}
+               'memae_3d': (16, 64, 64, 1), 'memory': (512, 256),
+               'se_cae': (128, 128, 1), 'aa_cae': (128, 128, 1), 'sa_cae': (128, 128, 1),
+               'ssa_cae': (128, 128, 1), 'cbam_ae': (32, 32, 1), 'ltpa_ae': (32, 32, 1),
+               'bcae2': (128, 128, 1), 'ks_cae': (128, 128, 1), 'ks_cae_fused': (128, 128, 1)}
+DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8}
+# benchmark names that are a registered model with other settings
+VARIANTS = {'ks_cae_fused': ('ks_cae', {'block': 'fused'})}
 METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae'}
 ENTROPY_WEIGHT = 2e-4
 
@@ -71,7 +79,8 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
   cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5,
                                        entropy_weight=ENTROPY_WEIGHT))
   mesh = parallel.make_mesh(1)
-  model = MODELS.get(name)(channels=1, dtype=jnp.dtype(dtype))
+  model_name, kwargs = VARIANTS.get(name, (name, {}))
+  model = MODELS.get(model_name)(channels=1, dtype=jnp.dtype(dtype), **kwargs)
   method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
   steps = steps_lib.build_steps(model, method, steps_lib.make_optimizer(cfg), mesh, shape)
   state = [steps.init(jax.random.PRNGKey(0))]
@@ -164,6 +173,8 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
     if name == 'memory':
       return _memory_loss(out[0].float(), out[1].float(), torch.log)
     loss = torch.mean((out['recon'].float() - x) ** 2)
+    if 'regularizer' in out:            # SA-CAE's λ‖x_AM‖
+      loss = loss + out['regularizer'].float().mean()
     if 'memory_weights' in out:
       w = out['memory_weights'].float()
       loss = loss - ENTROPY_WEIGHT * (w * torch.log(w + 1e-12)).sum(-1).mean()

@@ -287,13 +287,20 @@ def test_svdd_finetunes_only_the_encoder():
   assert 0.5 * np.quantile(np.sqrt(d1), 0.99) < info['radius'] < 2 * np.quantile(np.sqrt(d0), 0.99)
 
 
-def test_svdd_stage_and_attention_plots_in_a_run(tmp_path, quick_config):
+def test_svdd_stage_attention_plots_and_the_svdd_sweep(tmp_path, quick_config):
+  from experiments import svdd_sweep
   from vadjax.train import train_and_evaluate
   cfg = quick_config(model='cbam_ae', image_size=32, svdd_epochs=1, plots=True)
   cfg.unlock()
   cfg.model_kwargs = ml_collections.ConfigDict()
-  cfg.lock()
-  report = train_and_evaluate(cfg, str(tmp_path))
+  report = train_and_evaluate(cfg, str(tmp_path / 'base'))
   assert 0.0 <= report['mean']['auroc']['mean'] <= 1.0
-  assert (tmp_path / '1' / 'seed0' / 'attention_maps.png').exists()
+  assert (tmp_path / 'base' / '1' / 'seed0' / 'attention_maps.png').exists()
   assert report['runs'][0]['plots']['attention_maps'].endswith('attention_maps.png')
+  # the Fig. 4.8 sweep on that (finished, so reused) run
+  result = svdd_sweep.sweep(cfg, [1e-6, 1e-4], [1, 2], str(tmp_path), str(tmp_path / 'base'))
+  (run,) = result['runs']
+  assert set(run['lrs']) == {'1e-06', '0.0001'} and all(len(v) == 2 for v in run['lrs'].values())
+  assert all(0 <= a <= 1 for v in run['lrs'].values() for a in v)
+  assert abs(run['baseline'] - report['runs'][0]['image']['auroc']) < 1e-6
+  assert svdd_sweep.figure(result, str(tmp_path / 'f.png')).endswith('f.png')
