@@ -317,6 +317,9 @@ def main(argv):
         torch_outs[fw] = _torch_records(*args, variables, compiled)
       except Exception as e:  # noqa: BLE001  (torch.compile can fail per platform)
         print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
+    if not torch_outs:
+      print(f'no PyTorch record for {name}: skipped')
+      continue
     flops = next(iter(torch_outs.values()))[1]
     for mode in ('train', 'infer'):
       records.append(_record(name, 'jax', mode, shape, _batch(name), flops, *jax_out[mode]))

@@ -13,9 +13,9 @@ CASES = [(32, 3, 0, 0), (31, 3, 1, 1), (15, 4, 0, 0), (16, 3, 1, 1), (7, 4, 1, 0
 STRIDE1 = [(4, 4, 0), (9, 3, 1), (6, 5, 2)]
 
 
-def _layer(kind, impl, k, p, op):
-  return Conv(5, k, 2, p, impl=impl) if kind == 'conv' else ConvTranspose(5, k, 2, p, op,
-                                                                          impl=impl)
+def _layer(kind, impl, k, p, op, stride=2):
+  return (Conv(5, k, stride, p, impl=impl) if kind == 'conv'
+          else ConvTranspose(5, k, stride, p, op, impl=impl))
 
 
 def _torch(kind, x, v, p, op, stride=2):
@@ -29,23 +29,28 @@ def _torch(kind, x, v, p, op, stride=2):
   return y.permute(0, 2, 3, 1).numpy()
 
 
+# stride 3: BCAE2's k5 s3 layers (output padding < stride)
+STRIDE3 = [(31, 5, 0, 0, 3), (9, 5, 1, 2, 3), (10, 3, 1, 1, 3)]
+
+
 @pytest.mark.parametrize('kind', ['conv', 'transpose'])
-@pytest.mark.parametrize('size,k,p,op', CASES)
-def test_both_forms_match_pytorch_and_each_other(kind, size, k, p, op):
+@pytest.mark.parametrize('size,k,p,op,stride', [c + (2,) for c in CASES] + STRIDE3)
+def test_every_form_matches_pytorch_and_each_other(kind, size, k, p, op, stride):
   x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size + 1, 3)), jnp.float32)
-  v = _layer(kind, 'xla', k, p, op).init(jax.random.PRNGKey(0), x)
+  v = _layer(kind, 'xla', k, p, op, stride).init(jax.random.PRNGKey(0), x)
   v = jax.tree.map(lambda a: a + 0.1, v)        # non-zero bias
-  ref = _torch(kind, x, v, p, op)
-  for impl in ('xla', 's2d'):
-    y = _layer(kind, impl, k, p, op).apply(v, x)
+  ref = _torch(kind, x, v, p, op, stride)
+  impls = ('xla', 's2d', 'tapwise')
+  for impl in impls:
+    y = _layer(kind, impl, k, p, op, stride).apply(v, x)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
   def loss(impl):
-    return lambda v, x: jnp.sum(jnp.sin(_layer(kind, impl, k, p, op).apply(v, x)))
+    return lambda v, x: jnp.sum(jnp.sin(_layer(kind, impl, k, p, op, stride).apply(v, x)))
   g_plain = jax.grad(loss('xla'), argnums=(0, 1))(v, x)
-  g_fast = jax.grad(loss('s2d'), argnums=(0, 1))(v, x)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
-               g_plain, g_fast)
+  for impl in impls[1:]:
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+                 g_plain, jax.grad(loss(impl), argnums=(0, 1))(v, x))
 
 
 @pytest.mark.parametrize('size,k,p', STRIDE1)
@@ -68,10 +73,9 @@ def test_stride1_transposed_tapwise_gradient(size, k, p):
 
 @pytest.mark.parametrize('impl', ['auto', 's2d', 'xla'])
 def test_other_strides_use_the_plain_form(impl):
-  # stride 3 (BCAE2's k5 s3 layers) and mixed strides have no fast form: every impl must
-  # still compute PyTorch's result
+  # mixed strides have no fast form: every impl must still compute PyTorch's result
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, 8, 3)), jnp.float32)
-  for stride in (3, (1, 2)):
+  for stride in ((1, 2), (3, 1)):
     layer = ConvTranspose(16, 5, stride, 1, 0, impl=impl)
     v = jax.tree.map(lambda a: a + 0.1, layer.init(jax.random.PRNGKey(0), x))
     ref = torch.nn.functional.conv_transpose2d(
@@ -88,6 +92,10 @@ def test_space_depth_roundtrip_and_layout():
   assert y.shape == (2, 2, 3, 12)
   np.testing.assert_array_equal(y[0, 1, 2].reshape(2, 2, 3), x[0, 2:4, 4:6])
   np.testing.assert_array_equal(depth_to_space(y), x)
+  z = space_to_depth(x[:, :3], 3)
+  assert z.shape == (2, 1, 2, 27)
+  np.testing.assert_array_equal(z[1, 0, 1].reshape(3, 3, 3), x[1, 0:3, 3:6])
+  np.testing.assert_array_equal(depth_to_space(z, 3), x[:, :3])
 
 
 CASES_3D = [((8, 12, 10), (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)),    # MemAE-3D layers

@@ -318,18 +318,18 @@ class BCAE2(_Named):
       cin = f
     self.n_enc, self.n_dec = len(ENCODER), n
 
-  def _apply(self, name, h):
+  def _layer(self, name, h):
     h = getattr(self, name)(h)
     return getattr(self, f'{name}_bn')(h) if hasattr(self, f'{name}_bn') else h
 
   def forward(self, x):
     h = x
     for i in range(self.n_enc):
-      h = torch.relu(self._apply(f'enc{i}', h))
+      h = torch.relu(self._layer(f'enc{i}', h))
     latent = h.permute(0, 2, 3, 1).flatten(1)
     for i in range(self.n_dec - 1):
-      h = F.leaky_relu(self._apply(f'dec{i}', h), self.slope)
-    return {'recon': torch.sigmoid(self._apply(f'dec{self.n_dec - 1}', h)), 'latent': latent}
+      h = F.leaky_relu(self._layer(f'dec{i}', h), self.slope)
+    return {'recon': torch.sigmoid(self._layer(f'dec{self.n_dec - 1}', h)), 'latent': latent}
 
 
 def _copy_layer(m, p):

@@ -53,7 +53,7 @@ class BCAE2(nn.Module):
       if not isinstance(k, int):
         raise ValueError(f'ks_cae needs square inputs (its layer {name} would have kernel {k})')
       return AsymmetricBlock(features, k, s, transposed=transposed, norm=norm,
-                             dtype=self.dtype, name=name)(h, train)
+                             impl=self.conv_impl, dtype=self.dtype, name=name)(h, train)
     layer = ConvTranspose if transposed else Conv
     h = layer(features, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=name)(h)
     if norm and not acb:          # fused blocks carry their BN in the bias

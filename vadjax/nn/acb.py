@@ -20,9 +20,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-
-from vadjax.nn.layers import _DN, _pair, batch_norm
+from vadjax.nn.layers import batch_norm, conv2d, conv_transpose2d
 
 BRANCHES = ('square', 'hor', 'ver')
 _EPS = 1e-5
@@ -37,16 +35,23 @@ def branch_geometry(k: int, p: int):
           'ver': ((k, 1), (full, short))}
 
 
-def _conv(x, w, stride, pads):
-  return lax.conv_general_dilated(x, w, _pair(stride), pads, dimension_numbers=_DN)
+def _crop_or_pad(x, pads):
+  """Pads (positive) or crops (negative) H and W by per-side amounts."""
+  x = jnp.pad(x, ((0, 0),) + tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads) + ((0, 0),))
+  return x[:, max(-pads[0][0], 0):x.shape[1] - max(-pads[0][1], 0),
+           max(-pads[1][0], 0):x.shape[2] - max(-pads[1][1], 0)]
 
 
-def _conv_transpose(x, w, stride, pads, output_padding):
-  """PyTorch's ConvTranspose2d with per-side (possibly negative) padding `pads`."""
-  k, s, op = w.shape[:2], _pair(stride), _pair(output_padding)
-  full = [(k[d] - 1 - pads[d][0], k[d] - 1 - pads[d][1] + op[d]) for d in range(2)]
-  return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), full, lhs_dilation=s,
-                                  dimension_numbers=_DN)
+def _conv(x, w, stride, pads, impl):
+  """A conv with per-side (possibly negative) padding, through `conv2d`'s fast forms."""
+  return conv2d(_crop_or_pad(x, pads), w, stride, 0, impl)
+
+
+def _conv_transpose(x, w, stride, pads, output_padding, impl):
+  """PyTorch's ConvTranspose2d with per-side (possibly negative) padding `pads`: the
+  padding-0 transposed conv (fast forms), then the padding's crop (or, negative, zeros)."""
+  y = conv_transpose2d(x, w, stride, 0, output_padding, impl)
+  return _crop_or_pad(y, tuple((-lo, -hi) for lo, hi in pads))
 
 
 class AsymmetricBlock(nn.Module):
@@ -61,6 +66,7 @@ class AsymmetricBlock(nn.Module):
   output_padding: int = 0
   transposed: bool = False
   norm: bool = True
+  impl: str = 'auto'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -71,9 +77,9 @@ class AsymmetricBlock(nn.Module):
                      (*shape, x.shape[-1], self.features)).astype(self.dtype)
       h = x.astype(self.dtype)
       if self.transposed:
-        y = _conv_transpose(h, w, self.stride, pads, self.output_padding)
+        y = _conv_transpose(h, w, self.stride, pads, self.output_padding, self.impl)
       else:
-        y = _conv(h, w, self.stride, pads)
+        y = _conv(h, w, self.stride, pads, self.impl)
       if self.norm:
         y = batch_norm(train, self.dtype, f'{name}_bn')(y)
       else:

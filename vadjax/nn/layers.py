@@ -26,7 +26,7 @@ from jax import lax
 
 from vadjax.registry import UserError
 
-IMPLS = ('auto', 'xla', 's2d')
+IMPLS = ('auto', 'xla', 's2d', 'tapwise')
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -34,90 +34,102 @@ def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def resolve_impl(impl: str, stride, transposed: bool, features: int = 0) -> str:
-  """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, BCAE1
-  at 128×128, batch 32, forward + gradients, 2026-11-22):
-    stride-2 transposed conv, ≥ 8 output channels: s2d (31→63, 64→64: 984 → 231 ms);
+def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
+                 kernel: int = 3, out_size: int = 0) -> str:
+  """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, batch
+  32, forward + gradients, 2026-11-22; BCAE1 and BCAE2 at 128×128):
+    strided transposed conv, ≥ 8 output channels: s2d (s2: 31→63, 64→64: 984 → 231 ms;
+      s3: 9→29, 256→128, k5: 2987 → 441 ms);
     stride-1 transposed conv, ≥ 8 output channels: tap-wise kernel gradient (4→7, 96→96:
       42 → 10 ms);
     transposed conv to fewer channels: plain (63→128, 64→1: 101 vs 195 ms s2d; deep AE
       32→32, 8→1: 6.0 vs 6.9 ms tap-wise);
-    stride-2 conv: plain (63→31, 64→64: 324 vs 507 ms s2d).
-  Elsewhere (GPU/TPU) always plain. 'xla' forces plain, 's2d' the fast forms everywhere.
+    strided conv: plain (63→31, 64→64: 324 vs 507 ms s2d; 31→9 s3 k5: 190 vs 559), except
+      kernels over 3 onto maps of at most 4 (9→3, 256→512, k5 s2: 1738 → 244 ms s2d).
+  Elsewhere (GPU/TPU) always plain. 'xla' forces plain, 's2d' the fast forms everywhere,
+  'tapwise' a plain strided conv with the tap-wise kernel gradient.
   """
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
   s = _pair(stride)
-  if s not in ((2, 2), (1, 1)) or (s == (1, 1) and not transposed):
-    return 'xla'      # the fast forms cover stride-2 layers and stride-1 transposed convs
+  if s[0] != s[1] or (s == (1, 1) and not transposed):
+    return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
   if impl == 'auto':
-    on_cpu = jax.default_backend() == 'cpu'
-    return 's2d' if on_cpu and transposed and features >= 8 else 'xla'
+    if jax.default_backend() != 'cpu':
+      return 'xla'
+    if transposed:
+      return 's2d' if features >= 8 else 'xla'
+    return 's2d' if kernel > 3 and 0 < out_size <= 4 else 'xla'
+  if impl == 'tapwise' and transposed:
+    return 's2d'
   return impl
 
 
-def space_to_depth(x):
+def space_to_depth(x, s: int = 2):
   b, h, w, c = x.shape
-  x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, h // 2, w // 2, 4 * c)
+  x = x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // s, w // s, s * s * c)
 
 
-def depth_to_space(x):
-  b, h, w, c4 = x.shape
-  c = c4 // 4
-  x = x.reshape(b, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, 2 * h, 2 * w, c)
+def depth_to_space(x, s: int = 2):
+  b, h, w, cs = x.shape
+  c = cs // (s * s)
+  x = x.reshape(b, h, w, s, s, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, s * h, s * w, c)
 
 
-def _taps_by_parity(kernel):
-  """(k, k, I, O) taps a → (K', K', 2, 2, I, O) with a = 2q + r, zero beyond k."""
+def _taps_by_phase(kernel, s: int = 2):
+  """(k, k, I, O) taps a → (K', K', s, s, I, O) with a = s·q + r, zero beyond k."""
   k = kernel.shape[:2]
-  kq = tuple((n + 1) // 2 for n in k)
-  kernel = jnp.pad(kernel, ((0, 2 * kq[0] - k[0]), (0, 2 * kq[1] - k[1]), (0, 0), (0, 0)))
+  kq = tuple(-(-n // s) for n in k)
+  kernel = jnp.pad(kernel, ((0, s * kq[0] - k[0]), (0, s * kq[1] - k[1]), (0, 0), (0, 0)))
   kh, kw, i, o = kernel.shape
-  return kernel.reshape(kq[0], 2, kq[1], 2, i, o).transpose(0, 2, 1, 3, 4, 5)
+  return kernel.reshape(kq[0], s, kq[1], s, i, o).transpose(0, 2, 1, 3, 4, 5)
 
 
-def conv_s2d(x, kernel, padding):
-  """Exact stride-2 convolution as a stride-1 conv on the space-to-depth input."""
+def conv_s2d(x, kernel, padding, s: int = 2):
+  """Exact stride-s convolution as a stride-1 conv on the space-to-depth input."""
   k = kernel.shape[:2]
-  kq = tuple((n + 1) // 2 for n in k)
-  out = tuple((x.shape[1 + d] + 2 * padding[d] - k[d]) // 2 + 1 for d in range(2))
-  size = tuple(2 * (out[d] + kq[d] - 1) for d in range(2))   # padded input, even length
+  kq = tuple(-(-n // s) for n in k)
+  out = tuple((x.shape[1 + d] + 2 * padding[d] - k[d]) // s + 1 for d in range(2))
+  size = tuple(s * (out[d] + kq[d] - 1) for d in range(2))   # padded input, multiple of s
   x = jnp.pad(x, ((0, 0),) + tuple(
       (padding[d], max(size[d] - x.shape[1 + d] - padding[d], 0)) for d in range(2))
       + ((0, 0),))[:, :size[0], :size[1]]
-  w = _taps_by_parity(kernel)                       # (K', K', 2, 2, I, O)
-  w = w.reshape(kq[0], kq[1], 4 * kernel.shape[2], kernel.shape[3])
-  return lax.conv_general_dilated(space_to_depth(x), w, (1, 1), 'VALID',
+  w = _taps_by_phase(kernel, s)                     # (K', K', s, s, I, O)
+  w = w.reshape(kq[0], kq[1], s * s * kernel.shape[2], kernel.shape[3])
+  return lax.conv_general_dilated(space_to_depth(x, s), w, (1, 1), 'VALID',
                                   dimension_numbers=_DN)
 
 
-def _conv(x, w, padding):
-  return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_DN)
+def _conv(x, w, padding, stride=(1, 1)):
+  return lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=_DN)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_tapwise_grad(x, w, padding):
-  """A stride-1 conv whose kernel gradient is one matmul per tap, Σ_bhw x_shift ⊗ dy.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_tapwise_grad(x, w, padding, stride=(1, 1)):
+  """A conv whose kernel gradient is one matmul per tap, Σ_bhw x_shift ⊗ dy.
 
   XLA:CPU's own kernel-gradient conv is pathological for small kernels over many output
-  channels (2×2, 64→256 at 16×16: 520 ms against 29 ms this way, 2026-11-22).
+  channels (2×2, 64→256 at 16×16: 520 ms against 29 ms this way, 2026-11-22) and for
+  strided convs to small maps (BCAE2's k5 s2 256→512 9→3: see BUILD_NOTES.md).
   """
-  return _conv(x, w, padding)
+  return _conv(x, w, padding, stride)
 
 
-def _tapwise_fwd(x, w, padding):
-  return _conv(x, w, padding), (x, w)
+def _tapwise_fwd(x, w, padding, stride):
+  return _conv(x, w, padding, stride), (x, w)
 
 
-def _tapwise_bwd(padding, res, g):
+def _tapwise_bwd(padding, stride, res, g):
   x, w = res
-  gx = jax.vjp(lambda x: _conv(x, w, padding), x)[1](g)[0]
+  gx = jax.vjp(lambda x: _conv(x, w, padding, stride), x)[1](g)[0]
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   h, wd = g.shape[1:3]
+  sh, sw = stride
   gw = jnp.stack([jnp.stack([
-      jnp.einsum('bhwc,bhwd->cd', xp[:, i:i + h, j:j + wd], g, preferred_element_type=w.dtype)
+      jnp.einsum('bhwc,bhwd->cd', xp[:, i:i + sh * (h - 1) + 1:sh, j:j + sw * (wd - 1) + 1:sw],
+                 g, preferred_element_type=w.dtype)
       for j in range(w.shape[1])]) for i in range(w.shape[0])])
   return gx, gw.astype(w.dtype)
 
@@ -125,14 +137,15 @@ def _tapwise_bwd(padding, res, g):
 conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
 
 
-def conv_transpose_s2d(x, kernel, padding, out_size):
-  """Exact stride-2 transposed convolution: a stride-1 'full' conv producing the four output
-  parities as channels, then depth-to-space and a crop at the padding offset."""
-  kq = tuple((n + 1) // 2 for n in kernel.shape[:2])
-  w = _taps_by_parity(kernel)[::-1, ::-1]          # tap q ↔ input offset −q: flip
-  w = w.transpose(0, 1, 4, 2, 3, 5).reshape(kq[0], kq[1], kernel.shape[2], 4 * kernel.shape[3])
+def conv_transpose_s2d(x, kernel, padding, out_size, s: int = 2):
+  """Exact stride-s transposed convolution: a stride-1 'full' conv producing the s² output
+  phases as channels, then depth-to-space and a crop at the padding offset."""
+  kq = tuple(-(-n // s) for n in kernel.shape[:2])
+  w = _taps_by_phase(kernel, s)[::-1, ::-1]         # tap q ↔ input offset −q: flip
+  w = w.transpose(0, 1, 4, 2, 3, 5).reshape(kq[0], kq[1], kernel.shape[2],
+                                            s * s * kernel.shape[3])
   z = conv_tapwise_grad(x, w, ((kq[0] - 1,) * 2, (kq[1] - 1,) * 2))
-  y = depth_to_space(z)
+  y = depth_to_space(z, s)
   need = tuple(padding[d] + out_size[d] - y.shape[1 + d] for d in range(2))
   y = jnp.pad(y, ((0, 0), (0, max(need[0], 0)), (0, max(need[1], 0)), (0, 0)))
   return y[:, padding[0]:padding[0] + out_size[0], padding[1]:padding[1] + out_size[1]]
@@ -204,8 +217,13 @@ class ConvTranspose(nn.Module):
 def conv2d(x, w, stride, padding, impl='auto'):
   """`Conv`'s computation: x (B, H, W, I), kernel (kH, kW, I, O)."""
   k, s, p = w.shape[:2], _pair(stride), _pair(padding)
-  if resolve_impl(impl, s, transposed=False) == 's2d':
-    return conv_s2d(x, w, p)
+  out = min((x.shape[1 + d] + 2 * p[d] - k[d]) // s[d] + 1 for d in range(2))
+  form = resolve_impl(impl, s, transposed=False, features=w.shape[-1], kernel=max(k),
+                      out_size=out)
+  if form == 's2d':
+    return conv_s2d(x, w, p, s[0])
+  if form == 'tapwise':
+    return conv_tapwise_grad(x, w, ((p[0], p[0]), (p[1], p[1])), s)
   if s == (2, 2):
     return lax.conv_general_dilated(x, w, s, [_even_padding(x.shape[1 + d], k[d], p[d])
                                               for d in range(2)], dimension_numbers=_DN)
@@ -220,8 +238,8 @@ def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
   out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
   fast = resolve_impl(impl, s, transposed=True, features=w.shape[-1]) == 's2d'
   pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
-  if fast and s == (2, 2):
-    return conv_transpose_s2d(x, w, p, out)
+  if fast and s != (1, 1):
+    return conv_transpose_s2d(x, w, p, out, s[0])
   if fast:     # stride 1: the 'full' conv, with the tap-wise kernel gradient
     return conv_tapwise_grad(x, w[::-1, ::-1], pads)
   # correlation of the s-dilated input with the spatially flipped kernel
