@@ -30,6 +30,8 @@ _OVERRIDE = flags.DEFINE_string('override', '', 'key=value,... applied to every 
 _OVERRIDE_TEXTURES = flags.DEFINE_string(
     'override_textures', '', 'key=value,... for the textures runs only (after --override).')
 _ONLY = flags.DEFINE_list('only', None, 'Run only these zoo names of the suite.')
+_COLLECT = flags.DEFINE_bool('collect_only', False, 'Only gather the report.json of runs '
+                              'already in --workdir (no training, no scoring).')
 _DIGITS = flags.DEFINE_string('digit_classes', 'all', 'Normal classes of digits ("all" or '
                               'e.g. "0;3;5;8").')
 
@@ -84,19 +86,27 @@ def table(rows, datasets) -> str:
 
 
 def run(suite: str, datasets, seeds, workdir: str, override: str = '', only=None,
-        digit_classes: str = 'all', override_textures: str = '') -> dict:
+        digit_classes: str = 'all', override_textures: str = '', collect_only=False) -> dict:
   rows = []
   for label, name in zoo.SUITES[suite]:
     if only and name not in only:
       continue
     row = {'label': label, 'name': name, 'results': {}}
     for dataset in datasets:
-      cfg = variant_config(name, dataset, seeds, override, digit_classes, override_textures)
-      report = train_and_evaluate(cfg, os.path.join(workdir, suite, dataset, name))
+      run_dir = os.path.join(workdir, suite, dataset, name)
+      if collect_only:
+        if not os.path.exists(os.path.join(run_dir, 'report.json')):
+          continue
+        with open(os.path.join(run_dir, 'report.json')) as f:
+          report = json.load(f)
+      else:
+        cfg = variant_config(name, dataset, seeds, override, digit_classes, override_textures)
+        report = train_and_evaluate(cfg, run_dir)
       row['results'][dataset] = summarize(report)
       logging.info('%s on %s: AUROC %.4f', label, dataset,
                    row['results'][dataset]['auroc']['mean'])
-    rows.append(row)
+    if row['results']:
+      rows.append(row)
   result = {'suite': suite, 'datasets': list(datasets), 'seeds': [int(s) for s in seeds],
             'override': override, 'override_textures': override_textures,
             'digit_classes': digit_classes, 'rows': rows, 'table': table(rows, datasets)}
@@ -111,7 +121,7 @@ def run(suite: str, datasets, seeds, workdir: str, override: str = '', only=None
 def main(argv):
   del argv
   result = run(_SUITE.value, _DATASETS.value, _SEEDS.value, _WORKDIR.value, _OVERRIDE.value,
-               _ONLY.value, _DIGITS.value, _OVERRIDE_TEXTURES.value)
+               _ONLY.value, _DIGITS.value, _OVERRIDE_TEXTURES.value, _COLLECT.value)
   print(result['table'])
 
 
