@@ -19,6 +19,12 @@ def _valid_out(size: int, kernel: int, stride: int) -> int:
   return (size - kernel) // stride + 1
 
 
+def _with_maps(out: dict, maps: dict) -> dict:
+  if maps:
+    out['attention'] = {k: v.astype(jnp.float32) for k, v in maps.items()}
+  return out
+
+
 @MODELS.register('bcae1')
 class BCAE1(nn.Module):
   """BCAE1, seed 001 (001_22531b3c5af6eb6c.txt) §4.4.2.
@@ -118,11 +124,8 @@ class BCAE1(nn.Module):
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), self.leaky_slope)
         h = self._se(h, f'dec{i}_se')
     recon = nn.sigmoid(h.astype(jnp.float32))
-    out = {'recon': recon, 'latent': latent.reshape(latent.shape[0], -1).astype(jnp.float32),
-           **extra}
-    if maps:
-      out['attention'] = {k: v.astype(jnp.float32) for k, v in maps.items()}
-    return out
+    return _with_maps({'recon': recon, 'latent': latent.reshape(latent.shape[0], -1)
+                       .astype(jnp.float32), **extra}, maps)
 
 
 @MODELS.register('se_cae')
@@ -224,10 +227,8 @@ class DeepAE(nn.Module):
       h = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < len(out_channels) - 1:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), 0.2)
-    out = {'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)}
-    if maps:
-      out['attention'] = {k: v.astype(jnp.float32) for k, v in maps.items()}
-    return out
+    return _with_maps({'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)},
+                      maps)
 
 
 @MODELS.register('cbam_ae')
