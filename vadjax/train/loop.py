@@ -354,13 +354,11 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
         video_lib.per_video_normalized(out['score'], videos), labels, videos)
   model = steps.model
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  if images.ndim == 4:          # attention maps of image models
-    out = jax.device_get(model.apply(variables, jnp.asarray(
-        np.stack([r['image'] for r in records])), train=False))
-    if 'attention' in out:
-      paths['attention_maps'] = plots.attention_maps(
-          os.path.join(run_dir, 'attention_maps.png'), images, out['attention'],
-          labels[idx])
+  x = jnp.asarray(np.stack([r['image'] for r in records]))
+  if 'attention' in jax.eval_shape(model.apply, variables, x):   # attention models only
+    maps = jax.device_get(jax.jit(lambda v, x: model.apply(v, x)['attention'])(variables, x))
+    paths['attention_maps'] = plots.attention_maps(
+        os.path.join(run_dir, 'attention_maps.png'), images, maps, labels[idx])
   if getattr(model, 'use_memory', False):
     x = jax.ShapeDtypeStruct((1, *splits.image_shape), jnp.float32)
     grid = jax.eval_shape(model.apply, variables, x)['memory_weights'].shape[1:-1]
