@@ -5,7 +5,8 @@
 
 Each model runs at its paper input size (BCAE1 and its variants, BCAE2 / KS-CAE 128×128,
 deep AE, CBAM-AE, LTPA-AE and MemAE-2D 32×32, MemAE-3D 16×64×64 clips: the official
-16×256×256 does not fit a CPU budget) unless --size (height = width) is given, at its default
+16×256×256 does not fit a CPU budget; the nine conv recurrent AEs of seed 001 at (L_R, DUT) =
+(2, N), 8×128×128 clips, batch 8) unless --size (height = width) is given, at its default
 batch (32; AA-CAE 8: its first layer attends over 63² positions) unless --batch is.
 `ks_cae_fused` is KS-CAE after `fuse_ks_cae`: it should cost what a plain BCAE2 of KS-CAE's
 width costs. `memory` is MemAE's
@@ -35,7 +36,7 @@ from vadjax import parallel
 from vadjax.bench import harness
 from vadjax.bench.twins import TWINS, Memory as TorchMemory, port
 from vadjax.methods import METHODS
-from vadjax.models import MODELS
+from vadjax.models import MODELS, conv_rnn_ae
 from vadjax.nn.memory import Memory
 from vadjax.train import steps as steps_lib
 
@@ -43,8 +44,9 @@ PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 
                'memae_3d': (16, 64, 64, 1), 'memory': (512, 256),
                'se_cae': (128, 128, 1), 'aa_cae': (128, 128, 1), 'sa_cae': (128, 128, 1),
                'ssa_cae': (128, 128, 1), 'cbam_ae': (32, 32, 1), 'ltpa_ae': (32, 32, 1),
-               'bcae2': (128, 128, 1), 'ks_cae': (128, 128, 1), 'ks_cae_fused': (128, 128, 1)}
-DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8}
+               'bcae2': (128, 128, 1), 'ks_cae': (128, 128, 1), 'ks_cae_fused': (128, 128, 1),
+               **{n: (8, 128, 128, 1) for n in conv_rnn_ae.NAMES}}
+DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8, **{n: 8 for n in conv_rnn_ae.NAMES}}
 # benchmark names that are a registered model with other settings
 VARIANTS = {'ks_cae_fused': ('ks_cae', {'block': 'fused'})}
 METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae'}
@@ -172,7 +174,7 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
   def objective(out):
     if name == 'memory':
       return _memory_loss(out[0].float(), out[1].float(), torch.log)
-    loss = torch.mean((out['recon'].float() - x) ** 2)
+    loss = torch.mean((out['recon'].float() - out.get('target', x)) ** 2)   # Seq2Seq: future
     if 'regularizer' in out:            # SA-CAE's λ‖x_AM‖
       loss = loss + out['regularizer'].float().mean()
     if 'memory_weights' in out:

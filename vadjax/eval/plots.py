@@ -75,8 +75,9 @@ def training_curves(path, history: list[dict]) -> str:
   return _save(fig, path)
 
 
-def score_timelines(path, scores, labels, videos, max_videos: int = 8) -> str:
-  """Per test video: the per-video normalised score over frames, anomalous frames shaded."""
+def score_timelines(path, scores, labels, videos, max_videos: int = 8, smoothed=None) -> str:
+  """Per test video: the per-video normalised score over frames, anomalous frames shaded;
+  `smoothed`: also seed 001's Savitzky–Golay smoothed 1 − s(t)."""
   ids = list(np.unique(videos))[:max_videos]
   fig, axes = plt.subplots(len(ids), 1, figsize=(8, 1.4 * len(ids)), squeeze=False)
   for ax, v in zip(axes[:, 0], ids):
@@ -84,6 +85,9 @@ def score_timelines(path, scores, labels, videos, max_videos: int = 8) -> str:
     ax.fill_between(np.arange(len(lab)), 0, 1, where=lab > 0, color='C3', alpha=0.25, step='mid',
                     label='anomalous frames')
     ax.plot(s, color='C0', lw=1, label='score (per-video min-max)')
+    if smoothed is not None:
+      ax.plot(np.asarray(smoothed)[videos == v], color='k', lw=1.2,
+              label='1 − s(t), Savitzky–Golay')
     ax.set(ylim=(0, 1), xlim=(0, len(lab) - 1), ylabel=f'video {v}')
   axes[0, 0].legend(fontsize=7, loc='upper right')
   axes[-1, 0].set_xlabel('frame')

@@ -13,7 +13,8 @@ import numpy as np
 from vadjax.eval import metrics, plots
 
 SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc', 'auroc_per_video_norm',
-                'eer_per_video_norm', 'auroc_mean_per_video')   # the last three: video
+                'eer_per_video_norm', 'auroc_mean_per_video', 'auroc_regularity',
+                'eer_regularity')   # from auroc_per_video_norm on: video
 
 
 def run_metrics(labels, kinds, scores, thresholds, kind_names, pixel_scores=None,

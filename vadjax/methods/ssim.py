@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vadjax.methods import METHODS
-from vadjax.methods.reconstruction import Reconstruction, weighted_mean
+from vadjax.methods.reconstruction import Reconstruction, target, weighted_mean
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -76,7 +76,7 @@ class SSIMCompound(Reconstruction):
       raise ValueError(f'ssim_weight must be in [0, 1], got {self.eta}')
 
   def _compound(self, outputs, batch):
-    x, r = batch['image'], outputs['recon']
+    x, r = target(outputs, batch), outputs['recon']
     err = jnp.square(r - x)
     mse = jnp.mean(err, axis=tuple(range(1, err.ndim)))
     s = ssim(_frames(r), _frames(x)).reshape(x.shape[0], -1).mean(axis=1)
@@ -89,7 +89,7 @@ class SSIMCompound(Reconstruction):
 
   def score_fn(self, outputs, batch):
     per_sample, _, _ = self._compound(outputs, batch)
-    x, r = batch['image'], outputs['recon']
+    x, r = target(outputs, batch), outputs['recon']
     if x.ndim == 5:              # clips: the map of the scored frame
       offset = batch.get('offset', jnp.full(x.shape[:1], x.shape[1] // 2))
       x, r = x[jnp.arange(x.shape[0]), offset], r[jnp.arange(r.shape[0]), offset]

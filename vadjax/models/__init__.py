@@ -8,4 +8,4 @@ from vadjax.registry import Registry
 
 MODELS = Registry('model')
 
-from vadjax.models import conv_ae, ks_cae, memae  # noqa: E402,F401  (registers the models)
+from vadjax.models import conv_ae, conv_rnn_ae, ks_cae, memae  # noqa: E402,F401  (registers the models)

@@ -304,7 +304,10 @@ def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
       positive=cfg.positive)
   videos = field(splits.test, 'video') if 'video' in splits.test[0] else None
   if videos is not None:
-    result['image'].update(video_lib.frame_metrics(labels, out['score'], videos))
+    frame = video_lib.frame_metrics(labels, out['score'], videos, field(splits.test, 'kind'),
+                                    splits.kind_names)
+    result['per_kind_auroc_per_video_norm'] = frame.pop('per_kind_auroc_per_video_norm')
+    result['image'].update(frame)
   result.update(name=name, seed=seed, epochs=meta['epoch'], steps=meta['step'],
                 stopped_early=meta.get('stopped_early', False),
                 timings={**meta.get('timings', {}), 'score_s': t_score,
@@ -317,9 +320,13 @@ def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
   return result
 
 
-def _frame(x, offset):
-  """The scored frame of a clip record (images pass through)."""
-  return x[offset] if x.ndim == 4 else x
+def _frame(x, offset, clip_length=None):
+  """The scored frame of a clip record (images pass through). A prediction (Seq2Seq) of
+  the clip's last frames gives its frame nearest to the scored one."""
+  if x.ndim != 4:
+    return x
+  offset -= (clip_length or len(x)) - len(x)
+  return x[min(max(offset, 0), len(x) - 1)]
 
 
 def _spread(indices, n):
@@ -342,7 +349,8 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
   records = [test[int(i)] for i in idx]
   offsets = [int(r.get('offset', 0)) for r in records]
   images = np.stack([_frame(r['image'], o) for r, o in zip(records, offsets)])
-  recons = np.stack([_frame(x, o) for x, o in zip(sample['recon'], offsets)])
+  recons = np.stack([_frame(x, o, len(r['image']))
+                     for x, o, r in zip(sample['recon'], offsets, records)])
   masks = np.stack([r['mask'] for r in records]) if splits.has_masks else None
   paths = report_lib.run_plots(run_dir, labels=labels, scores=norm(out['score']),
                                thresholds=meta['thresholds'], history=meta['history'],
@@ -351,7 +359,8 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
   if videos is not None:
     paths['score_timelines'] = plots.score_timelines(
         os.path.join(run_dir, 'score_timelines.png'),
-        video_lib.per_video_normalized(out['score'], videos), labels, videos)
+        video_lib.per_video_normalized(out['score'], videos), labels, videos,
+        smoothed=video_lib.per_video_irregularity(out['score'], videos))
   model = steps.model
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   x = jnp.asarray(np.stack([r['image'] for r in records]))

@@ -1,0 +1,197 @@
+"""`walkway`: an embedded UCSD-Ped2-like surveillance scene (no download; deterministic).
+
+A fixed camera over a one-way paved walkway crossing a lawn, with a lamp post and a bench.
+People (head, coloured shirt, dark trousers, legs that swing as they walk) walk left → right
+along two lanes at 0.8–1.3 px/frame, one every 12–30 frames per lane. (One direction for
+both lanes: with a direction per lane, telling a wrong-way walker needs absolute position,
+which translation-equivariant conv models hardly have.) Test and validation videos hold one anomalous event each, of four
+kinds (cycled over the videos):
+  object     a hand cart pushed at walking speed (another kind of object: appearance)
+  fast       a person running at 3.5–4.5 px/frame                               (motion)
+  wrong_way  a person walking right → left, against the flow                   (motion)
+  loiter     a person who stops mid-scene for 25–45 frames                     (motion)
+People are drawn from the front and the walk cycle is symmetric, so a single frame shows
+neither direction nor speed: three of the four kinds need motion to be seen. A frame is
+anomalous while the event's figure is visible and behaving anomalously; the masks are its
+pixels then. `category` 'gray' (luminance, 1 channel, as UCSD) or 'color' (3 channels).
+Frames are rendered at 64×64 and resized to `image_size`. Everything depends only on
+`SPLIT_SEED` and the config.
+"""
+
+import functools
+
+import numpy as np
+import skimage.transform
+
+from vadjax.data.sources import DATASETS, Splits, register_categories
+from vadjax.data.video import ClipSource, Video
+from vadjax.registry import UserError
+
+SPLIT_SEED = 2021
+SIZE = 64
+LANES = ((22, +1), (36, +1))           # (row of the feet, direction)
+KINDS = ['normal', 'object', 'fast', 'wrong_way', 'loiter']
+CATEGORIES = ('gray', 'color')
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def background() -> np.ndarray:
+  """The static scene (64, 64, 3): lawn, walkway with paving joints, a lamp post, a bench."""
+  rng = np.random.default_rng(7)
+  bg = np.empty((SIZE, SIZE, 3), np.float32)
+  bg[:] = (0.30, 0.55, 0.25)                                    # lawn
+  bg += rng.normal(0, 0.03, bg.shape).astype(np.float32)        # grass texture
+  bg[10:42] = (0.62, 0.60, 0.56)                                # walkway
+  bg[10:42, ::8] -= 0.08                                        # paving joints
+  bg[[10, 26, 41]] -= 0.08
+  bg[44:60, 50:52] = (0.2, 0.2, 0.22)                           # lamp post
+  bg[42:45, 48:54] = (0.9, 0.85, 0.5)
+  bg[50:53, 8:26] = (0.45, 0.30, 0.18)                          # bench
+  bg[53:56, 9:11] = bg[53:56, 23:25] = (0.3, 0.2, 0.12)
+  return np.clip(bg, 0, 1)
+
+
+def _person(phase: float, shirt) -> tuple[np.ndarray, np.ndarray]:
+  """A 14×7 figure seen from the front: (rgb, alpha). `phase` drives the legs' swing."""
+  h, w = 14, 7
+  rgb, alpha = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+  yy, xx = np.mgrid[:h, :w]
+  head = (yy - 1.5) ** 2 + (xx - 3) ** 2 <= 2.3
+  rgb[head], alpha[head] = (0.85, 0.7, 0.55), 1
+  rgb[3:8, 1:6], alpha[3:8, 1:6] = shirt, 1                     # shirt and arms
+  spread = int(round(1.5 + 1.5 * np.sin(phase)))                # 0..3: symmetric swing
+  for leg in (3 - spread // 2 - 1, 3 + (spread + 1) // 2):
+    x = int(np.clip(leg, 0, w - 1))
+    rgb[8:14, x], alpha[8:14, x] = (0.15, 0.15, 0.25), 1
+  return rgb, alpha
+
+
+def _cart(_phase: float, _shirt) -> tuple[np.ndarray, np.ndarray]:
+  """A 10×12 hand cart: a box on two wheels, with its pusher's handle."""
+  h, w = 10, 12
+  rgb, alpha = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+  rgb[2:7, 1:11], alpha[2:7, 1:11] = (0.55, 0.35, 0.15), 1
+  rgb[0:2, 0], alpha[0:2, 0] = (0.1, 0.1, 0.1), 1
+  yy, xx = np.mgrid[:h, :w]
+  for cx in (3, 8):
+    wheel = (yy - 8) ** 2 + (xx - cx) ** 2 <= 2.5
+    rgb[wheel], alpha[wheel] = (0.1, 0.1, 0.1), 1
+  return rgb, alpha
+
+
+def _walker(rng, lane, t0, speed, direction=None, draw=_person):
+  row, lane_dir = LANES[lane]
+  d = lane_dir if direction is None else direction
+  return {'draw': draw, 'shirt': rng.uniform(0.1, 0.95, 3).astype(np.float32),
+          'feet': row + int(rng.integers(-2, 3)), 't0': t0, 'x0': -8.0 if d > 0 else SIZE + 1.0,
+          'v': d * speed, 'stop': None, 'anomalous': None}
+
+
+def _position(w, t) -> float:
+  dt = t - w['t0']
+  if w['stop'] is not None:            # loiterer: walk, stand still, walk on
+    s0, s1 = w['stop']
+    dt = min(dt, s0 - w['t0']) + max(0, dt - (s1 - w['t0']))
+  return w['x0'] + w['v'] * dt
+
+
+def _render(walkers, length, rng):
+  frames = np.repeat(background()[None], length, axis=0)
+  labels, kinds = np.zeros(length, np.int32), np.zeros(length, np.int32)
+  masks = np.zeros((length, SIZE, SIZE), np.float32)
+  for t in range(length):
+    # far lane first, so nearer figures occlude
+    for w in sorted((w for w in walkers if t >= w['t0']), key=lambda w: w['feet']):
+      x = _position(w, t)
+      rgb, alpha = w['draw'](0.6 * abs(x - w['x0']), w['shirt'])   # legs move with the feet
+      h, wd = alpha.shape
+      x0, y0 = int(round(x)), w['feet'] - h
+      lo, hi = max(x0, 0), min(x0 + wd, SIZE)
+      if lo >= hi:
+        continue
+      a = alpha[:, lo - x0:hi - x0, None]
+      region = frames[t, y0:y0 + h, lo:hi]
+      region[:] = region * (1 - a) + rgb[:, lo - x0:hi - x0] * a
+      kind, window = w['anomalous'] or (0, None)
+      if kind and window[0] <= t < window[1] and a.any():    # visible, not just in frame
+        labels[t], kinds[t] = 1, kind
+        masks[t, y0:y0 + h, lo:hi] = np.maximum(masks[t, y0:y0 + h, lo:hi], a[..., 0])
+  frames += rng.normal(0, 0.01, frames.shape).astype(np.float32)   # sensor noise
+  return np.clip(frames, 0, 1), labels, kinds, masks
+
+
+def _video(rng, length: int, kind: int, name: str) -> Video:
+  walkers = []
+  for lane in range(2):                # normal traffic
+    t = int(rng.integers(-70, 0))
+    while t < length:
+      walkers.append(_walker(rng, lane, t, rng.uniform(0.8, 1.3)))
+      t += int(rng.integers(12, 31))
+  if kind:
+    event = KINDS[kind]
+    lane, t0 = int(rng.integers(2)), int(rng.integers(length // 6, length // 3))
+    speed = rng.uniform(3.5, 4.5) if event == 'fast' else rng.uniform(0.8, 1.3)
+    w = _walker(rng, lane, t0, speed, -LANES[lane][1] if event == 'wrong_way' else None,
+                _cart if event == 'object' else _person)
+    # the event takes the place of the lane's next walker, so the number of figures in view
+    # (which a per-frame model can count) does not tell it
+    later = [i for i, n in enumerate(walkers)
+             if n['feet'] - LANES[lane][0] in range(-2, 3) and n['t0'] >= t0]
+    if later:
+      walkers.pop(min(later, key=lambda i: walkers[i]['t0']))
+    crossing = int((SIZE + 12) / speed) + 1
+    window = (t0, t0 + crossing)
+    if event == 'loiter':
+      s0 = t0 + int((SIZE / 2) / speed)                         # stops mid-scene
+      w['stop'] = (s0, s0 + int(rng.integers(25, 46)))
+      window = w['stop']
+    w['anomalous'] = (kind, window)
+    walkers.append(w)
+  frames, labels, kinds, masks = _render(walkers, length, rng)
+  return Video(frames, labels, kinds, masks, name)
+
+
+def _convert(v: Video, size: int, category: str) -> Video:
+  frames = v.frames
+  if category == 'gray':
+    frames = (frames @ _LUMA)[..., None]
+  masks = v.masks
+  if size != SIZE:
+    frames = np.stack([skimage.transform.resize(f, (size, size), order=1) for f in frames])
+    masks = np.stack([skimage.transform.resize(m, (size, size), order=0) for m in masks])
+  return Video(frames.astype(np.float32), v.labels, v.kinds, masks.astype(np.float32),
+               v.name)
+
+
+@functools.lru_cache(maxsize=2)
+def _make_videos(length, num_train, num_val, num_test):
+  rng = np.random.default_rng(SPLIT_SEED)
+  train = [_video(rng, length, 0, f'train{i}') for i in range(num_train)]
+  val = [_video(rng, length, 1 + i % 4, f'val{i}') for i in range(num_val)]
+  test = [_video(rng, length, 1 + i % 4, f'test{i}') for i in range(num_test)]
+  return train, val, test
+
+
+def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: int,
+                category: str = 'gray'):
+  """(train, val, test) lists of videos; anomalous kinds cycle over the four kinds."""
+  if category not in CATEGORIES:
+    raise UserError(f'walkway categories are {CATEGORIES}, got {category!r}')
+  return tuple([_convert(v, size, category) for v in vs]
+               for vs in _make_videos(length, num_train, num_val, num_test))
+
+
+@DATASETS.register('walkway')
+def build_walkway(category: str, image_size: int, data_cfg) -> Splits:
+  train, val, test = make_videos(data_cfg.video_length, data_cfg.num_train_videos,
+                                 data_cfg.num_val_videos, data_cfg.num_test_videos,
+                                 image_size, category)
+  length, channels = data_cfg.clip_length, train[0].frames.shape[-1]
+  return Splits(ClipSource(train, length, data_cfg.clip_strides),
+                ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
+                kind_names=list(KINDS), has_masks=True,
+                image_shape=(length, image_size, image_size, channels))
+
+
+register_categories('walkway', lambda: list(CATEGORIES))
