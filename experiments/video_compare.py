@@ -5,7 +5,8 @@ mean ± 95% CI over seeds, in the layout of seed 001 Tab. 4.13 beside its UCSD P
   python -m experiments.video_compare --workdir=runs/video_compare --seeds=0,1,2 \
       [--preset=cpu] [--override=num_epochs=6] [--only=cgru_ae,seq2seq_cgru]
 
-Every row runs in its own sub-workdir, so an interrupted sweep resumes where it stopped.
+Every (row, seed) runs in its own sub-workdir, seed-major, so an interrupted sweep resumes
+where it stopped and a cut-short one still has every row.
 Writes video_compare.json and .md in --workdir. Columns: frame-level AUROC / EER with the
 per-video normalisation (pooling (a) of METHODS.md §0), seed 001's Savitzky–Golay
 regularity AUROC, and the per-kind AUROCs (appearance: object; motion: fast, wrong way,
@@ -78,27 +79,40 @@ def table(rows) -> str:
   return '\n'.join(lines)
 
 
+def _run_dir(workdir, label, seed):
+  name = label.replace(' ', '_').replace('(', '').replace(')', '').replace(',', '')
+  return os.path.join(workdir, name, f'seed{seed}')
+
+
 def run(workdir, seeds, preset='cpu', override='', only=None, collect_only=False) -> dict:
-  rows = []
-  for label, variant, ucsd2 in ROWS:
-    if only and not any(o in variant for o in only):
-      continue
-    run_dir = os.path.join(workdir, label.replace(' ', '_').replace('(', '').replace(
-        ')', '').replace(',', ''))
-    if collect_only:
-      if not os.path.exists(os.path.join(run_dir, 'report.json')):
+  """Seed-major: every row with the first seed, then the next seed, so a sweep cut short
+  still has every row."""
+  rows = [(label, variant, ucsd2) for label, variant, ucsd2 in ROWS
+          if not only or any(o in variant for o in only)]
+  reports = {label: [] for label, _, _ in rows}
+  for seed in seeds:
+    for label, variant, _ in rows:
+      run_dir = _run_dir(workdir, label, seed)
+      if collect_only:
+        if not os.path.exists(os.path.join(run_dir, 'report.json')):
+          continue
+        with open(os.path.join(run_dir, 'report.json')) as f:
+          reports[label].append(json.load(f))
         continue
-      with open(os.path.join(run_dir, 'report.json')) as f:
-        report = json.load(f)
-    else:
       cfg = conv_rnn.get_config(','.join(filter(None, [variant, preset, override])))
-      cfg.seeds, cfg.plots = tuple(int(s) for s in seeds), True
-      report = train_and_evaluate(cfg, run_dir)
-    rows.append({'label': label, 'variant': variant, 'ucsd2': ucsd2,
-                 'result': summarize(report)})
-    logging.info('%s: AUROC %.4f', label, rows[-1]['result']['auroc_per_video_norm']['mean'])
+      cfg.seeds, cfg.plots = (int(seed),), True
+      reports[label].append(train_and_evaluate(cfg, run_dir))
+      logging.info('%s seed %s: AUROC %.4f', label, seed,
+                   reports[label][-1]['runs'][0]['image']['auroc_per_video_norm'])
+  out_rows = []
+  for label, variant, ucsd2 in rows:
+    if reports[label]:
+      merged = {'runs': [r for rep in reports[label] for r in rep['runs']],
+                'timings': {'train_s': sum(rep['timings']['train_s'] for rep in reports[label])}}
+      out_rows.append({'label': label, 'variant': variant, 'ucsd2': ucsd2,
+                       'result': summarize(merged)})
   result = {'seeds': [int(s) for s in seeds], 'preset': preset, 'override': override,
-            'rows': rows, 'table': table(rows)}
+            'rows': out_rows, 'table': table(out_rows)}
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'video_compare.json'), 'w') as f:
     json.dump(result, f, indent=1)

@@ -40,7 +40,7 @@ def test_every_form_matches_pytorch_and_each_other(kind, size, k, p, op, stride)
   v = _layer(kind, 'xla', k, p, op, stride).init(jax.random.PRNGKey(0), x)
   v = jax.tree.map(lambda a: a + 0.1, v)        # non-zero bias
   ref = _torch(kind, x, v, p, op, stride)
-  impls = ('xla', 's2d', 'tapwise')
+  impls = ('xla', 's2d', 'tapwise', 'subpixel')
   for impl in impls:
     y = _layer(kind, impl, k, p, op, stride).apply(v, x)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)

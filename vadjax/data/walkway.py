@@ -2,12 +2,12 @@
 
 A fixed camera over a one-way paved walkway crossing a lawn, with a lamp post and a bench.
 People (head, coloured shirt, dark trousers, legs that swing as they walk) walk left → right
-along two lanes at 0.8–1.3 px/frame, one every 12–30 frames per lane. (One direction for
+along two lanes at 1.0–1.6 px/frame, one every 25–50 frames per lane. (One direction for
 both lanes: with a direction per lane, telling a wrong-way walker needs absolute position,
 which translation-equivariant conv models hardly have.) Test and validation videos hold one anomalous event each, of four
 kinds (cycled over the videos):
   object     a hand cart pushed at walking speed (another kind of object: appearance)
-  fast       a person running at 3.5–4.5 px/frame                               (motion)
+  fast       a person running at 4–5 px/frame                                   (motion)
   wrong_way  a person walking right → left, against the flow                   (motion)
   loiter     a person who stops mid-scene for 25–45 frames                     (motion)
 People are drawn from the front and the walk cycle is symmetric, so a single frame shows
@@ -126,12 +126,12 @@ def _video(rng, length: int, kind: int, name: str) -> Video:
   for lane in range(2):                # normal traffic
     t = int(rng.integers(-70, 0))
     while t < length:
-      walkers.append(_walker(rng, lane, t, rng.uniform(0.8, 1.3)))
-      t += int(rng.integers(12, 31))
+      walkers.append(_walker(rng, lane, t, rng.uniform(1.0, 1.6)))
+      t += int(rng.integers(25, 51))
   if kind:
     event = KINDS[kind]
     lane, t0 = int(rng.integers(2)), int(rng.integers(length // 6, length // 3))
-    speed = rng.uniform(3.5, 4.5) if event == 'fast' else rng.uniform(0.8, 1.3)
+    speed = rng.uniform(4.0, 5.0) if event == 'fast' else rng.uniform(1.0, 1.6)
     w = _walker(rng, lane, t0, speed, -LANES[lane][1] if event == 'wrong_way' else None,
                 _cart if event == 'object' else _person)
     # the event takes the place of the lane's next walker, so the number of figures in view
