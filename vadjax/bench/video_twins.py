@@ -105,7 +105,7 @@ class ConvRecurrentAE(nn.Module):
       self.add_module(f'enc{i}_bn', _bn(f))
       cin = f
     if variant == 'seq2seq':
-      self.bridge = nn.Conv2d(cin, filters[4], 4, 1, 'same')
+      self.bridge = nn.Conv2d(cin, filters[4], 4, 1, 0)      # on the input padded (1, 2)
     self.dec_recurrent = []
     outs = list(filters[3::-1]) + [channels]
     for i, f in enumerate(outs):
@@ -149,7 +149,7 @@ class ConvRecurrentAE(nn.Module):
       return {'recon': self.decode(latent).transpose(1, 2), 'latent': latent.flatten(1)}
     s = self.seed_frames
     last = self.encode(x[:, :s])[:, -1]
-    steps = self.bridge(last)[:, None].expand(-1, x.shape[1] - s, -1, -1, -1)
+    steps = self.bridge(nn.functional.pad(last, (1, 2, 1, 2)))[:, None].expand(-1, x.shape[1] - s, -1, -1, -1)
     return {'recon': self.decode(steps).transpose(1, 2), 'target': x[:, s:].transpose(1, 2),
             'latent': last.flatten(1)}
 
