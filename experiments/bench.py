@@ -52,7 +52,7 @@ VARIANTS = {'ks_cae_fused': ('ks_cae', {'block': 'fused'})}
 METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae'}
 ENTROPY_WEIGHT = 2e-4
 
-_MODELS = flags.DEFINE_list('models', sorted(TWINS) + ['memory'], 'Models to benchmark.')
+_MODELS = flags.DEFINE_list('models', sorted(PAPER_INPUT), 'Models to benchmark.')
 _BATCH = flags.DEFINE_integer('batch', 0, 'Batch size (0 = each model\'s default, 32 for '
                               'images).')
 _SIZE = flags.DEFINE_integer('size', 0, 'Input size (0 = each model\'s paper size).')
