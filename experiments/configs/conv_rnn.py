@@ -1,5 +1,5 @@
-"""Seed 001's convolutional recurrent AEs (§3.7, §4.9) on video: by default Seq2Seq-free
-CGRU AE with (L_R, DUT) = (2, N) on the embedded `walkway` scene, grayscale, 8-frame
+"""Seed 001's convolutional recurrent AEs (§3.7, §4.9) on video: by default the CGRU AE
+with (L_R, DUT) = (2, N) on the embedded `walkway` scene, grayscale, 8-frame
 128×128 clips, training strides {1, 2, 4, 8, 16}, test stride 1, batch 32 (the seed's code
 for recurrent models), Adam 1e-3 with plateau decay and early stopping (§4.4.1).
 

@@ -19,7 +19,7 @@ import numpy as np
 import skimage.transform
 
 from vadjax.data.sources import DATASETS, Splits, register_categories
-from vadjax.data.video import ClipSource, Video
+from vadjax.data.video import ClipSource, Video, walker_x
 from vadjax.registry import UserError
 
 SPLIT_SEED = 1234
@@ -57,14 +57,6 @@ def _walker(rng, sprites, targets, classes, lane, t0, speed, direction=None):
           'x0': float(x0), 'v': d * speed, 'stop': None, 'anomalous': None}
 
 
-def _x(w, t):
-  dt = t - w['t0']
-  if w['stop'] is not None:           # loiterer: walk, stand still, walk on
-    s0, s1 = w['stop']
-    dt = min(dt, s0 - w['t0']) + max(0, dt - (s1 - w['t0']))
-  return w['x0'] + w['v'] * dt
-
-
 def _render(walkers, length, rng):
   bg = _background()
   frames = np.repeat(bg[None], length, axis=0)
@@ -75,7 +67,7 @@ def _render(walkers, length, rng):
     for w in walkers:
       if t < w['t0']:
         continue
-      x = int(round(_x(w, t)))
+      x = int(round(walker_x(w, t)))
       if x <= -SPRITE or x >= SIZE:
         continue
       lo, hi = max(x, 0), min(x + SPRITE, SIZE)

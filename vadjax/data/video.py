@@ -87,3 +87,14 @@ class ClipSource:
       attr = {'label': 'labels', 'kind': 'kinds', 'mask': 'masks'}[name]
       return np.stack([getattr(self.videos[a], attr)[b] for a, b in zip(vi, f)])
     return np.stack([self[i][name] for i in range(len(self))])
+
+
+def walker_x(walker: dict, t: int) -> float:
+  """x position at frame t of a sprite entering at `x0` at frame `t0` with speed `v`; a
+  loiterer (`stop` = (s0, s1)) stands still from frame s0 to s1 (the embedded scenes)."""
+  dt = t - walker['t0']
+  if walker['stop'] is not None:
+    s0, s1 = walker['stop']
+    dt = min(dt, s0 - walker['t0']) + max(0, dt - (s1 - walker['t0']))
+  return walker['x0'] + walker['v'] * dt
+

@@ -24,7 +24,7 @@ import numpy as np
 import skimage.transform
 
 from vadjax.data.sources import DATASETS, Splits, register_categories
-from vadjax.data.video import ClipSource, Video
+from vadjax.data.video import ClipSource, Video, walker_x
 from vadjax.registry import UserError
 
 SPLIT_SEED = 2021
@@ -88,14 +88,6 @@ def _walker(rng, lane, t0, speed, direction=None, draw=_person):
           'v': d * speed, 'stop': None, 'anomalous': None}
 
 
-def _position(w, t) -> float:
-  dt = t - w['t0']
-  if w['stop'] is not None:            # loiterer: walk, stand still, walk on
-    s0, s1 = w['stop']
-    dt = min(dt, s0 - w['t0']) + max(0, dt - (s1 - w['t0']))
-  return w['x0'] + w['v'] * dt
-
-
 def _render(walkers, length, rng):
   frames = np.repeat(background()[None], length, axis=0)
   labels, kinds = np.zeros(length, np.int32), np.zeros(length, np.int32)
@@ -103,7 +95,7 @@ def _render(walkers, length, rng):
   for t in range(length):
     # far lane first, so nearer figures occlude
     for w in sorted((w for w in walkers if t >= w['t0']), key=lambda w: w['feet']):
-      x = _position(w, t)
+      x = walker_x(w, t)
       rgb, alpha = w['draw'](0.6 * abs(x - w['x0']), w['shirt'])   # legs move with the feet
       h, wd = alpha.shape
       x0, y0 = int(round(x)), w['feet'] - h
