@@ -20,7 +20,8 @@ def base_config() -> ml_collections.ConfigDict:
       val_fraction=0.1, test_fraction=0.3,                        # digits split
       crop_size=64, num_train=256, num_val=48, num_test=128,      # textures crops
       clip_length=16, clip_strides=(1, 2, 4, 8, 16),              # video clips
-      video_length=160, num_train_videos=6, num_val_videos=4, num_test_videos=8))
+      video_length=160, num_train_videos=6, num_val_videos=4, num_test_videos=8,
+      folder_root='', channels=0))                                # dataset=folder
   c.batch_size = 32
   c.eval_batch_size = 64
   c.num_epochs = 100

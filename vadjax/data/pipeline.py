@@ -7,6 +7,8 @@ import grain
 import jax
 import numpy as np
 
+from vadjax.registry import UserError
+
 
 def train_dataset(source, global_batch: int, seed: int, num_epochs: int) -> grain.MapDataset:
   """Epoch-wise reshuffled, fixed-size batches; `len()` = steps over all epochs.
@@ -17,8 +19,8 @@ def train_dataset(source, global_batch: int, seed: int, num_epochs: int) -> grai
   """
   steps_per_epoch = len(source) // global_batch
   if steps_per_epoch == 0:
-    raise ValueError(f'the training split has {len(source)} samples, fewer than one batch '
-                     f'of {global_batch}; lower batch_size')
+    raise UserError(f'the training split has {len(source)} samples, fewer than one batch '
+                    f'of {global_batch}; lower batch_size')
   ds = (grain.MapDataset.source(source).seed(seed).shuffle()
         .batch(global_batch, drop_remainder=True).repeat(num_epochs))
   n_proc, pid = jax.process_count(), jax.process_index()

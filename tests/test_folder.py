@@ -1,0 +1,86 @@
+"""The `folder` dataset: a user's own images in a folder layout. Fixtures are PNG files
+written here; values, labels, kinds, masks and splits are checked exactly."""
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from vadjax.data import DATASETS
+from vadjax.data.sources import field
+from vadjax.registry import UserError
+
+
+def _png(path, array):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(array).save(path)
+
+
+def _cfg(root, **kw):
+  return ml_collections.ConfigDict({**dict(folder_root=str(root), channels=0, val_fraction=0.2,
+                                          test_fraction=0.4), **kw})
+
+
+@pytest.fixture
+def root(tmp_path):
+  rng = np.random.default_rng(0)
+  for i in range(10):
+    _png(tmp_path / 'normal' / f'n{i}.png', np.full((8, 8), 10 * i, np.uint8))
+  for kind, n in (('crack', 3), ('hole', 2)):
+    for i in range(n):
+      img = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+      _png(tmp_path / 'anomalous' / kind / f'{kind}{i}.png', img)
+      mask = np.zeros((8, 8), np.uint8)
+      mask[i:i + 2, 2:5] = 255
+      _png(tmp_path / 'masks' / kind / f'{kind}{i}.png', mask)
+  return tmp_path
+
+
+def test_folder_layout_loads_exactly(root):
+  splits = DATASETS.get('folder')('default', 8, _cfg(root))
+  assert splits.kind_names == ['normal', 'crack', 'hole'] and splits.has_masks
+  assert splits.image_shape == (8, 8, 1)
+  # normal 10 → 4 / 2 / 4; anomalous 5 → val : test = 0.2 : 0.4 → 2 / 3
+  assert (len(splits.train), len(splits.val), len(splits.test)) == (4, 2 + 2, 4 + 3)
+  assert (field(splits.train, 'label') == 0).all()
+  # every normal image is in exactly one split, with its exact pixel values
+  normal_values = sorted(
+      float(r['image'][0, 0, 0]) for s in (splits.train, splits.val, splits.test)
+      for r in (s[i] for i in range(len(s))) if r['label'] == 0)
+  np.testing.assert_allclose(normal_values, [10 * i / 255 for i in range(10)], rtol=1e-6)
+  test = splits.test
+  for i in range(len(test)):
+    r = test[i]
+    if r['kind'] == 0:
+      assert r['mask'].sum() == 0
+    else:
+      kind = splits.kind_names[r['kind']]
+      j = int(np.flatnonzero(r['mask'].any(1))[0])        # the mask's first row is its index
+      img = np.asarray(Image.open(root / 'anomalous' / kind / f'{kind}{j}.png'), np.float32)
+      np.testing.assert_allclose(r['image'][..., 0], img / 255, rtol=1e-6)
+      assert r['mask'].sum() == 6
+
+
+def test_folder_resizes_and_chooses_channels(root):
+  _png(root / 'normal' / 'colour.png', np.zeros((12, 10, 3), np.uint8))
+  splits = DATASETS.get('folder')('default', 16, _cfg(root))
+  assert splits.image_shape == (16, 16, 3) and splits.train[0]['image'].shape == (16, 16, 3)
+  grey = DATASETS.get('folder')('default', 16, _cfg(root, channels=1))
+  assert grey.image_shape == (16, 16, 1)
+
+
+def test_folder_errors_name_the_problem(root, tmp_path_factory):
+  with pytest.raises(UserError, match='data.folder_root'):
+    DATASETS.get('folder')('default', 8, _cfg(''))
+  empty = tmp_path_factory.mktemp('empty')
+  with pytest.raises(UserError, match='normal is not a folder.*expected <root>/normal'):
+    DATASETS.get('folder')('default', 8, _cfg(empty))
+  (root / 'normal' / 'broken.png').write_bytes(b'not a png')
+  with pytest.raises(UserError, match='cannot read image .*broken.png'):
+    DATASETS.get('folder')('default', 8, _cfg(root))
+  os.remove(root / 'normal' / 'broken.png')
+  _png(root / 'masks' / 'crack' / 'stray.png', np.zeros((8, 8), np.uint8))
+  with pytest.raises(UserError, match='stray.*no image of the same name'):
+    DATASETS.get('folder')('default', 8, _cfg(root))

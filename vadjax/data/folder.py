@@ -1,0 +1,154 @@
+"""`folder`: a user's own images, from a folder layout (no code to write).
+
+  <root>/normal/*.png|jpg|jpeg|bmp|tif|tiff      normal images (any sizes)
+  <root>/anomalous/<type>/*.<ext>                 anomalous images, one folder per type
+  <root>/masks/<type>/<stem>.<ext>                optional pixel masks (non-zero = anomalous),
+                                                  named as their anomalous image
+
+Set `data.folder_root` (and `image_size`, `data.channels` 1 or 3, or 0 to decide from the
+images: grey if all of them are). Splits, deterministic (`SPLIT_SEED`): the normal images
+are split into train / val / test by `data.val_fraction` and `data.test_fraction`; the
+anomalous ones into val / test in the proportion val_fraction : test_fraction. Masks are
+used (pixel metrics) only if every anomalous image has one; normal images get empty masks.
+Images are resized to image_size × image_size (bilinear; masks nearest) into [0, 1].
+
+  python -m experiments.main --config=experiments/configs/reconstruction.py:dataset=folder,image_size=64 \\
+      --config.data.folder_root=/path/to/my_data --workdir=runs/my_data
+"""
+
+import os
+
+import numpy as np
+import skimage.transform
+from PIL import Image, UnidentifiedImageError
+
+from vadjax.data.sources import DATASETS, ArraySource, Splits, register_categories
+from vadjax.registry import UserError
+
+SPLIT_SEED = 1234
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+LAYOUT = ('expected <root>/normal/*.png (or jpg, bmp, tif), <root>/anomalous/<type>/*.png '
+          'and optionally <root>/masks/<type>/<same name>.png')
+
+
+def _images_in(folder: str) -> list[str]:
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                if f.lower().endswith(EXTENSIONS) and not f.startswith('.'))
+
+
+def _read(path: str) -> np.ndarray:
+  """An image as float32 in [0, 1], (H, W) or (H, W, 3)."""
+  try:
+    with Image.open(path) as im:
+      im.load()
+      mode = 'L' if im.mode in ('1', 'L', 'I;16', 'I', 'F', 'LA') else 'RGB'
+      if im.mode in ('I;16', 'I'):
+        a = np.asarray(im, np.float64)
+        return (a / (65535.0 if a.max() > 255 else 255.0)).astype(np.float32)
+      return np.asarray(im.convert(mode), np.float32) / 255.0
+  except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    raise UserError(f'cannot read image {path}: {e}; replace or delete the file') from None
+
+
+def _prepare(a: np.ndarray, size: int, channels: int) -> np.ndarray:
+  if a.ndim == 2 and channels == 3:
+    a = np.repeat(a[..., None], 3, axis=-1)
+  elif a.ndim == 3 and channels == 1:
+    a = a @ np.array([0.299, 0.587, 0.114], np.float32)
+  if a.shape[:2] != (size, size):
+    a = skimage.transform.resize(a, (size, size), order=1, anti_aliasing=True)
+  return (a if a.ndim == 3 else a[..., None]).astype(np.float32)
+
+
+def _mask(path: str, size: int) -> np.ndarray:
+  m = _read(path)
+  m = (m.max(axis=-1) if m.ndim == 3 else m) > 0
+  if m.shape != (size, size):
+    m = skimage.transform.resize(m.astype(np.float32), (size, size), order=0) > 0.5
+  return m.astype(np.float32)
+
+
+def scan(root: str) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
+  """(normal paths, {type: anomalous paths}, {anomalous path: mask path}) of a folder."""
+  if not root:
+    raise UserError('dataset folder needs data.folder_root, e.g. '
+                    '--config.data.folder_root=/path/to/data; ' + LAYOUT)
+  normal_dir = os.path.join(root, 'normal')
+  if not os.path.isdir(normal_dir):
+    raise UserError(f'{normal_dir} is not a folder; {LAYOUT}')
+  normal = _images_in(normal_dir)
+  if not normal:
+    raise UserError(f'no images in {normal_dir}; {LAYOUT}')
+  anomalous, masks = {}, {}
+  anomalous_dir = os.path.join(root, 'anomalous')
+  if os.path.isdir(anomalous_dir):
+    for kind in sorted(os.listdir(anomalous_dir)):
+      if os.path.isdir(os.path.join(anomalous_dir, kind)):
+        paths = _images_in(os.path.join(anomalous_dir, kind))
+        if paths:
+          anomalous[kind] = paths
+  if not anomalous:
+    raise UserError(f'no anomalous images under {anomalous_dir}: the validation and test '
+                    f'splits need some; {LAYOUT}')
+  for kind, paths in anomalous.items():
+    mask_dir = os.path.join(root, 'masks', kind)
+    if not os.path.isdir(mask_dir):
+      continue
+    by_stem = {os.path.splitext(os.path.basename(p))[0]: p for p in _images_in(mask_dir)}
+    stems = {os.path.splitext(os.path.basename(p))[0] for p in paths}
+    orphans = sorted(set(by_stem) - stems)
+    if orphans:
+      raise UserError(f'masks {orphans[:3]} in {mask_dir} have no image of the same name in '
+                      f'{os.path.join(anomalous_dir, kind)}')
+    for p in paths:
+      stem = os.path.splitext(os.path.basename(p))[0]
+      if stem in by_stem:
+        masks[p] = by_stem[stem]
+  return normal, anomalous, masks
+
+
+def _split(n: int, val_fraction: float, test_fraction: float, rng):
+  idx = rng.permutation(n)
+  n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+  return np.sort(idx[n_test + n_val:]), np.sort(idx[n_test:n_test + n_val]), np.sort(idx[:n_test])
+
+
+@DATASETS.register('folder')
+def build_folder(category: str, image_size: int, data_cfg) -> Splits:
+  if category != 'default':
+    raise UserError(f"folder has one category, 'default'; got {category!r}")
+  normal, anomalous, masks = scan(data_cfg.folder_root)
+  paths = normal + [p for kind in anomalous.values() for p in kind]
+  decoded = [_read(p) for p in paths]
+  channels = data_cfg.channels or (1 if all(a.ndim == 2 for a in decoded) else 3)
+  if channels not in (1, 3):
+    raise UserError(f'data.channels must be 0 (auto), 1 or 3, got {channels}')
+  kinds = np.array([0] * len(normal) + [i + 1 for i, k in enumerate(anomalous)
+                                        for _ in anomalous[k]], np.int32)
+  images = np.stack([_prepare(a, image_size, channels) for a in decoded])
+  del decoded
+  n_anomalous = len(paths) - len(normal)
+  has_masks = len(masks) == n_anomalous
+  mask_arr = np.zeros((len(paths), image_size, image_size), np.float32)
+  if has_masks:
+    for i, p in enumerate(paths[len(normal):], start=len(normal)):
+      mask_arr[i] = _mask(masks[p], image_size)
+
+  rng = np.random.default_rng(SPLIT_SEED)
+  tr, va, te = _split(len(normal), data_cfg.val_fraction, data_cfg.test_fraction, rng)
+  share = data_cfg.val_fraction / max(data_cfg.val_fraction + data_cfg.test_fraction, 1e-9)
+  _, a_va, a_te = _split(n_anomalous, share, 1 - share, rng)
+  a_va, a_te = a_va + len(normal), a_te + len(normal)
+
+  def make(idx):
+    fields = dict(image=images[idx], label=(kinds[idx] > 0).astype(np.int32), kind=kinds[idx])
+    if has_masks:
+      fields['mask'] = mask_arr[idx]
+    return ArraySource(**fields)
+
+  return Splits(make(tr), make(np.concatenate([va, a_va])), make(np.concatenate([te, a_te])),
+                kind_names=['normal', *anomalous], has_masks=has_masks,
+                image_shape=(image_size, image_size, channels))
+
+
+register_categories('folder', lambda: ['default'])
