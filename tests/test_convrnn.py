@@ -219,9 +219,9 @@ def test_walkway_is_deterministic_labelled_and_colour_or_gray():
     walkway.make_videos(60, 1, 0, 4, 32, 'infrared')
 
 
-def test_motion_anomalies_are_invisible_in_one_frame():
-  """The wrong-way walker and the loiterer look like every other person: same sprite
-  heights, colours drawn from the same range. Only their motion differs."""
+def test_motion_events_are_drawn_as_ordinary_people():
+  """The wrong-way walker and the loiterer are drawn as the normal walkers are: their
+  masks have a person's height (not a cart's); only their motion is anomalous."""
   _, _, te = walkway.make_videos(120, 1, 0, 4, 64, 'gray')
   for v in te[2:]:                                   # wrong_way, loiter
     rows = np.flatnonzero(v.masks.max(axis=(0, 2)))

@@ -88,7 +88,8 @@ class ConvRecurrentAE(nn.Module):
 
   def __init__(self, channels=1, input_size=(128, 128), cell='gru', variant='plain',
                recurrent_layers=2, recurrent_decoder=True, filters=(64, 64, 64, 96, 96),
-               seed_frames=4, peepholes=True, leaky_slope=0.2, **unused):
+               seed_frames=4, peepholes=True, leaky_slope=0.2, **flax_only):
+    del flax_only     # scan_impl, unroll, remat, conv_impl, dtype: speed settings of JAX
     super().__init__()
     self.variant, self.seed_frames, self.slope = variant, seed_frames, leaky_slope
     size, cin = input_size[0], channels
