@@ -45,12 +45,18 @@ PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 
                'se_cae': (128, 128, 1), 'aa_cae': (128, 128, 1), 'sa_cae': (128, 128, 1),
                'ssa_cae': (128, 128, 1), 'cbam_ae': (32, 32, 1), 'ltpa_ae': (32, 32, 1),
                'bcae2': (128, 128, 1), 'ks_cae': (128, 128, 1), 'ks_cae_fused': (128, 128, 1),
-               **{n: (8, 128, 128, 1) for n in conv_rnn_ae.NAMES}}
+               **{n: (8, 128, 128, 1) for n in conv_rnn_ae.NAMES},
+               'alps': (32, 32, 1), 'adacl_cnn': (32, 32, 1)}
 DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8, **{n: 8 for n in conv_rnn_ae.NAMES}}
 # benchmark names that are a registered model with other settings
 VARIANTS = {'ks_cae_fused': ('ks_cae', {'block': 'fused'})}
-METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae'}
+METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae', 'alps': 'alps', 'adacl_cnn': 'adacl'}
+# ADACL's JAX step doubles its batch on device (each image and a created anomaly); its twin
+# gets the doubled batch ready-made (the image and its mirror), so torch does no augmenting
+DOUBLED = ('adacl_cnn',)
 ENTROPY_WEIGHT = 2e-4
+
+_OUTPUT = {'adacl_cnn': 'prediction'}     # what inference returns (else the reconstruction)
 
 _MODELS = flags.DEFINE_list('models', sorted(PAPER_INPUT), 'Models to benchmark.')
 _BATCH = flags.DEFINE_integer('batch', 0, 'Batch size (0 = each model\'s default, 32 for '
@@ -84,7 +90,8 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
   model_name, kwargs = VARIANTS.get(name, (name, {}))
   model = MODELS.get(model_name)(channels=1, dtype=jnp.dtype(dtype), **kwargs)
   method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
-  steps = steps_lib.build_steps(model, method, steps_lib.make_optimizer(cfg), mesh, shape)
+  steps = steps_lib.build_steps(model, method, steps_lib.optimizer_for(method, cfg), mesh,
+                                shape)
   state = [steps.init(jax.random.PRNGKey(0))]
   x = np.random.default_rng(0).random((batch, *shape), np.float32)
   b = parallel.shard_batch({'image': x}, mesh)
@@ -93,7 +100,7 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
     state[0], m = steps.train(state[0], b)
     return m['loss']
   infer = jax.jit(lambda s, x: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
-                                           x, train=False)['recon'])
+                                           x, train=False)[_OUTPUT.get(name, 'recon')])
   compiled = {'train': lambda: steps.train.lower(state[0], b),
               'infer': lambda: infer.lower(state[0], b['image'])}
   out = {}
@@ -165,6 +172,9 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
     x = torch.from_numpy(rng.normal(size=(batch * shape[0], shape[1])).astype(np.float32))
   else:   # channels first
     x = torch.from_numpy(rng.random((batch, *shape), np.float32)).movedim(-1, 1).contiguous()
+  if name in DOUBLED:
+    x = torch.cat([x, x.flip(-1)])
+  target = torch.from_numpy(rng.random(len(x), np.float32)).to(dev)   # ADACL's labels
   x = x.to(dev).requires_grad_(name == 'memory')    # the kernel's gradient w.r.t. queries
   flops = harness.forward_flops(twin, x)
   net = torch.compile(twin) if compiled else twin
@@ -174,6 +184,10 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
   def objective(out):
     if name == 'memory':
       return _memory_loss(out[0].float(), out[1].float(), torch.log)
+    if 'prediction' in out:             # ADACL: regression on the labels
+      return torch.mean((out['prediction'].float() - target) ** 2)
+    if 'recon_perturbed' in out:        # ALPS: the AE's loss; the distorter ascends it
+      return torch.mean((out['recon_perturbed'].float() - x) ** 2)
     loss = torch.mean((out['recon'].float() - out.get('target', x)) ** 2)   # Seq2Seq: future
     if 'regularizer' in out:            # SA-CAE's λ‖x_AM‖
       loss = loss + out['regularizer'].float().mean()
@@ -189,6 +203,8 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
     with amp:
       loss = objective(net(x))
     loss.backward()
+    if hasattr(twin, 'after_backward'):  # ALPS: the distorter's ascent
+      twin.after_backward()
     opt.step()
     return loss
 
@@ -196,7 +212,7 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
     twin.eval()
     with torch.no_grad(), amp:
       out = net(x)
-      return out[0] if name == 'memory' else out['recon']
+      return out[0] if name == 'memory' else out[_OUTPUT.get(name, 'recon')]
 
   def sync(r):
     if dev == 'cuda':

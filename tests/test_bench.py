@@ -54,3 +54,18 @@ def test_bench_memae_and_memory_kernel(tmp_path):
   mem = [r for r in recs if r['model'] == 'memory' and r['mode'] == 'infer'][0]
   assert mem['flops'] == 4 * 512 * 2000 * 256          # Q×N×C twice (address + read)
   assert all(r['median_s'] > 0 for r in recs)
+
+
+def test_bench_seed002_models(tmp_path):
+  """ALPS (both players) and ADACL (its doubled batch) in JAX and as twins."""
+  out = tmp_path / 'bench.json'
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(['bench'])
+  with flagsaver.flagsaver(models=['alps', 'adacl_cnn'], batch=2, size=16, repeats=1,
+                           warmup=0, torch_compile=False, isolated_memory=False, out=str(out)):
+    bench.main([])
+  recs = json.loads(out.read_text())['records']
+  assert {(r['model'], r['framework'], r['mode']) for r in recs} == {
+      (m, f, mode) for m in ('alps', 'adacl_cnn') for f in ('jax', 'torch')
+      for mode in ('train', 'infer')}
+  assert all(r['median_s'] > 0 for r in recs)

@@ -25,7 +25,7 @@ def _run(*args, timeout=300):
     (['--config.nope=1'], "unknown config key 'nope'"),
     (['--config=experiments/configs/reconstruction.py:nope=1'], "unknown config key 'nope'"),
     (['--config=experiments/configs/reconstruction.py:model=bcae9'],
-     'unknown model .bcae9.; known: aa_cae, bcae1, bcae2, bicgru_ae, biclstm_ae, bicrnn_ae, cbam_ae'),
+     'unknown model .bcae9.; known: aa_cae, adacl_cnn, alps, bcae1, bcae2, bicgru_ae, biclstm_ae'),
     (['--config=experiments/configs/reconstruction.py:dataset=mnistt'], 'unknown dataset'),
     (['--config=experiments/configs/missing.py'], 'No such file'),
     (['--config.dtype=float8'], 'use one of float32, bfloat16'),

@@ -65,5 +65,5 @@ def test_wrong_input_is_a_clear_error(shape):
 
 
 def test_unknown_model_lists_known_names():
-  with pytest.raises(UserError, match='unknown model .* known: aa_cae, bcae1, bcae2, bicgru_ae, .*, per_frame, '):
+  with pytest.raises(UserError, match='unknown model .* known: aa_cae, adacl_cnn, alps, bcae1, bcae2, .*, per_frame, '):
     MODELS.get('bcae9')

@@ -21,11 +21,18 @@ def base_config() -> ml_collections.ConfigDict:
       crop_size=64, num_train=256, num_val=48, num_test=128,      # textures crops
       clip_length=16, clip_strides=(1, 2, 4, 8, 16),              # video clips
       video_length=160, num_train_videos=6, num_val_videos=4, num_test_videos=8,
-      folder_root='', channels=0))                                # dataset=folder
+      folder_root='', channels=0,                                 # dataset=folder
+      # patch protocol for video frames (METHODS.md §0): 0 = off; training takes the patches
+      # of normal frames whose mean absolute change from the previous frame is at least
+      # patch_min_change (0 = all); a test frame's score is the max over its patches
+      patch_size=0, patch_stride=30, patch_test_stride=30, patch_min_change=0.0))
   c.batch_size = 32
   c.eval_batch_size = 64
   c.num_epochs = 100
   c.learning_rate = 1e-3
+  c.lr_schedule = 'constant'     # or 'cyclic': triangular, learning_rate ↔ max_learning_rate
+  c.max_learning_rate = 1e-2     # (cyclic) the peak
+  c.lr_cycle_steps = 20          # (cyclic) steps from base to peak
   c.min_learning_rate = 1e-6
   c.weight_decay = 1e-5
   c.plateau_factor = 0.75
@@ -58,8 +65,9 @@ def _coerce(old, text: str):
     if text.lower() not in ('true', 'false', '1', '0'):
       raise ValueError(f'expected true/false, got {text!r}')
     return text.lower() in ('true', '1')
-  if isinstance(old, tuple):
-    return tuple(int(x) for x in text.replace(';', ' ').split())
+  if isinstance(old, tuple):   # elements typed as the default's (int when it is empty)
+    kind = type(old[0]) if old else int
+    return tuple(kind(x) for x in text.replace(';', ' ').split())
   return type(old)(text)
 
 

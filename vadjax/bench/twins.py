@@ -279,4 +279,4 @@ def port(twin: nn.Module, variables) -> nn.Module:
   return twin
 
 
-from vadjax.bench import video_twins, zoo_twins  # noqa: E402,F401  (register their twins)
+from vadjax.bench import seed002_twins, video_twins, zoo_twins  # noqa: E402,F401  (register their twins)

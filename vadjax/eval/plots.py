@@ -67,9 +67,15 @@ def training_curves(path, history: list[dict]) -> str:
   ep = [h['epoch'] for h in history]
   fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
   a.semilogy(ep, [h['train_loss'] for h in history], label='train')
-  a.semilogy(ep, [h['val_loss'] for h in history], label='validation')
+  if 'val_loss' in history[0]:
+    a.semilogy(ep, [h['val_loss'] for h in history], label='validation')
   a.set(xlabel='epoch', ylabel='loss', title='loss')
   a.legend()
+  if 'val_auroc' in history[0]:        # methods validated by AUROC (ADACL)
+    c = a.twinx()
+    c.plot(ep, [h['val_auroc'] for h in history], color='C2', label='validation AUROC')
+    c.set(ylabel='validation AUROC', ylim=(0, 1))
+    c.legend(loc='lower right')
   b.semilogy(ep, [h['learning_rate'] for h in history])
   b.set(xlabel='epoch', ylabel='learning rate', title='learning rate')
   return _save(fig, path)
@@ -94,18 +100,24 @@ def score_timelines(path, scores, labels, videos, max_videos: int = 8, smoothed=
   return _save(fig, path)
 
 
-def image_grid(path, images, title: str, columns: int = 10) -> str:
-  """A grid of images (N, H, W[, 1]) in [0, 1], e.g. MemAE's decoded memory items."""
+def image_grid(path, images, title: str, columns: int = 10, captions=None) -> str:
+  """A grid of images (N, H, W[, C]) in [0, 1] (e.g. MemAE's decoded memory items), with an
+  optional caption under each."""
   n = len(images)
   rows = -(-n // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4),
+  tall = 0.35 if captions is not None else 0
+  fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * (0.9 + tall) + 0.4),
                            squeeze=False)
   for i, ax in enumerate(axes.ravel()):
     ax.axis('off')
     if i < n:
-      pic = np.asarray(images[i])
-      ax.imshow(np.clip(pic[..., 0] if pic.ndim == 3 else pic, 0, 1), cmap='gray', vmin=0,
-                vmax=1)
+      pic = np.clip(np.asarray(images[i]), 0, 1)
+      if pic.ndim == 3 and pic.shape[-1] == 3:
+        ax.imshow(pic)
+      else:
+        ax.imshow(pic[..., 0] if pic.ndim == 3 else pic, cmap='gray', vmin=0, vmax=1)
+      if captions is not None:
+        ax.set_title(captions[i], fontsize=6)
   fig.suptitle(title, fontsize=9)
   return _save(fig, path)
 

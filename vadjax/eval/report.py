@@ -12,9 +12,10 @@ import numpy as np
 
 from vadjax.eval import metrics, plots
 
-SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc', 'auroc_per_video_norm',
+SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc', 'auroc_clean', 'auroc_perturbed',
+                'auroc_mean', 'auroc_raw', 'auroc_per_video_norm',
                 'eer_per_video_norm', 'auroc_mean_per_video', 'auroc_regularity',
-                'eer_regularity')   # from auroc_per_video_norm on: video
+                'eer_regularity')   # clean..mean: ALPS, raw: ADACL; from per_video_norm on: video
 
 
 def run_metrics(labels, kinds, scores, thresholds, kind_names, pixel_scores=None,
@@ -39,9 +40,10 @@ def run_metrics(labels, kinds, scores, thresholds, kind_names, pixel_scores=None
 def run_plots(run_dir, labels, scores, thresholds, history, images, recons, pixel, masks):
   paths = {'roc_pr': plots.roc_pr(os.path.join(run_dir, 'roc_pr.png'), labels, scores),
            'histogram': plots.histogram(os.path.join(run_dir, 'score_histogram.png'), labels,
-                                        scores, thresholds),
-           'reconstructions': plots.recon_grid(os.path.join(run_dir, 'reconstructions.png'),
-                                               images, recons, pixel, masks)}
+                                        scores, thresholds)}
+  if recons is not None:      # reconstruction methods
+    paths['reconstructions'] = plots.recon_grid(os.path.join(run_dir, 'reconstructions.png'),
+                                                images, recons, pixel, masks)
   if history:
     paths['training_curves'] = plots.training_curves(
         os.path.join(run_dir, 'training_curves.png'), history)

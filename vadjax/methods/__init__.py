@@ -6,10 +6,19 @@
 where `outputs` is the model's output dict. A batch may carry `weight` (B,), 0 for padding
 rows; the loss then averages over the weighted samples. Models do not know how they are
 trained.
+
+Optional hooks, for methods that need more than one loss on the model's outputs:
+  augment(batch, rng) -> batch     makes the training batch on device (ADACL's anomalies)
+  adjust_grads(grads) -> grads     before the optimizer (ALPS: the distorter ascends)
+  optimizer(config, make) -> tx    its own optax transformation (ALPS: two players); the
+                                   train step passes `epoch=` to its update
+  validation = 'auroc' and validation_set(val_normals, seed): early stopping on the AUROC
+                                   of a labelled validation set instead of the val loss
+  figures(run_dir, images, score) -> {name: path}   extra report figures
 """
 
 from vadjax.registry import Registry
 
 METHODS = Registry('method')
 
-from vadjax.methods import memae, reconstruction, ssim  # noqa: E402,F401
+from vadjax.methods import adacl, alps, memae, reconstruction, ssim  # noqa: E402,F401

@@ -17,9 +17,9 @@ import numpy as np
 from absl import logging
 
 from vadjax import parallel
-from vadjax.data import DATASETS, categories, eval_batches, train_dataset
-from vadjax.data.sources import Subset, field, normal_part
-from vadjax.eval import plots, report as report_lib
+from vadjax.data import DATASETS, categories, eval_batches, patches, train_dataset
+from vadjax.data.sources import ArraySource, Subset, field, normal_part
+from vadjax.eval import metrics as metrics_lib, plots, report as report_lib
 from vadjax.eval import video as video_lib
 from vadjax.eval import thresholds as thr
 from vadjax.methods import METHODS
@@ -99,6 +99,12 @@ def validate(config) -> None:
       raise UserError(f'config {key} must be positive, got {config[key]}')
   if not config.seeds:
     raise UserError('config seeds is empty; give at least one, e.g. --config.seeds="(0,)"')
+  schedule = config.get('lr_schedule', 'constant')
+  if schedule not in ('constant', 'cyclic'):
+    raise UserError(f"config lr_schedule={schedule!r}; use 'constant' or 'cyclic'")
+  if schedule == 'cyclic' and config.plateau_factor != 1.0:
+    raise UserError('lr_schedule=cyclic sets the learning rate every step; set '
+                    'plateau_factor=1.0 (ReduceLROnPlateau would be overridden)')
 
 
 class Experiment:
@@ -120,7 +126,7 @@ class Experiment:
       kwargs = dict(self.config.model_kwargs)
       model = self.model_cls(channels=image_shape[-1], dtype=jnp.dtype(self.config.dtype),
                              conv_impl=self.config.conv_impl, **kwargs)
-      tx = steps_lib.make_optimizer(self.config)
+      tx = steps_lib.optimizer_for(self.method, self.config)
       self._steps[image_shape] = steps_lib.build_steps(model, self.method, tx, self.mesh,
                                                        image_shape)
     return self._steps[image_shape]
@@ -138,21 +144,17 @@ class Experiment:
 
 
 def score_split(steps, state, source, mesh, batch_size: int, keep_recon=False) -> dict:
-  """Scores every record of a source: per-record scores, pixel maps and, when asked (the
-  few plotted samples), reconstructions."""
+  """Scores every record of a source: per-record scores (and a method's other scores
+  `score/<name>`), pixel maps where the method makes them, the top patch of patch stacks
+  and, when asked (the few plotted samples), reconstructions."""
   fields = ('image', 'offset') if 'offset' in source[0] else ('image',)
-  scores, pixels, recons = [], [], []
+  parts = {}
   for batch, n in eval_batches(source, batch_size, fields):
-    out = steps.score(state, parallel.shard_batch(batch, mesh))
-    out = jax.device_get(out)
-    scores.append(out['score'][:n])
-    pixels.append(out['pixel'][:n])
-    if keep_recon:
-      recons.append(out['recon'][:n])
-  res = {'score': np.concatenate(scores), 'pixel': np.concatenate(pixels)}
-  if recons:
-    res['recon'] = np.concatenate(recons)
-  return res
+    out = jax.device_get(steps.score(state, parallel.shard_batch(batch, mesh)))
+    for k, v in out.items():
+      if k != 'recon' or keep_recon:
+        parts.setdefault(k, []).append(v[:n])
+  return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def mean_loss(steps, state, source, mesh, batch_size: int) -> float:
@@ -197,6 +199,9 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
   total = steps_per_epoch * cfg.num_epochs
   plateau = Plateau(cfg, meta['plateau'])
   val_normals = normal_part(splits.val)
+  by_auroc = getattr(exp.method, 'validation', 'loss') == 'auroc'
+  if by_auroc:       # ADACL: val normals and their created anomalies (seed 002 §4.4)
+    val_set = exp.method.validation_set(val_normals, seed)
   logger = RunLogger(run_dir, name, total, meta['step'])
   step, epoch, last_saved = meta['step'], meta['epoch'], ckpt.latest_step()
   pending, stop, t_start = [], False, time.perf_counter()
@@ -217,10 +222,17 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
       pending, values = [], {'train_loss': float(losses.mean())}
       if epoch_end:
         epoch += 1
+        state = steps_lib.set_epoch(state, epoch)
         lr = steps_lib.get_learning_rate(state)
-        values.update(val_loss=mean_loss(steps, state, val_normals, exp.mesh,
-                                         cfg.eval_batch_size), learning_rate=lr)
-        new_lr, stop = plateau.update(values['val_loss'], lr)
+        if by_auroc:
+          val = score_split(steps, state, val_set, exp.mesh, cfg.eval_batch_size)['score']
+          values['val_auroc'] = metrics_lib.auroc(field(val_set, 'label'), val)
+          watched = -values['val_auroc']
+        else:
+          values['val_loss'] = watched = mean_loss(steps, state, val_normals, exp.mesh,
+                                                   cfg.eval_batch_size)
+        values['learning_rate'] = lr
+        new_lr, stop = plateau.update(watched, lr)
         if new_lr != lr:
           state = steps_lib.set_learning_rate(state, new_lr)
           logging.info('[%s] val loss plateaued: learning rate %.3g -> %.3g', name, lr, new_lr)
@@ -232,8 +244,9 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
           ckpt.save(step, state, meta)
           last_saved = step
         if stop:
-          logging.info('[%s] early stopping at epoch %d (val loss did not improve for %d '
-                       'epochs)', name, epoch, cfg.early_stopping_patience)
+          logging.info('[%s] early stopping at epoch %d (validation %s did not improve for '
+                       '%d epochs)', name, epoch, 'AUROC' if by_auroc else 'loss',
+                       cfg.early_stopping_patience)
       logger.write(step, {**values, 'epoch': epoch})
       logger.progress(step, epoch, values)
   finally:
@@ -297,11 +310,16 @@ def eval_run(exp: Experiment, splits, run_dir: str, seed: int, name: str,
   norm = thr.ScoreNormalizer(**meta['normalizer'])
   masks = field(splits.test, 'mask') if splits.has_masks else None
   labels = field(splits.test, 'label')
+  if 'pixel' not in out:      # a method without pixel maps (ADACL's regressor)
+    masks = None
   result = report_lib.run_metrics(
       labels=labels, kinds=field(splits.test, 'kind'),
       scores=norm(out['score']), thresholds=meta['thresholds'], kind_names=splits.kind_names,
       pixel_scores=out['pixel'] if masks is not None else None, masks=masks,
       positive=cfg.positive)
+  for k in out:               # a method's other scores (ALPS: clean, perturbed, mean)
+    if k.startswith('score/'):
+      result['image'][f'auroc_{k[6:]}'] = metrics_lib.auroc(labels, out[k])
   videos = field(splits.test, 'video') if 'video' in splits.test[0] else None
   if videos is not None:
     frame = video_lib.frame_metrics(labels, out['score'], videos, field(splits.test, 'kind'),
@@ -347,15 +365,27 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
   sample = score_split(steps, state, Subset(test, idx), exp.mesh, cfg.eval_batch_size,
                        keep_recon=True)
   records = [test[int(i)] for i in idx]
-  offsets = [int(r.get('offset', 0)) for r in records]
-  images = np.stack([_frame(r['image'], o) for r, o in zip(records, offsets)])
-  recons = np.stack([_frame(x, o, len(r['image']))
-                     for x, o, r in zip(sample['recon'], offsets, records)])
-  masks = np.stack([r['mask'] for r in records]) if splits.has_masks else None
+  recons = sample.get('recon')
+  if 'patch' in sample:                     # patch stacks: each frame's top patch
+    images = np.stack([r['image'][p] for r, p in zip(records, sample['patch'])])
+    model_input = images
+  else:
+    offsets = [int(r.get('offset', 0)) for r in records]
+    images = np.stack([_frame(r['image'], o) for r, o in zip(records, offsets)])
+    if recons is not None:
+      recons = np.stack([_frame(x, o, len(r['image']))
+                         for x, o, r in zip(recons, offsets, records)])
+    model_input = np.stack([r['image'] for r in records])
+  masks = (np.stack([r['mask'] for r in records])
+           if splits.has_masks and 'patch' not in sample else None)
   paths = report_lib.run_plots(run_dir, labels=labels, scores=norm(out['score']),
                                thresholds=meta['thresholds'], history=meta['history'],
-                               images=images, recons=recons, pixel=sample['pixel'],
+                               images=images, recons=recons, pixel=sample.get('pixel'),
                                masks=masks)
+  if hasattr(exp.method, 'figures'):        # a method's own figures (ADACL's anomalies)
+    paths.update(exp.method.figures(
+        run_dir, images, lambda x: score_split(steps, state, ArraySource(image=x), exp.mesh,
+                                               cfg.eval_batch_size)['score']))
   if videos is not None:
     paths['score_timelines'] = plots.score_timelines(
         os.path.join(run_dir, 'score_timelines.png'),
@@ -363,7 +393,7 @@ def _plots(exp, steps, state, splits, run_dir, meta, out, norm, videos) -> dict:
         smoothed=video_lib.per_video_irregularity(out['score'], videos))
   model = steps.model
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  x = jnp.asarray(np.stack([r['image'] for r in records]))
+  x = jnp.asarray(model_input)
   if 'attention' in jax.eval_shape(model.apply, variables, x):   # attention models only
     maps = jax.device_get(jax.jit(lambda v, x: model.apply(v, x)['attention'])(variables, x))
     paths['attention_maps'] = plots.attention_maps(
@@ -392,6 +422,10 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> di
   results, fp_checked = [], False
   for cat in cats:
     splits = DATASETS.get(config.dataset)(cat, config.image_size, config.data)
+    d = config.data
+    if d.patch_size > 0:
+      splits = patches.patch_splits(splits, config.dataset, d.patch_size, d.patch_stride,
+                                    d.patch_test_stride, d.patch_min_change)
     splits.check(config.dataset)
     if not fp_checked:   # model vs data shape first: a bad config must not claim the workdir
       jax.eval_shape(exp.steps(splits.image_shape).init, jax.random.PRNGKey(0))

@@ -20,28 +20,67 @@ from vadjax import parallel
 class TrainState(train_state.TrainState):
   batch_stats: Any
   rng: jax.Array
+  epoch: jax.Array      # completed epochs, int32: optimizers may schedule on it (ALPS)
+
+
+def cyclic_learning_rate(base: float, peak: float, half_cycle: int) -> optax.Schedule:
+  """Smith's triangular cyclic learning rate: base → peak → base every 2·half_cycle steps
+  (seed 002 §4.4 trains ADACL with Adam and a cyclic learning rate)."""
+  def schedule(count):
+    phase = jnp.abs(jnp.mod(count / half_cycle, 2.0) - 1.0)     # 1 at cycle start, 0 at peak
+    return peak - (peak - base) * phase
+  return schedule
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
   """Adam with PyTorch-style (coupled L2) weight decay and an injectable learning rate,
-  so ReduceLROnPlateau can lower it between epochs without recompiling."""
+  so ReduceLROnPlateau can lower it between epochs without recompiling. With
+  `lr_schedule='cyclic'` the learning rate follows `cyclic_learning_rate` instead."""
   def build(learning_rate, weight_decay):
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(),
                        optax.scale_by_learning_rate(learning_rate))
-  return optax.inject_hyperparams(build)(learning_rate=config.learning_rate,
-                                         weight_decay=config.weight_decay)
+  lr = config.learning_rate
+  if config.get('lr_schedule', 'constant') == 'cyclic':
+    lr = cyclic_learning_rate(config.learning_rate, config.max_learning_rate,
+                              config.lr_cycle_steps)
+  return optax.inject_hyperparams(build)(learning_rate=lr, weight_decay=config.weight_decay)
+
+
+def optimizer_for(method, config) -> optax.GradientTransformation:
+  """The method's own optimizer (ALPS: two players), else `make_optimizer`."""
+  if hasattr(method, 'optimizer'):
+    return method.optimizer(config, make_optimizer)
+  return make_optimizer(config)
+
+
+def _is_hp(x):
+  return isinstance(x, (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState))
 
 
 def set_learning_rate(state: TrainState, lr: float) -> TrainState:
-  hp = dict(state.opt_state.hyperparams)
-  old = hp['learning_rate']
-  # same dtype and sharding as before, or the next train step would recompile
-  hp['learning_rate'] = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
-  return state.replace(opt_state=state.opt_state._replace(hyperparams=hp))
+  """Sets the learning rate of every Adam in the optimizer (one per player for ALPS)."""
+  def set_lr(s):
+    if not _is_hp(s):
+      return s
+    old = s.hyperparams['learning_rate']
+    # same dtype and sharding as before, or the next train step would recompile
+    new = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
+    return s._replace(hyperparams={**s.hyperparams, 'learning_rate': new})
+  return state.replace(opt_state=jax.tree.map(set_lr, state.opt_state, is_leaf=_is_hp))
 
 
 def get_learning_rate(state: TrainState) -> float:
-  return float(state.opt_state.hyperparams['learning_rate'])
+  first = next(s for s in jax.tree.leaves(state.opt_state, is_leaf=_is_hp) if _is_hp(s))
+  return float(first.hyperparams['learning_rate'])
+
+
+def set_epoch(state: TrainState, epoch: int) -> TrainState:
+  old = state.epoch
+  return state.replace(epoch=jax.device_put(jnp.asarray(epoch, old.dtype), old.sharding))
+
+
+def _with_recon(scores: dict, out: dict) -> dict:
+  return {**scores, 'recon': out['recon']} if 'recon' in out else scores
 
 
 @dataclasses.dataclass
@@ -65,21 +104,29 @@ def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
     params_rng, state_rng = jax.random.split(rng)
     v = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     return TrainState.create(apply_fn=model.apply, params=v['params'], tx=tx,
-                             batch_stats=v.get('batch_stats', {}), rng=state_rng)
+                             batch_stats=v.get('batch_stats', {}), rng=state_rng,
+                             epoch=jnp.zeros((), jnp.int32))
 
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
+    if hasattr(method, 'augment'):            # ADACL: anomalies created on device
+      batch = method.augment(batch, jax.random.fold_in(rng, 1))
 
     def loss_of(params):
       out, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
                                  batch['image'], train=True, mutable=['batch_stats'],
-                                 rngs={'dropout': rng})
+                                 rngs={'dropout': rng, 'perturb': jax.random.fold_in(rng, 2)})
       loss, aux = method.loss_fn(out, batch)
       return loss, (aux, updates)
 
     (loss, (aux, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads,
-                                  batch_stats=updates.get('batch_stats', state.batch_stats))
+    if hasattr(method, 'adjust_grads'):       # ALPS: the distorter ascends
+      grads = method.adjust_grads(grads)
+    deltas, opt_state = state.tx.update(grads, state.opt_state, state.params,
+                                        epoch=state.epoch)
+    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, deltas),
+                          opt_state=opt_state,
+                          batch_stats=updates.get('batch_stats', state.batch_stats))
     return state, {'loss': loss, **aux}
 
   def loss_step(state, batch):
@@ -87,8 +134,25 @@ def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
     return method.loss_fn(out, batch)[0]
 
   def score_step(state, batch):
-    out = model.apply(variables(state), batch['image'], train=False)
-    return {**method.score_fn(out, batch), 'recon': out['recon']}
+    x = batch['image']
+    if x.ndim == len(image_shape) + 2:        # patch stacks: a frame's score is its max
+      return _score_patches(state, batch)
+    out = model.apply(variables(state), x, train=False)
+    return _with_recon(method.score_fn(out, batch), out)
+
+  def _score_patches(state, batch):
+    """(B, P, h, w, C) patch stacks (METHODS.md §0, patch protocol): every patch scored,
+    the frame's score the max; the maps and reconstruction are the top patch's."""
+    x = batch['image']
+    b, p = x.shape[:2]
+    flat = {'image': x.reshape(b * p, *x.shape[2:])}
+    out = model.apply(variables(state), flat['image'], train=False)
+    res = _with_recon(method.score_fn(out, flat), out)
+    top = jnp.argmax(res['score'].reshape(b, p), axis=1)
+    pick = lambda v: v.reshape(b, p, *v.shape[1:])[jnp.arange(b), top]
+    reduced = {k: (jnp.max(v.reshape(b, p), axis=1) if k == 'score' or k.startswith('score/')
+                   else pick(v)) for k, v in res.items()}
+    return {**reduced, 'patch': top}
 
   return Steps(
       model=model,

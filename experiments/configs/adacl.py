@@ -1,0 +1,78 @@
+"""ADACL (seed 002 ch. 4): a small CNN regressor trained on normal images (labels in
+[0, 0.3]) and anomalies created from them on device (labels in [0.7, 1]); Adam with a
+cyclic learning rate; early stopping on the AUROC of a validation set of normal images and
+their created anomalies.
+
+Ablations as presets (Tab. 4.4, Figs. 4.7–4.10): `bce` (binary cross-entropy on a sigmoid),
+`discrete` (labels 0 / 1), `cutpaste` / `puzzle` / `rotate` / `mixup` (that augmentation
+alone), `narrow` ([0, 0.1] – [0.9, 1]) and `mid` ([0, 0.2] – [0.8, 1]) label intervals;
+`textures` (the embedded MVTec-like textures: drawn defects at test time, never the training
+augmentations), `walkway` (the patch protocol on the embedded video: 30×30 patches of
+120×120 frames, moving patches only), `quick`. Any key as key=value, e.g.
+adacl.augmentations=cutpaste;puzzle, adacl.normal_interval=0;0.25.
+
+Launch:
+  python -m experiments.main --config=experiments/configs/adacl.py --workdir=runs/adacl_digits
+  python -m experiments.main --config=experiments/configs/adacl.py:textures --workdir=runs/adacl_textures
+  python -m experiments.main --config=experiments/configs/adacl.py:bce --workdir=runs/adacl_bce
+Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issue 7.
+"""
+
+import ml_collections
+
+from experiments.configs.base import apply_variant, base_config
+
+
+def quick(c):
+  c.num_epochs = 2
+  c.plots = False
+  c.categories = {'digits': '1', 'textures': 'brick'}.get(c.dataset, c.categories)
+  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
+  if c.dataset == 'walkway':
+    c.image_size = 60
+    c.data.update(video_length=24, num_train_videos=1, num_val_videos=1, num_test_videos=2)
+
+
+def only(name):
+  return lambda c: setattr(c.adacl, 'augmentations', (name,))
+
+
+def intervals(normal, anomaly):
+  def apply(c):
+    c.adacl.normal_interval, c.adacl.anomaly_interval = normal, anomaly
+  return apply
+
+
+def textures(c):
+  c.dataset, c.image_size = 'textures', 64
+
+
+def walkway(c):
+  c.dataset, c.categories, c.image_size = 'walkway', 'gray', 120
+  c.data.update(patch_size=30, patch_stride=15, patch_test_stride=30, patch_min_change=0.01)
+  c.batch_size, c.eval_batch_size = 64, 16
+
+
+PRESETS = {
+    'bce': lambda c: setattr(c.adacl, 'loss', 'bce'),
+    'discrete': lambda c: setattr(c.adacl, 'labels', 'discrete'),
+    **{n: only(n) for n in ('cutpaste', 'puzzle', 'rotate', 'mixup')},
+    'narrow': intervals((0.0, 0.1), (0.9, 1.0)),
+    'mid': intervals((0.0, 0.2), (0.8, 1.0)),
+    'textures': textures,
+    'walkway': walkway,
+}
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.model, c.method, c.dataset, c.image_size = 'adacl_cnn', 'adacl', 'digits', 32
+  c.adacl = ml_collections.ConfigDict(dict(
+      augmentations=('cutpaste', 'puzzle', 'rotate', 'mixup'), normal_interval=(0.0, 0.3),
+      anomaly_interval=(0.7, 1.0), labels='continuous', loss='mse', num_val=150))
+  c.lr_schedule, c.learning_rate, c.max_learning_rate = 'cyclic', 1e-4, 1e-3
+  c.lr_cycle_steps = 20
+  c.plateau_factor = 1.0           # the cyclic schedule sets the learning rate
+  c.early_stopping_patience = 10   # epochs without a better validation AUROC
+  c.num_epochs = 60
+  return apply_variant(c, arg, quick, PRESETS)

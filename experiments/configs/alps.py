@@ -1,0 +1,58 @@
+"""ALPS (seed 002 ch. 3): an autoencoder trained against an Adversarial Distorter of its
+latent; scores: clean, perturbed and mean reconstruction error (all three reported).
+
+Presets (Tab. 3.3's ablation, same data and seeds): `vanilla` (no perturbation), `noise`
+(random latent noise of the same scale); `walkway` (the patch protocol on the embedded
+video: 32×32 patches of 128×128 frames, stride 16 for training, 32 for scoring, moving
+patches only); `quick`. Any key as key=value, e.g. alps.distorter_every=3, alps.score=clean,
+model_kwargs.epsilon=1.0.
+
+Launch:
+  python -m experiments.main --config=experiments/configs/alps.py --workdir=runs/alps_digits
+  python -m experiments.main --config=experiments/configs/alps.py:vanilla --workdir=runs/ae_digits
+  python -m experiments.main --config=experiments/configs/alps.py:walkway --workdir=runs/alps_walkway
+Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issue 7.
+"""
+
+import ml_collections
+
+from experiments.configs.base import apply_variant, base_config
+
+
+def quick(c):
+  c.num_epochs = 2
+  c.plots = False
+  if c.dataset == 'digits':
+    c.categories = '1'
+  if c.dataset == 'walkway':
+    c.image_size = 64
+    c.data.update(patch_stride=32, patch_test_stride=32, video_length=24, num_train_videos=1,
+                  num_val_videos=1, num_test_videos=2)
+
+
+def walkway(c):
+  c.dataset, c.categories, c.image_size = 'walkway', 'gray', 128
+  c.data.update(patch_size=32, patch_stride=16, patch_test_stride=32, patch_min_change=0.01)
+  c.batch_size, c.eval_batch_size = 64, 16
+
+
+PRESETS = {
+    'vanilla': lambda c: setattr(c.model_kwargs, 'perturbation', 'none'),
+    'noise': lambda c: setattr(c.model_kwargs, 'perturbation', 'noise'),
+    'walkway': walkway,
+}
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.model, c.method, c.dataset, c.image_size = 'alps', 'alps', 'digits', 32
+  c.model_kwargs = ml_collections.ConfigDict(dict(
+      latent_dim=32, perturbation='adversarial', epsilon=0.5))
+  c.alps = ml_collections.ConfigDict(dict(
+      ae_weight=1.0, adversary_weight=0.5, clean_weight=0.0, distorter_every=2, score='mean'))
+  # a fixed number of epochs: the validation loss moves with the distorter, so neither
+  # ReduceLROnPlateau nor early stopping on it is meaningful
+  c.early_stopping_patience = 0
+  c.plateau_factor = 1.0
+  c.num_epochs = 60               # ~3 steps per epoch on digits: ~180 steps
+  return apply_variant(c, arg, quick, PRESETS)
