@@ -198,14 +198,17 @@ def test_alps_step_is_adversarial():
   for _ in range(25):      # past the initial flat stretch, where the decoder ignores z
     state, _ = steps.train(state, batch)
 
-  def perturbed_mse(params):
+  @jax.jit
+  def mse(params):
     out = steps.model.apply({'params': params}, x)
-    return float(jnp.mean(jnp.square(out['recon_perturbed'] - x)))
+    return jnp.mean(jnp.square(out['recon_perturbed'] - x))
+
+  perturbed_mse = lambda params: float(mse(params))
+  grad = jax.jit(jax.grad(lambda p: method.loss_fn(steps.model.apply({'params': p}, x),
+                                                   batch)[0]))
 
   def update_only(player):
-    def loss(p):
-      return method.loss_fn(steps.model.apply({'params': p}, x), batch)[0]
-    g = method.adjust_grads(jax.grad(loss)(state.params))
+    g = method.adjust_grads(grad(state.params))
     deltas, _ = state.tx.update(g, state.tx.init(state.params), state.params, epoch=state.epoch)
     return {k: jax.tree.map(jnp.add, v, deltas[k]) if (k == 'distorter') == (player == 'ad')
             else v for k, v in state.params.items()}
@@ -332,8 +335,8 @@ def _report(workdir):
 
 def test_alps_end_to_end(tmp_path):
   cfg = alps_cfg.get_config('quick')
-  cfg.model_kwargs.update(latent_dim=8)
-  cfg.num_epochs, cfg.plots = 4, True
+  cfg.model_kwargs.update(latent_dim=8, filters=(8, 16, 32), distorter_filters=(8, 8, 8))
+  cfg.num_epochs, cfg.plots = 3, True
   report = train_and_evaluate(cfg, str(tmp_path))
   mean = report['mean']
   assert {'auroc_clean', 'auroc_perturbed', 'auroc_mean'} <= set(mean)

@@ -125,7 +125,8 @@ def test_train_step_lowers_loss_without_retracing(name, size, kw):
   x = np.random.default_rng(1).random((8, size, size, 1), np.float32)
   v = _random_init(model, x)
   state = steps_lib.TrainState.create(apply_fn=model.apply, params=v['params'], tx=tx,
-                                      batch_stats=v['batch_stats'], rng=jax.random.PRNGKey(0))
+                                      batch_stats=v['batch_stats'], rng=jax.random.PRNGKey(0),
+                                      epoch=jnp.zeros((), jnp.int32))
   # as steps.init makes it: a strong int32 step, every leaf replicated over the mesh
   state = jax.device_put(state.replace(step=jnp.zeros((), jnp.int32)), parallel.replicated(mesh))
   batch = parallel.shard_batch({'image': x}, mesh)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -62,9 +63,7 @@ def set_learning_rate(state: TrainState, lr: float) -> TrainState:
   def set_lr(s):
     if not _is_hp(s):
       return s
-    old = s.hyperparams['learning_rate']
-    # same dtype and sharding as before, or the next train step would recompile
-    new = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
+    new = _like(s.hyperparams['learning_rate'], lr)
     return s._replace(hyperparams={**s.hyperparams, 'learning_rate': new})
   return state.replace(opt_state=jax.tree.map(set_lr, state.opt_state, is_leaf=_is_hp))
 
@@ -75,8 +74,14 @@ def get_learning_rate(state: TrainState) -> float:
 
 
 def set_epoch(state: TrainState, epoch: int) -> TrainState:
-  old = state.epoch
-  return state.replace(epoch=jax.device_put(jnp.asarray(epoch, old.dtype), old.sharding))
+  return state.replace(epoch=_like(state.epoch, epoch))
+
+
+def _like(old: jax.Array, value) -> jax.Array:
+  """`value` as a replicated scalar with old's dtype and sharding (else the next train step
+  would recompile); built per device, as the mesh may span processes."""
+  host = np.asarray(value, old.dtype)
+  return jax.make_array_from_callback(old.shape, old.sharding, lambda _: host)
 
 
 def _with_recon(scores: dict, out: dict) -> dict:
