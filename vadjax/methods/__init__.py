@@ -21,4 +21,13 @@ from vadjax.registry import Registry
 
 METHODS = Registry('method')
 
+
+def settings(config, group: str, defaults: dict) -> dict:
+  """A method's settings: `config.<group>` over `defaults`; unknown keys are errors."""
+  given = dict(config.get(group, {})) if config is not None else {}
+  unknown = set(given) - set(defaults)
+  if unknown:
+    raise ValueError(f'unknown {group} settings {sorted(unknown)}; known: {sorted(defaults)}')
+  return {**defaults, **given}
+
 from vadjax.methods import adacl, alps, memae, reconstruction, ssim  # noqa: E402,F401

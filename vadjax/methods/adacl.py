@@ -22,18 +22,14 @@ import optax
 from vadjax.data import augment
 from vadjax.data.sources import ArraySource, field
 from vadjax.eval import plots
-from vadjax.methods import METHODS
+from vadjax.methods import METHODS, settings as method_settings
 
 DEFAULTS = dict(augmentations=augment.AUGMENTATIONS, normal_interval=(0.0, 0.3),
                 anomaly_interval=(0.7, 1.0), labels='continuous', loss='mse', num_val=150)
 
 
 def settings(config) -> dict:
-  given = dict(config.get('adacl', {})) if config is not None else {}
-  unknown = set(given) - set(DEFAULTS)
-  if unknown:
-    raise ValueError(f'unknown adacl settings {sorted(unknown)}; known: {sorted(DEFAULTS)}')
-  s = {**DEFAULTS, **given}
+  s = method_settings(config, 'adacl', DEFAULTS)
   s['augmentations'] = tuple(s['augmentations'])
   if s['labels'] not in ('continuous', 'discrete'):
     raise ValueError(f"adacl.labels must be 'continuous' or 'discrete', got {s['labels']!r}")

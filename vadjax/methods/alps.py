@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vadjax.methods import METHODS
+from vadjax.methods import METHODS, settings as method_settings
 from vadjax.methods.reconstruction import weighted_mean
 
 SCORES = ('clean', 'perturbed', 'mean')
@@ -29,11 +29,7 @@ DEFAULTS = dict(ae_weight=1.0, adversary_weight=0.5, clean_weight=0.0, distorter
 
 
 def settings(config) -> dict:
-  given = dict(config.get('alps', {})) if config is not None else {}
-  unknown = set(given) - set(DEFAULTS)
-  if unknown:
-    raise ValueError(f'unknown alps settings {sorted(unknown)}; known: {sorted(DEFAULTS)}')
-  s = {**DEFAULTS, **given}
+  s = method_settings(config, 'alps', DEFAULTS)
   if s['score'] not in SCORES:
     raise ValueError(f'alps.score must be one of {SCORES}, got {s["score"]!r}')
   if s['distorter_every'] < 1:
