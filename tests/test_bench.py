@@ -72,3 +72,6 @@ def test_bench_seed002_models(tmp_path):
       (m, f, mode) for m in ('alps', 'adacl_cnn') for f in ('jax', 'torch')
       for mode in ('train', 'infer')}
   assert all(r['median_s'] > 0 for r in recs)
+  for m in ('alps', 'adacl_cnn'):
+    flops = {r['mode']: r['flops'] for r in recs if r['model'] == m and r['framework'] == 'jax'}
+    assert flops['train'] == 3 * flops['infer'] > 0

@@ -63,7 +63,7 @@ def test_rotate_and_mixup_match_numpy(key):
   x = _image(10, 10, 3)
   k = int(augment.sample_rotate(key, x.shape))
   assert k in (1, 3)
-  np.testing.assert_array_equal(np.asarray(augment.rotate(jnp.asarray(x), k)), np.rot90(x, k))
+  np.testing.assert_array_equal(np.asarray(augment.rot90(jnp.asarray(x), k)), np.rot90(x, k))
   lam, km = (float(v) for v in augment.sample_mixup(key, x.shape))
   assert 0.5 <= lam <= 0.7 and km in (1.0, 2.0, 3.0)
   out = np.asarray(augment.mixup(jnp.asarray(x), jnp.array([lam, km])))

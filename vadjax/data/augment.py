@@ -8,7 +8,8 @@ device, random per sample (seed 002, 002_437da2b4a4748de8.txt §4.3.4, Fig. 4.4)
 
 The thesis gives the transforms, not their ranges: the patch sizes, λ's interval and the
 mix-up's rotations are our choices (BUILD_NOTES.md). Every transform is a pure function of
-its sampled parameters (`sample_<name>(key, shape)` → params, `<name>(x, params)` → image)
+its sampled parameters (`sample_<name>(key, shape)` → params, `<name>(x, params)` → image;
+rotate's is `rot90`)
 so tests can check the output exactly; `create_anomalies` draws one transform and its
 parameters per sample (vmap + lax.switch) and works under jit and vmap.
 Images are (H, W, C); puzzle needs even H and W, rotations need H = W.
@@ -81,10 +82,6 @@ def rot90(x, k):
   return jax.lax.switch(jnp.mod(k, 4), [lambda y, i=i: jnp.rot90(y, i) for i in range(4)], x)
 
 
-def rotate(x, k):
-  return rot90(x, k)
-
-
 def sample_mixup(key, shape):
   del shape
   k1, k2 = jax.random.split(key)
@@ -98,7 +95,7 @@ def mixup(x, params):
 
 
 _FNS = {'cutpaste': (sample_cutpaste, cutpaste), 'puzzle': (sample_puzzle, puzzle),
-        'rotate': (sample_rotate, rotate), 'mixup': (sample_mixup, mixup)}
+        'rotate': (sample_rotate, rot90), 'mixup': (sample_mixup, mixup)}
 
 
 def check(names, image_shape) -> tuple[str, ...]:

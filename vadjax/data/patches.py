@@ -17,6 +17,7 @@ carried (a frame's map would be stitched from patches).
 import numpy as np
 
 from vadjax.data.sources import Splits
+from vadjax.data.video import frame_field
 from vadjax.registry import UserError
 
 
@@ -86,8 +87,7 @@ class PatchStacks:
     if name == 'frame':
       return t.astype(np.int32)
     if name in ('label', 'kind'):
-      attr = name + 's'
-      return np.stack([getattr(self.videos[a], attr)[b] for a, b in zip(vi, t)])
+      return frame_field(self.videos, vi, t, name)
     return np.stack([self[i][name] for i in range(len(self))])
 
 

@@ -83,10 +83,18 @@ class ClipSource:
       return vi.astype(np.int32)
     if name == 'frame':
       return f.astype(np.int32)
-    if name in ('label', 'kind', 'mask'):
-      attr = {'label': 'labels', 'kind': 'kinds', 'mask': 'masks'}[name]
-      return np.stack([getattr(self.videos[a], attr)[b] for a, b in zip(vi, f)])
+    if name in FRAME_FIELDS:
+      return frame_field(self.videos, vi, f, name)
     return np.stack([self[i][name] for i in range(len(self))])
+
+
+FRAME_FIELDS = {'label': 'labels', 'kind': 'kinds', 'mask': 'masks'}
+
+
+def frame_field(videos, video_index, frame_index, name: str) -> np.ndarray:
+  """A per-frame field (label, kind, mask) at (video, frame) index pairs."""
+  attr = FRAME_FIELDS[name]
+  return np.stack([getattr(videos[a], attr)[b] for a, b in zip(video_index, frame_index)])
 
 
 def walker_x(walker: dict, t: int) -> float:
