@@ -22,6 +22,10 @@ def base_config() -> ml_collections.ConfigDict:
       clip_length=16, clip_strides=(1, 2, 4, 8, 16),              # video clips
       video_length=160, num_train_videos=6, num_val_videos=4, num_test_videos=8,
       folder_root='', channels=0,                                 # dataset=folder
+      # real datasets (vadjax/data/real.py, README "Real datasets"): raw files, prepared
+      # TFDS data (default ~/tensorflow_datasets), crop ('' | 'code' | 'top left h w'),
+      # Subway's ±frames around an event, 'files' or 'tfds' (prepared catalog data)
+      manual_dir='', tfds_dir='', crop='', label_window=15, source='files',
       # patch protocol for video frames (METHODS.md §0): 0 = off; training takes the patches
       # of normal frames whose mean absolute change from the previous frame is at least
       # patch_min_change (0 = all); a test frame's score is the max over its patches
@@ -104,4 +108,6 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
       node[leaf] = _coerce(node[leaf], value.strip())
     except ValueError as e:
       raise ValueError(f'config key {key}: {e}') from None
+    if key == 'dataset':          # a new dataset runs all of its categories unless told
+      config.categories = 'all'
   return config

@@ -6,7 +6,7 @@ protocols that turn a dataset into train/val/test splits, and Grain pipelines.
 """
 
 from vadjax.data.sources import DATASETS, ArraySource, Splits, categories
-from vadjax.data import embedded, folder, moving_digits, walkway  # noqa: F401  (registers the embedded data)
+from vadjax.data import embedded, folder, moving_digits, real, walkway  # noqa: F401  (registers datasets)
 from vadjax.data.pipeline import eval_batches, train_dataset
 
 __all__ = ['DATASETS', 'ArraySource', 'Splits', 'categories', 'eval_batches', 'train_dataset']

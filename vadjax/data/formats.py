@@ -1,0 +1,189 @@
+"""Readers for the published file formats of the real datasets (issue 8).
+
+Every reader returns numpy arrays and raises `UserError` naming the file and what was
+expected, so a corrupt or misplaced file never yields a silent partial dataset.
+
+  IDX        MNIST / Fashion-MNIST `*-idx3-ubyte` images and `*-idx1-ubyte` labels (.gz too)
+  pickle     CIFAR-10 python batches (`data_batch_1` … `test_batch`)
+  images     PNG / JPEG / BMP / TIFF through Pillow (UCSD .tif frames, MVTec PNGs, HAM JPEGs)
+  .m         UCSD's MATLAB ground-truth script (`TestVideoFile{end+1}.gt_frame = [61:180];`)
+  .mat       CUHK Avenue's `testing_label_mask/<n>_label.mat` (`volLabel`, a cell of masks)
+  video      .avi / .mp4 / … decoded with PyAV (FFmpeg)
+"""
+
+import gzip
+import os
+import pickle
+import re
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vadjax.registry import UserError
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+VIDEO_EXTENSIONS = ('.avi', '.mp4', '.mov', '.mkv', '.mpg', '.mpeg', '.webm')
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
+
+
+def files_with(folder: str, extensions) -> list[str]:
+  """The files of `folder` with one of `extensions`, sorted (hidden files skipped)."""
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                if f.lower().endswith(extensions) and not f.startswith('.'))
+
+
+def read_idx(path: str) -> np.ndarray:
+  """An IDX file (LeCun's MNIST format; gzip-compressed or not) as an array."""
+  opener = gzip.open if path.endswith('.gz') else open
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise UserError(f'cannot read IDX file {path}: {e}') from None
+  if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_TYPES:
+    raise UserError(f'{path} is not an IDX file (expected the magic 0x0000 + a type byte)')
+  ndim = data[3]
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+  dtype = np.dtype(_IDX_TYPES[data[2]])
+  body = data[4 + 4 * ndim:]
+  if len(body) != int(np.prod(shape)) * dtype.itemsize:
+    raise UserError(f'{path}: header says shape {shape} ({int(np.prod(shape))} values) but '
+                    f'the file holds {len(body) // dtype.itemsize}; the file is truncated')
+  return np.frombuffer(body, dtype).reshape(shape)
+
+
+def read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """A CIFAR-10 python batch: (images uint8 (N, 32, 32, 3), labels int32 (N,))."""
+  try:
+    with open(path, 'rb') as f:
+      batch = pickle.load(f, encoding='bytes')
+    data = np.asarray(batch[b'data'], np.uint8)
+    labels = np.asarray(batch[b'labels'], np.int32)
+  except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
+    raise UserError(f'cannot read CIFAR-10 batch {path}: {e!r}; expected a python pickle '
+                    f'with b"data" (N×3072 uint8) and b"labels"') from None
+  if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+    raise UserError(f'{path}: expected data of shape (N, 3072) and N labels, got '
+                    f'{data.shape} and {len(labels)}')
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def read_image(path: str) -> np.ndarray:
+  """An image as uint8, (H, W) for grey files and (H, W, 3) otherwise (16-bit grey is
+  rescaled to 8 bits)."""
+  try:
+    with Image.open(path) as im:
+      im.load()
+      if im.mode in ('I;16', 'I;16B', 'I'):
+        a = np.asarray(im, np.float64)
+        return np.round(a / (257.0 if a.max() > 255 else 1.0)).astype(np.uint8)
+      mode = 'L' if im.mode in ('1', 'L', 'LA', 'P') and _is_grey(im) else 'RGB'
+      return np.asarray(im.convert(mode), np.uint8)
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    raise UserError(f'cannot read image {path}: {e}; replace or delete the file') from None
+
+
+def _is_grey(im) -> bool:
+  if im.mode != 'P':
+    return True
+  rgb = np.asarray(im.convert('RGB'))
+  return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def parse_ucsd_m(path: str) -> list[list[tuple[int, int]]]:
+  """UCSD's `UCSDped1.m` / `UCSDped2.m`: per test video, its anomalous frame ranges
+  (1-based, inclusive), e.g. `TestVideoFile{end+1}.gt_frame = [5:90, 140:200];`."""
+  try:
+    with open(path) as f:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise UserError(f'cannot read UCSD ground truth {path}: {e}') from None
+  videos = []
+  for line_no, line in enumerate(text.splitlines(), 1):
+    if 'gt_frame' not in line:
+      continue
+    m = re.search(r'gt_frame\s*=\s*\[([^\]]*)\]', line)
+    if not m:
+      raise UserError(f'{path}:{line_no}: expected `...gt_frame = [a:b, c:d];`, got {line!r}')
+    ranges = []
+    for part in filter(None, (p.strip() for p in m.group(1).split(','))):
+      bounds = part.split(':')
+      if len(bounds) != 2 or not all(b.strip().isdigit() for b in bounds):
+        raise UserError(f'{path}:{line_no}: expected ranges like 61:180, got {part!r}')
+      ranges.append((int(bounds[0]), int(bounds[1])))
+    videos.append(ranges)
+  if not videos:
+    raise UserError(f'{path} holds no `gt_frame = [...]` lines; is it the UCSD .m file?')
+  return videos
+
+
+def ranges_to_labels(ranges, length: int, name: str) -> np.ndarray:
+  """Per-frame 0/1 labels from 1-based inclusive frame ranges."""
+  labels = np.zeros(length, np.int32)
+  for a, b in ranges:
+    if not 1 <= a <= b <= length:
+      raise UserError(f'{name}: anomalous range {a}:{b} lies outside its {length} frames; '
+                      f'frames and ground truth do not match')
+    labels[a - 1:b] = 1
+  return labels
+
+
+def read_mat(path: str, key: str):
+  """Variable `key` of a MATLAB v4–v7.2 .mat file (scipy.io)."""
+  import scipy.io
+  try:
+    data = scipy.io.loadmat(path)
+  except NotImplementedError:
+    raise UserError(f'{path} is a MATLAB v7.3 (HDF5) file; re-save it with '
+                    f"save('{os.path.basename(path)}', '{key}', '-v7') in MATLAB") from None
+  except (OSError, ValueError, TypeError) as e:
+    raise UserError(f'cannot read MATLAB file {path}: {e}') from None
+  if key not in data:
+    found = sorted(k for k in data if not k.startswith('__'))
+    raise UserError(f'{path} has no variable {key!r} (found {found})')
+  return data[key]
+
+
+def read_avenue_masks(path: str) -> np.ndarray:
+  """CUHK Avenue's `<n>_label.mat`: `volLabel`, a 1×T cell of H×W masks → (T, H, W) uint8."""
+  cells = read_mat(path, 'volLabel')
+  try:
+    masks = np.stack([np.asarray(c) for c in np.asarray(cells, dtype=object).ravel()])
+  except ValueError as e:
+    raise UserError(f'{path}: volLabel masks differ in shape ({e})') from None
+  return (masks > 0).astype(np.uint8)
+
+
+def read_video(path: str) -> np.ndarray:
+  """All frames of a video file as uint8 (T, H, W, 3), decoded with PyAV."""
+  return np.stack(list(iter_video(path)))
+
+
+def iter_video(path: str):
+  """Yields the frames of a video file as uint8 (H, W, 3) arrays, in order."""
+  import av   # PyAV: FFmpeg bindings; imported here so image-only users need no FFmpeg
+  if not os.path.isfile(path):
+    raise UserError(f'video {path} does not exist')
+  n = 0
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise UserError(f'{path} holds no video stream')
+      for frame in container.decode(video=0):
+        n += 1
+        yield frame.to_ndarray(format='rgb24')
+  except av.error.FFmpegError as e:
+    raise UserError(f'cannot decode video {path} (after {n} frames): {e}; the file is '
+                    f'corrupt or not a video') from None
+  if n == 0:
+    raise UserError(f'video {path} has no frames; the file is corrupt or empty')
+
+
+def video_fps(path: str) -> float:
+  import av
+  try:
+    with av.open(path) as container:
+      rate = container.streams.video[0].average_rate or container.streams.video[0].base_rate
+  except (av.error.FFmpegError, IndexError) as e:
+    raise UserError(f'cannot open video {path}: {e}') from None
+  return float(rate) if rate else 25.0
