@@ -96,9 +96,9 @@ def test_subway_event_labels():
 
 @pytest.fixture
 def mnist_files(tmp_path):
-  root = tmp_path / 'raw'
+  root = tmp_path / 'mnist_raw'
   root.mkdir()
-  for prefix, n in (('train', 40), ('t10k', 20)):
+  for prefix, n in (('train', 80), ('t10k', 20)):
     images = np.stack([_pattern(i + (100 if prefix == 't10k' else 0), (28, 28))
                        for i in range(n)])
     _write_idx(root / f'{prefix}-images-idx3-ubyte.gz', images)
@@ -110,8 +110,8 @@ def test_mnist_one_class_protocol_exact(mnist_files, tmp_path):
   cfg = _cfg(mnist_files, tmp_path / 'tfds')
   splits = DATASETS.get('mnist')('3', 28, cfg)
   assert splits.image_shape == (28, 28, 1) and not splits.has_masks
-  # class 3 has 4 train images: 1 (20%) held out for val, 3 train
-  assert len(splits.train) == 3 and len(splits.val) == 10 and len(splits.test) == 20
+  # class 3 has 8 train images: 2 (20%) held out for val, 6 train; val has 2 of each class
+  assert len(splits.train) == 6 and len(splits.val) == 20 and len(splits.test) == 20
   assert (field(splits.train, 'label') == 0).all()
   for r, src_index in zip(_all(splits.train), splits.train.indices):
     assert src_index % 10 == 3
@@ -409,3 +409,46 @@ def test_crop_option():
     real.parse_crop('1 2 3', 'avenue')
   with pytest.raises(UserError, match="data.crop='code' exists for"):
     real.parse_crop('code', 'mnist')
+
+
+# --------------------------------------------------------------------------- end to end
+
+def test_seed_configs_train_on_real_files(ucsd_files, mnist_files, tmp_path):
+  """The configs run unchanged on the real datasets: a ConvGRU AE on UCSD Ped2 files and a
+  MemAE on MNIST IDX files, from preparation to the report."""
+  from experiments.configs import conv_rnn, memae
+  from vadjax.train import train_and_evaluate
+  root, _ = ucsd_files
+  c = conv_rnn.get_config('quick,dataset=ucsd_ped2,num_epochs=1,batch_size=4,'
+                          'eval_batch_size=4,data.clip_length=2,data.crop=code')
+  c.data.update(manual_dir=str(root), tfds_dir=str(tmp_path / 'tfds'))
+  with pytest.raises(UserError, match=r"crop \(80, 0, 160, 360\)"):   # UCSD's frames, not ours
+    train_and_evaluate(c, str(tmp_path / 'video'))
+  c.data.crop = ''
+  report = train_and_evaluate(c, str(tmp_path / 'video'))
+  run = report['runs'][0]
+  assert run['category'] == 'default' and run['steps'] == 3     # (5 + 4) · 2 clips / batch 4
+  metrics = run['image']
+  assert 0.0 <= metrics['auroc'] <= 1.0 and 0.0 <= metrics['pixel_auroc'] <= 1.0
+  assert 'auroc_per_video_norm' in metrics and 'auroc_mean_per_video' in metrics
+  c = memae.get_config('quick,dataset=mnist,categories=3,num_epochs=1,'
+                       'batch_size=4,eval_batch_size=8')
+  c.data.update(manual_dir=str(mnist_files), tfds_dir=str(tmp_path / 'tfds'), val_fraction=0.25)
+  run = train_and_evaluate(c, str(tmp_path / 'mnist'))['runs'][0]
+  assert run['name'] == 'mnist/3/seed0' and 0.0 <= run['image']['auroc'] <= 1.0
+  assert set(run['per_kind_auroc']) == {f'class {c}' for c in range(10)} - {'class 3'}
+
+
+def test_cli_missing_files_is_a_clear_error(tmp_path):
+  import subprocess
+  import sys
+  cmd = [sys.executable, '-m', 'experiments.main',
+         '--config=experiments/configs/conv_rnn.py:dataset=avenue',
+         f'--config.data.manual_dir={tmp_path / "nothing"}',
+         f'--config.data.tfds_dir={tmp_path / "tfds"}', f'--workdir={tmp_path / "w"}']
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert 'error: the files of vad_avenue are missing' in out.stderr
+  assert 'testing_label_mask/1_label.mat' in out.stderr          # the instructions
+  assert 'Traceback' not in out.stderr
