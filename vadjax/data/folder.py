@@ -14,6 +14,23 @@ Images are resized to image_size × image_size (bilinear; masks nearest) into [0
 
   python -m experiments.main --config=experiments/configs/reconstruction.py:dataset=folder,image_size=64 \\
       --config.data.folder_root=/path/to/my_data --workdir=runs/my_data
+
+`folder_video`: a user's own videos.
+
+  <root>/normal/<video>             normal videos: a folder of frame images (sorted by name)
+                                    or a video file (.avi, .mp4, ... decoded with PyAV)
+  <root>/anomalous/<video>          videos with anomalous frames, same forms
+  <root>/labels/<video>.txt         per-frame labels of each anomalous video: one 0 or 1 per
+                                    frame (whitespace or commas)
+  <root>/masks/<video>/*.png        optional pixel masks, one per frame (non-zero anomalous)
+
+Whole videos are split like images: normal videos into train / val / test by
+`data.val_fraction` / `data.test_fraction`, anomalous ones into val / test. Frames are
+resized with Pillow's bilinear filter to image_size (RGB, or grey with data.channels=1) and
+held in memory; models see clips (data.clip_length, data.clip_strides) as on `walkway`.
+
+  python -m experiments.main --config=experiments/configs/conv_rnn.py:cpu,dataset=folder_video \\
+      --config.data.folder_root=/path/to/my_videos --workdir=runs/my_videos
 """
 
 import os
@@ -22,7 +39,9 @@ import numpy as np
 import skimage.transform
 from PIL import Image, UnidentifiedImageError
 
+from vadjax.data import builders, formats
 from vadjax.data.sources import DATASETS, ArraySource, Splits, register_categories
+from vadjax.data.video import ClipSource, Video
 from vadjax.registry import UserError
 
 SPLIT_SEED = 1234
@@ -152,3 +171,114 @@ def build_folder(category: str, image_size: int, data_cfg) -> Splits:
 
 
 register_categories('folder', lambda: ['default'])
+
+
+# --------------------------------------------------------------------------- videos
+
+VIDEO_LAYOUT = ('expected <root>/normal/<video> and <root>/anomalous/<video>, each video a '
+                'folder of frame images or a video file (.avi, .mp4, ...), per-frame labels '
+                'of every anomalous video in <root>/labels/<video>.txt (one 0 or 1 per frame) '
+                'and optionally pixel masks in <root>/masks/<video>/ (one image per frame)')
+
+
+def _video_items(folder: str) -> list[str]:
+  if not os.path.isdir(folder):
+    return []
+  return sorted(os.path.join(folder, n) for n in os.listdir(folder) if not n.startswith('.')
+                and (os.path.isdir(os.path.join(folder, n))
+                     or n.lower().endswith(formats.VIDEO_EXTENSIONS)))
+
+
+def _video_name(path: str) -> str:
+  base = os.path.basename(path)
+  return base if os.path.isdir(path) else os.path.splitext(base)[0]
+
+
+def _raw_frames(path: str) -> list[np.ndarray]:
+  if os.path.isdir(path):
+    files = formats.files_with(path, formats.IMAGE_EXTENSIONS)
+    if not files:
+      raise UserError(f'no frame images in {path}; {VIDEO_LAYOUT}')
+    return [formats.read_image(f) for f in files]
+  return list(formats.iter_video(path))
+
+
+def _frame_labels(root: str, name: str, n: int) -> np.ndarray:
+  path = os.path.join(root, 'labels', f'{name}.txt')
+  if not os.path.isfile(path):
+    raise UserError(f'anomalous video {name!r} has no label file {path} (one 0 or 1 per '
+                    f'frame)')
+  try:
+    with open(path) as f:
+      labels = np.array([int(v) for v in f.read().replace(',', ' ').split()], np.int32)
+  except ValueError as e:
+    raise UserError(f'{path}: expected one 0 or 1 per frame ({e})') from None
+  if len(labels) != n or not np.isin(labels, (0, 1)).all():
+    raise UserError(f'{path}: expected {n} labels of 0 or 1 (one per frame of {name!r}), got '
+                    f'{len(labels)} values {sorted(set(labels.tolist()))[:5]}')
+  return labels
+
+
+def _load_video(root: str, path: str, anomalous: bool, cfg) -> Video:
+  name = _video_name(path)
+  raw = _raw_frames(path)
+  frames = np.stack([builders.to_frame(a, cfg, f'{path} frame {i + 1}')
+                     for i, a in enumerate(raw)]).astype(np.float32) / 255.0
+  labels = (_frame_labels(root, name, len(raw)) if anomalous
+            else np.zeros(len(raw), np.int32))
+  masks = None
+  mask_dir = os.path.join(root, 'masks', name)
+  if os.path.isdir(mask_dir):
+    files = formats.files_with(mask_dir, formats.IMAGE_EXTENSIONS)
+    if len(files) != len(raw):
+      raise UserError(f'{mask_dir} holds {len(files)} masks for the {len(raw)} frames of '
+                      f'{path}; give one mask per frame')
+    masks = np.stack([builders.to_mask(formats.read_image(f), cfg)
+                      for f in files]).astype(np.float32)
+  elif not anomalous:             # a normal video's pixels are all normal
+    masks = np.zeros(frames.shape[:3], np.float32)
+  return Video(frames, labels, labels.copy(), masks, name)
+
+
+@DATASETS.register('folder_video')
+def build_folder_video(category: str, image_size: int, data_cfg) -> Splits:
+  """A user's own videos; splits like `folder`, by whole videos (module docstring)."""
+  if category != 'default':
+    raise UserError(f"folder_video has one category, 'default'; got {category!r}")
+  root = data_cfg.folder_root
+  if not root or not os.path.isdir(root):
+    raise UserError(f'dataset folder_video needs data.folder_root to be a folder, got '
+                    f'{root!r}; {VIDEO_LAYOUT}')
+  normal = _video_items(os.path.join(root, 'normal'))
+  anomalous = _video_items(os.path.join(root, 'anomalous'))
+  if not normal or not anomalous:
+    raise UserError(f'{root}: found {len(normal)} normal and {len(anomalous)} anomalous '
+                    f'videos, need both; {VIDEO_LAYOUT}')
+  channels = data_cfg.channels or 3
+  if channels not in (1, 3):
+    raise UserError(f'data.channels must be 0 (RGB), 1 or 3, got {channels}')
+  cfg = builders.frame_config(image_size, channels)
+  rng = np.random.default_rng(SPLIT_SEED)
+  tr, va, te = _split(len(normal), data_cfg.val_fraction, data_cfg.test_fraction, rng)
+  share = data_cfg.val_fraction / max(data_cfg.val_fraction + data_cfg.test_fraction, 1e-9)
+  _, a_va, a_te = _split(len(anomalous), share, 1 - share, rng)
+
+  def load(paths, idx, bad):
+    return [_load_video(root, paths[i], bad, cfg) for i in idx]
+
+  train = load(normal, tr, False)
+  val = load(normal, va, False) + load(anomalous, a_va, True)
+  test = load(normal, te, False) + load(anomalous, a_te, True)
+  if not train or not val or not test:
+    raise UserError(f'{root}: {len(normal)} normal and {len(anomalous)} anomalous videos '
+                    f'give {len(train)} train, {len(val)} val and {len(test)} test videos; '
+                    f'add videos or change data.val_fraction / data.test_fraction')
+  length = data_cfg.clip_length
+  return Splits(ClipSource(train, length, data_cfg.clip_strides),
+                ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
+                kind_names=['normal', 'anomalous'],
+                has_masks=all(v.masks is not None for v in test),
+                image_shape=(length, image_size, image_size, channels))
+
+
+register_categories('folder_video', lambda: ['default'])
