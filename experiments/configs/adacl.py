@@ -20,7 +20,7 @@ Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issu
 
 import ml_collections
 
-from experiments.configs.base import apply_variant, base_config
+from experiments.configs.base import REAL_VIDEO_DATASETS, apply_variant, base_config
 
 
 def quick(c):
@@ -47,10 +47,22 @@ def textures(c):
   c.dataset, c.image_size = 'textures', 64
 
 
-def walkway(c):
-  c.dataset, c.categories, c.image_size = 'walkway', 'gray', 120
+def patches(c):
+  """The UCSD patch protocol (seed 002 §3.4.2) on any video dataset: one-frame clips cut
+  into patches; a frame scores the max over its patches."""
+  c.image_size = 120
   c.data.update(patch_size=30, patch_stride=15, patch_test_stride=30, patch_min_change=0.01)
   c.batch_size, c.eval_batch_size = 64, 16
+
+
+def walkway(c):
+  patches(c)
+  c.dataset, c.categories = 'walkway', 'gray'
+
+
+def on_dataset(c):
+  if c.dataset in REAL_VIDEO_DATASETS:
+    patches(c)
 
 
 PRESETS = {
@@ -75,4 +87,4 @@ def get_config(arg=None):
   c.plateau_factor = 1.0           # the cyclic schedule sets the learning rate
   c.early_stopping_patience = 10   # epochs without a better validation AUROC
   c.num_epochs = 60
-  return apply_variant(c, arg, quick, PRESETS)
+  return apply_variant(c, arg, quick, PRESETS, on_dataset)

@@ -16,7 +16,7 @@ Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issu
 
 import ml_collections
 
-from experiments.configs.base import apply_variant, base_config
+from experiments.configs.base import REAL_VIDEO_DATASETS, apply_variant, base_config
 
 
 def quick(c):
@@ -30,10 +30,22 @@ def quick(c):
                   num_val_videos=1, num_test_videos=2)
 
 
-def walkway(c):
-  c.dataset, c.categories, c.image_size = 'walkway', 'gray', 128
+def patches(c):
+  """The UCSD patch protocol (seed 002 §3.4.2) on any video dataset: one-frame clips cut
+  into patches; a frame scores the max over its patches."""
+  c.image_size = 128
   c.data.update(patch_size=32, patch_stride=16, patch_test_stride=32, patch_min_change=0.01)
   c.batch_size, c.eval_batch_size = 64, 16
+
+
+def walkway(c):
+  patches(c)
+  c.dataset, c.categories = 'walkway', 'gray'
+
+
+def on_dataset(c):
+  if c.dataset in REAL_VIDEO_DATASETS:
+    patches(c)
 
 
 PRESETS = {
@@ -55,4 +67,4 @@ def get_config(arg=None):
   c.early_stopping_patience = 0
   c.plateau_factor = 1.0
   c.num_epochs = 60               # ~3 steps per epoch on digits: ~180 steps
-  return apply_variant(c, arg, quick, PRESETS)
+  return apply_variant(c, arg, quick, PRESETS, on_dataset)

@@ -75,13 +75,20 @@ def _coerce(old, text: str):
   return type(old)(text)
 
 
+VIDEO_DATASETS = ('walkway', 'moving_digits', 'ucsd_ped1', 'ucsd_ped2', 'avenue', 'subway',
+                  'folder_video')
+REAL_VIDEO_DATASETS = VIDEO_DATASETS[2:]
+
+
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
-                  quick=None, presets=None) -> ml_collections.ConfigDict:
+                  quick=None, presets=None, on_dataset=None) -> ml_collections.ConfigDict:
   """Applies `key=value,key=value` and bare preset words (`quick`, ...) to a config.
 
   Keys may be dotted (`model_kwargs.memory_items=50`). Lists use spaces or ';'
   (`seeds=0;1;2`). Presets are functions of the config, applied in the order given.
-  Unknown keys or words are errors listing the known ones.
+  Unknown keys or words are errors listing the known ones. `dataset=NAME` also resets
+  `categories` to all of the dataset's and calls `on_dataset(config)`, the config file's
+  way to adapt to it (a video dataset for an image model, ...); keys after it still win.
   """
   presets = dict(presets or {})
   if quick is not None:
@@ -110,4 +117,6 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
       raise ValueError(f'config key {key}: {e}') from None
     if key == 'dataset':          # a new dataset runs all of its categories unless told
       config.categories = 'all'
+      if on_dataset is not None:
+        on_dataset(config)
   return config

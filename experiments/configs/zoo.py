@@ -11,7 +11,7 @@ import dataclasses
 import ml_collections
 
 from experiments.configs import seed000
-from experiments.configs.base import apply_variant, base_config
+from experiments.configs.base import VIDEO_DATASETS, apply_variant, base_config
 from vadjax.models import MODELS as REGISTRY
 
 _NOT_KWARGS = ('channels', 'dtype', 'conv_impl', 'parent', 'name')
@@ -56,6 +56,17 @@ def quick(c):
     c.svdd_epochs = 1
 
 
+def on_dataset(c):
+  """On a video dataset a 2D model scores every frame (seed 001 §4.9: 2D CAEs on 128×128
+  frames); seed 001's image datasets are 128×128 too."""
+  if c.dataset in VIDEO_DATASETS and c.model != 'per_frame':
+    c.model_kwargs = ml_collections.ConfigDict(dict(image_model=c.model))
+    c.model = 'per_frame'
+    c.data.clip_length = 1
+  if c.dataset in VIDEO_DATASETS or c.dataset in ('mvtec', 'ham10000', 'ddds'):
+    c.image_size = max(c.image_size, 128)    # the seed 001 code's image_size
+
+
 def make(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   if name not in MODELS:
     raise ValueError(f'unknown zoo model {name!r}; known: {", ".join(MODELS)}')
@@ -71,4 +82,4 @@ def make(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
       c.model_kwargs.update(value)
     else:
       c[key] = value
-  return apply_variant(c, arg, quick)
+  return apply_variant(c, arg, quick, on_dataset=on_dataset)

@@ -222,6 +222,10 @@ class FrameView:
     return self.length
 
   def __getitem__(self, key):
+    if isinstance(key, tuple):                 # frames first, then pixels (patches)
+      head, rest = key[0], key[1:]
+      out = self[head]
+      return out[rest] if not isinstance(head, slice) else out[(slice(None), *rest)]
     if isinstance(key, slice):
       rows = range(*key.indices(self.length))
       recs = self.source.__getitems__([self.start + r for r in rows])
