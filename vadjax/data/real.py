@@ -25,7 +25,9 @@ Protocols (SPLIT_SEED fixes every split; training seeds vary the model only):
         within ±label_window of an event (seed 001 §4.2.6: 15).
 """
 
+import collections
 import os
+import threading
 
 import numpy as np
 
@@ -209,6 +211,41 @@ def _normal_vs_rest(name, category, image_size, data_cfg) -> Splits:
 
 # --------------------------------------------------------------------------- videos
 
+class CachedRecords:
+  """A data source with an LRU cache of decoded records: scoring reads every frame's clip,
+  so consecutive records share all but one frame (and the mask is in the same record)."""
+
+  def __init__(self, source, size: int = 512):
+    self.source, self.size, self.cache = source, size, collections.OrderedDict()
+    self.lock = threading.Lock()          # Grain reads from several threads
+
+  def __getstate__(self):                 # worker processes start with an empty cache
+    return {'source': self.source, 'size': self.size}
+
+  def __setstate__(self, state):
+    self.__init__(state['source'], state['size'])
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return self.__getitems__([i])[0]
+
+  def __getitems__(self, indices):
+    with self.lock:
+      found = {i: self.cache[i] for i in indices if i in self.cache}
+    missing = sorted(set(indices) - set(found))
+    if missing:
+      found.update(zip(missing, self.source.__getitems__(missing)))
+    with self.lock:
+      for i in indices:
+        self.cache[i] = found[i]
+        self.cache.move_to_end(i)
+      while len(self.cache) > self.size:
+        self.cache.popitem(last=False)
+    return [found[i] for i in indices]
+
+
 class FrameView:
   """Frames (or masks) `start … start + length − 1` of a prepared video split, sliced like
   a (T, H, W[, C]) float32 array and read on demand."""
@@ -238,7 +275,7 @@ class FrameView:
 
 
 def _videos(b, split: str, data_cfg) -> list[Video]:
-  src = b.as_data_source(split)
+  src = CachedRecords(b.as_data_source(split))
   s, c = b.builder_config.size, b.builder_config.channels
   videos, start = [], 0
   meta = b.info.metadata
