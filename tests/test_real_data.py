@@ -420,7 +420,8 @@ def test_seed_configs_train_on_real_files(ucsd_files, mnist_files, tmp_path):
   from vadjax.train import train_and_evaluate
   root, _ = ucsd_files
   c = conv_rnn.get_config('quick,dataset=ucsd_ped2,num_epochs=1,batch_size=4,'
-                          'eval_batch_size=4,data.clip_length=2,data.crop=code')
+                          'eval_batch_size=4,data.clip_length=2,data.crop=code,'
+                          'data.workers=2')
   c.data.update(manual_dir=str(root), tfds_dir=str(tmp_path / 'tfds'))
   with pytest.raises(UserError, match=r"crop \(80, 0, 160, 360\)"):   # UCSD's frames, not ours
     train_and_evaluate(c, str(tmp_path / 'video'))
@@ -501,3 +502,20 @@ def test_patch_protocol_and_per_frame_on_prepared_video(ucsd_files, tmp_path):
   frame = np.asarray(Image.fromarray(_pattern(51, (12, 16))).resize((12, 12), Image.BILINEAR))
   np.testing.assert_array_equal(rec['image'][0, ..., 0], _f(frame[:6, :6]))
   assert int(rec['label']) == 1 and field(p.test, 'label').sum() == 4
+
+
+def test_worker_processes_read_the_same_batches(ucsd_files, tmp_path):
+  from vadjax.data import pipeline
+  root, _ = ucsd_files
+  splits = DATASETS.get('ucsd_ped2')('default', 12, _cfg(root, tmp_path / 'tfds'))
+  ds = pipeline.train_dataset(splits.train, 4, 0, 2)
+  plain = [b['image'] for b in ds]
+  it = pipeline.train_iterator(ds, workers=2)
+  first = [next(it)['image'] for _ in range(3)]
+  state = it.get_state()
+  resumed = pipeline.train_iterator(ds, workers=2)
+  resumed.set_state(state)
+  rest = [b['image'] for b in resumed]
+  assert len(first) + len(rest) == len(plain)
+  for a, b in zip(first + rest, plain):
+    np.testing.assert_array_equal(a, b)

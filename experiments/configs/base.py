@@ -26,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
       # TFDS data (default ~/tensorflow_datasets), crop ('' | 'code' | 'top left h w'),
       # Subway's ±frames around an event, 'files' or 'tfds' (prepared catalog data)
       manual_dir='', tfds_dir='', crop='', label_window=15, source='files',
+      workers=0,                  # Grain worker processes that read training batches
       # patch protocol for video frames (METHODS.md §0): 0 = off; training takes the patches
       # of normal frames whose mean absolute change from the previous frame is at least
       # patch_min_change (0 = all); a test frame's score is the max over its patches

@@ -18,6 +18,7 @@ from absl import logging
 
 from vadjax import parallel
 from vadjax.data import DATASETS, categories, eval_batches, patches, train_dataset
+from vadjax.data.pipeline import train_iterator
 from vadjax.data.sources import ArraySource, Subset, field, normal_part
 from vadjax.eval import metrics as metrics_lib, plots, report as report_lib
 from vadjax.eval import video as video_lib
@@ -184,12 +185,17 @@ def train_run(exp: Experiment, splits, run_dir: str, seed: int, name: str) -> di
   state = steps.init(jax.random.PRNGKey(seed))
   ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
   ds = train_dataset(splits.train, cfg.batch_size, seed, cfg.num_epochs)
-  iterator = iter(ds.to_iter_dataset())
+  iterator = train_iterator(ds, cfg.data.workers)
   meta = {'fingerprint': fp, 'step': 0, 'epoch': 0, 'history': [], 'finished': False,
           'plateau': None}
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(state, fp)
-    iterator.set_state(meta['data_iterator'])
+    try:
+      iterator.set_state(meta['data_iterator'])
+    except (KeyError, TypeError, ValueError) as e:
+      raise UserError(f'cannot resume the data position in {run_dir} ({e!r}); resume with '
+                      f'the data.workers of the interrupted run (0 vs > 0 store different '
+                      f'positions)') from None
     logging.info('[%s] resumed from step %d (epoch %d)', name, meta['step'], meta['epoch'])
   if meta['finished']:
     ckpt.close()
