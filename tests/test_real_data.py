@@ -519,3 +519,18 @@ def test_worker_processes_read_the_same_batches(ucsd_files, tmp_path):
   assert len(first) + len(rest) == len(plain)
   for a, b in zip(first + rest, plain):
     np.testing.assert_array_equal(a, b)
+
+
+def test_data_benchmark_harness(tmp_path):
+  import json
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, '-m', 'experiments.bench_data', f'--workdir={tmp_path}',
+                        '--train_videos=3', '--test_videos=1', '--frames=40',
+                        '--image_size=16', '--workers=1'],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads((tmp_path / 'bench_data.json').read_text())
+  assert result['frames'] == 160 and result['prepare_frames_per_s'] > 0
+  assert result['train_clips_per_s'] > 0 and result['train_clips_per_s_1_workers'] > 0

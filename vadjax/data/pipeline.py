@@ -33,7 +33,7 @@ def train_dataset(source, global_batch: int, seed: int, num_epochs: int) -> grai
 def train_iterator(ds: grain.MapDataset, workers: int):
   """A checkpointable iterator over `ds`; `workers` > 0 reads and assembles batches in that
   many Grain worker processes (real datasets decode frames on the host: 2 workers read
-  2.7× the clips per second of one process on the 2-core CPU, BUILD_NOTES.md)."""
+  1.5–2.5× the clips per second of one process on the 2-core CPU, BUILD_NOTES.md)."""
   iter_ds = ds.to_iter_dataset()
   if workers > 0:
     from absl import flags
