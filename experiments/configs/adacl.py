@@ -20,7 +20,7 @@ Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issu
 
 import ml_collections
 
-from experiments.configs.base import REAL_VIDEO_DATASETS, apply_variant, base_config
+from experiments.configs.base import apply_variant, base_config, patch_presets
 
 
 def quick(c):
@@ -55,14 +55,7 @@ def patches(c):
   c.batch_size, c.eval_batch_size = 64, 16
 
 
-def walkway(c):
-  patches(c)
-  c.dataset, c.categories = 'walkway', 'gray'
-
-
-def on_dataset(c):
-  if c.dataset in REAL_VIDEO_DATASETS:
-    patches(c)
+walkway, on_dataset = patch_presets(patches)
 
 
 PRESETS = {

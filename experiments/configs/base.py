@@ -81,6 +81,19 @@ VIDEO_DATASETS = ('walkway', 'moving_digits', 'ucsd_ped1', 'ucsd_ped2', 'avenue'
 REAL_VIDEO_DATASETS = VIDEO_DATASETS[2:]
 
 
+def patch_presets(patches):
+  """The `walkway` preset and the `on_dataset` hook of a config whose `patches(c)` sets up
+  the patch protocol: on the embedded walkway, and on every real video dataset."""
+  def walkway(c):
+    patches(c)
+    c.dataset, c.categories = 'walkway', 'gray'
+
+  def on_dataset(c):
+    if c.dataset in REAL_VIDEO_DATASETS:
+      patches(c)
+  return walkway, on_dataset
+
+
 def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
                   quick=None, presets=None, on_dataset=None) -> ml_collections.ConfigDict:
   """Applies `key=value,key=value` and bare preset words (`quick`, ...) to a config.
