@@ -5,6 +5,13 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                            + ' --xla_force_host_platform_device_count=4')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Most of the suite's time is XLA compiling the same small programs in many tests (and in
+# both xdist workers): a persistent compilation cache shared by the workers (and by the
+# subprocesses they start) compiles each once per machine.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    __import__('tempfile').gettempdir(), f'vadjax-test-jax-cache-{os.getuid()}'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import pytest  # noqa: E402
 
