@@ -10,9 +10,9 @@ corrupt file, frames that do not match their labels) never leaves a partial data
 Records, in generation order (`disable_shuffling`):
   image datasets   image uint8 (S, S, C), class int32, group int32 (MVTec category,
                    DDDS driver; -1 when none), mask uint8 (S, S) (MVTec)
-  video datasets   one record per frame: image uint8 (S, S, C), label int32, mask uint8
-                   (S, S); `metadata['videos'][split]` lists each video's name, length,
-                   anomalous frame ranges and whether it has pixel ground truth.
+  video datasets   one record per frame: image uint8 (S, S, C), mask uint8 (S, S);
+                   `metadata['videos'][split]` lists each video's name, length, anomalous
+                   frame ranges (the frame labels) and whether it has pixel ground truth.
 `metadata` also holds the per-record classes and groups of image datasets, so protocols
 can split without decoding a single image.
 
@@ -107,9 +107,7 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _info(self):
     s, c = self.builder_config.size, self.builder_config.channels
     feats = {'image': tfds.features.Tensor(shape=(s, s, c), dtype=np.uint8)}
-    if self.IS_VIDEO:
-      feats['label'] = tfds.features.Tensor(shape=(), dtype=np.int32)
-    else:
+    if not self.IS_VIDEO:     # video frame labels live in metadata (known after decoding)
       feats['class'] = tfds.features.Tensor(shape=(), dtype=np.int32)
       feats['group'] = tfds.features.Tensor(shape=(), dtype=np.int32)
     if self.HAS_MASK or self.IS_VIDEO:
@@ -155,7 +153,7 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       n = 0
       for n, frame in enumerate(frames, 1):
         rec = {'image': to_frame(frame, self.builder_config, f'{name} frame {n}'),
-               'label': 0, 'mask': np.zeros((s, s), np.uint8)}
+               'mask': np.zeros((s, s), np.uint8)}
         if masks is not None:
           if n > len(masks):
             raise UserError(f'{name}: more frames than pixel masks ({len(masks)}); frames '
@@ -176,10 +174,12 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                       'has_mask': masks is not None})
 
   def _split_generators(self, dl_manager):
-    return self._splits(self._manual(dl_manager))
+    return {split: self._generate_examples(examples)
+            for split, examples in self._splits(self._manual(dl_manager)).items()}
 
-  def _generate_examples(self, *args):   # the splits above pass generators directly
-    raise NotImplementedError
+  def _generate_examples(self, examples):
+    """(key, record) pairs of a split; `_splits` of each dataset builds them."""
+    yield from examples
 
 
 def _runs(labels) -> list[list[int]]:
