@@ -219,6 +219,20 @@ def test_walkway_is_deterministic_labelled_and_colour_or_gray():
     walkway.make_videos(60, 1, 0, 4, 32, 'infrared')
 
 
+def test_walkway_speed_range():
+  """data.walk_speed: the default is the scene of every reported run; a wider range is
+  another scene with the same labelling rules; speeds a runner has are refused."""
+  default = walkway.make_videos(60, 1, 0, 4, 32)
+  explicit = walkway.make_videos(60, 1, 0, 4, 32, speed=(1.0, 1.6))
+  np.testing.assert_array_equal(default[2][1].frames, explicit[2][1].frames)
+  wide = walkway.make_videos(60, 1, 0, 4, 32, speed=(0.6, 2.0))
+  assert not np.array_equal(default[0][0].frames, wide[0][0].frames)
+  for i, v in enumerate(wide[2]):
+    assert set(np.unique(v.kinds)) == {0, 1 + i % 4} and v.labels.sum() > 5
+  with pytest.raises(UserError, match='data.walk_speed'):
+    walkway.make_videos(60, 1, 0, 4, 32, speed=(1.0, 4.5))
+
+
 def test_motion_events_are_drawn_as_ordinary_people():
   """The wrong-way walker and the loiterer are drawn as the normal walkers are: their
   masks have a person's height (not a cart's); only their motion is anomalous."""

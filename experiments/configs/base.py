@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
       crop_size=64, num_train=256, num_val=48, num_test=128,      # textures crops
       clip_length=16, clip_strides=(1, 2, 4, 8, 16),              # video clips
       video_length=160, num_train_videos=6, num_val_videos=4, num_test_videos=8,
+      walk_speed=(1.0, 1.6),        # walkway's normal walking speeds, px/frame (min, max)
       folder_root='', channels=0,                                 # dataset=folder
       # real datasets (vadjax/data/real.py, README "Real datasets"): raw files, prepared
       # TFDS data (default ~/tensorflow_datasets), crop ('' | 'code' | 'top left h w'),

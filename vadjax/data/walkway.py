@@ -113,17 +113,17 @@ def _render(walkers, length, rng):
   return np.clip(frames, 0, 1), labels, kinds, masks
 
 
-def _video(rng, length: int, kind: int, name: str) -> Video:
+def _video(rng, length: int, kind: int, name: str, speed=(1.0, 1.6)) -> Video:
   walkers = []
   for lane in range(2):                # normal traffic
     t = int(rng.integers(-70, 0))
     while t < length:
-      walkers.append(_walker(rng, lane, t, rng.uniform(1.0, 1.6)))
+      walkers.append(_walker(rng, lane, t, rng.uniform(*speed)))
       t += int(rng.integers(25, 51))
   if kind:
     event = KINDS[kind]
     lane, t0 = int(rng.integers(2)), int(rng.integers(length // 6, length // 3))
-    speed = rng.uniform(4.0, 5.0) if event == 'fast' else rng.uniform(1.0, 1.6)
+    speed = rng.uniform(4.0, 5.0) if event == 'fast' else rng.uniform(*speed)
     w = _walker(rng, lane, t0, speed, -LANES[lane][1] if event == 'wrong_way' else None,
                 _cart if event == 'object' else _person)
     # the event takes the place of the lane's next walker, so the number of figures in view
@@ -157,28 +157,33 @@ def _convert(v: Video, size: int, category: str) -> Video:
 
 
 @functools.lru_cache(maxsize=2)
-def _make_videos(length, num_train, num_val, num_test):
+def _make_videos(length, num_train, num_val, num_test, speed=(1.0, 1.6)):
   rng = np.random.default_rng(SPLIT_SEED)
-  train = [_video(rng, length, 0, f'train{i}') for i in range(num_train)]
-  val = [_video(rng, length, 1 + i % 4, f'val{i}') for i in range(num_val)]
-  test = [_video(rng, length, 1 + i % 4, f'test{i}') for i in range(num_test)]
+  train = [_video(rng, length, 0, f'train{i}', speed) for i in range(num_train)]
+  val = [_video(rng, length, 1 + i % 4, f'val{i}', speed) for i in range(num_val)]
+  test = [_video(rng, length, 1 + i % 4, f'test{i}', speed) for i in range(num_test)]
   return train, val, test
 
 
 def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: int,
-                category: str = 'gray'):
-  """(train, val, test) lists of videos; anomalous kinds cycle over the four kinds."""
+                category: str = 'gray', speed=(1.0, 1.6)):
+  """(train, val, test) lists of videos; anomalous kinds cycle over the four kinds;
+  normal walkers (and the non-running events) walk at `speed` = (min, max) px/frame."""
   if category not in CATEGORIES:
     raise UserError(f'walkway categories are {CATEGORIES}, got {category!r}')
+  lo, hi = (float(v) for v in speed)
+  if not 0 < lo <= hi < 4.0:
+    raise UserError(f'data.walk_speed must be (min, max) px/frame with 0 < min <= max < 4 '
+                    f'(runners, at 4–5, stay anomalous); got {tuple(speed)}')
   return tuple([_convert(v, size, category) for v in vs]
-               for vs in _make_videos(length, num_train, num_val, num_test))
+               for vs in _make_videos(length, num_train, num_val, num_test, (lo, hi)))
 
 
 @DATASETS.register('walkway')
 def build_walkway(category: str, image_size: int, data_cfg) -> Splits:
   train, val, test = make_videos(data_cfg.video_length, data_cfg.num_train_videos,
                                  data_cfg.num_val_videos, data_cfg.num_test_videos,
-                                 image_size, category)
+                                 image_size, category, data_cfg.walk_speed)
   length, channels = data_cfg.clip_length, train[0].frames.shape[-1]
   return Splits(ClipSource(train, length, data_cfg.clip_strides),
                 ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
