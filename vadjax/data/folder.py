@@ -37,7 +37,6 @@ import os
 
 import numpy as np
 import skimage.transform
-from PIL import Image, UnidentifiedImageError
 
 from vadjax.data import builders, formats
 from vadjax.data.sources import DATASETS, ArraySource, Splits, register_categories
@@ -45,28 +44,17 @@ from vadjax.data.video import ClipSource, Video
 from vadjax.registry import UserError
 
 SPLIT_SEED = 1234
-EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 LAYOUT = ('expected <root>/normal/*.png (or jpg, bmp, tif), <root>/anomalous/<type>/*.png '
           'and optionally <root>/masks/<type>/<same name>.png')
 
 
 def _images_in(folder: str) -> list[str]:
-  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                if f.lower().endswith(EXTENSIONS) and not f.startswith('.'))
+  return formats.files_with(folder, formats.IMAGE_EXTENSIONS)
 
 
 def _read(path: str) -> np.ndarray:
-  """An image as float32 in [0, 1], (H, W) or (H, W, 3)."""
-  try:
-    with Image.open(path) as im:
-      im.load()
-      mode = 'L' if im.mode in ('1', 'L', 'I;16', 'I', 'F', 'LA') else 'RGB'
-      if im.mode in ('I;16', 'I'):
-        a = np.asarray(im, np.float64)
-        return (a / (65535.0 if a.max() > 255 else 255.0)).astype(np.float32)
-      return np.asarray(im.convert(mode), np.float32) / 255.0
-  except (UnidentifiedImageError, OSError, SyntaxError) as e:
-    raise UserError(f'cannot read image {path}: {e}; replace or delete the file') from None
+  """An image as float32 in [0, 1], (H, W) or (H, W, 3) (formats.read_image)."""
+  return formats.read_image(path).astype(np.float32) / 255.0
 
 
 def _prepare(a: np.ndarray, size: int, channels: int) -> np.ndarray:
