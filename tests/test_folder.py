@@ -64,9 +64,17 @@ def test_folder_layout_loads_exactly(root):
 
 
 def test_folder_resizes_and_chooses_channels(root):
-  _png(root / 'normal' / 'colour.png', np.zeros((12, 10, 3), np.uint8))
+  colour = (np.arange(12 * 10 * 3).reshape(12, 10, 3) * 7 % 256).astype(np.uint8)
+  _png(root / 'normal' / 'colour.png', colour)
   splits = DATASETS.get('folder')('default', 16, _cfg(root))
   assert splits.image_shape == (16, 16, 3) and splits.train[0]['image'].shape == (16, 16, 3)
+  # resized with Pillow's bilinear filter (as the real datasets), grey ones made RGB
+  ref = np.asarray(Image.fromarray(colour).resize((16, 16), Image.BILINEAR), np.float32) / 255
+  images = [s[i]['image'] for s in (splits.train, splits.val, splits.test)
+            for i in range(len(s))]
+  assert sum(np.array_equal(im, ref) for im in images) == 1
+  assert all(np.array_equal(im[..., 0], im[..., 2]) for im in images
+             if not np.array_equal(im, ref))
   grey = DATASETS.get('folder')('default', 16, _cfg(root, channels=1))
   assert grey.image_shape == (16, 16, 1)
 

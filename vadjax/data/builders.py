@@ -119,8 +119,9 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     try:
       return os.fspath(dl_manager.manual_dir)
     except AssertionError:
-      raise UserError(f'the files of {self.name} are missing: {dl_manager._manual_dir} '
-                      f'does not exist or is empty.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}'
+      raise UserError(f'the files of {self.name} are missing: the manual folder '
+                      f'(data.manual_dir) does not exist or is empty.\n'
+                      f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS}'
                       ) from None
 
   # ----------------------------------------------------------------- image records

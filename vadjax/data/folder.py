@@ -10,7 +10,8 @@ images: grey if all of them are). Splits, deterministic (`SPLIT_SEED`): the norm
 are split into train / val / test by `data.val_fraction` and `data.test_fraction`; the
 anomalous ones into val / test in the proportion val_fraction : test_fraction. Masks are
 used (pixel metrics) only if every anomalous image has one; normal images get empty masks.
-Images are resized to image_size × image_size (bilinear; masks nearest) into [0, 1].
+Images are resized to image_size × image_size with Pillow (bilinear; masks nearest) into
+[0, 1], as the real datasets are (builders.to_frame).
 
   python -m experiments.main --config=experiments/configs/reconstruction.py:dataset=folder,image_size=64 \\
       --config.data.folder_root=/path/to/my_data --workdir=runs/my_data
@@ -36,7 +37,6 @@ held in memory; models see clips (data.clip_length, data.clip_strides) as on `wa
 import os
 
 import numpy as np
-import skimage.transform
 
 from vadjax.data import builders, formats
 from vadjax.data.sources import DATASETS, ArraySource, Splits, register_categories
@@ -50,29 +50,6 @@ LAYOUT = ('expected <root>/normal/*.png (or jpg, bmp, tif), <root>/anomalous/<ty
 
 def _images_in(folder: str) -> list[str]:
   return formats.files_with(folder, formats.IMAGE_EXTENSIONS)
-
-
-def _read(path: str) -> np.ndarray:
-  """An image as float32 in [0, 1], (H, W) or (H, W, 3) (formats.read_image)."""
-  return formats.read_image(path).astype(np.float32) / 255.0
-
-
-def _prepare(a: np.ndarray, size: int, channels: int) -> np.ndarray:
-  if a.ndim == 2 and channels == 3:
-    a = np.repeat(a[..., None], 3, axis=-1)
-  elif a.ndim == 3 and channels == 1:
-    a = a @ np.array([0.299, 0.587, 0.114], np.float32)
-  if a.shape[:2] != (size, size):
-    a = skimage.transform.resize(a, (size, size), order=1, anti_aliasing=True)
-  return (a if a.ndim == 3 else a[..., None]).astype(np.float32)
-
-
-def _mask(path: str, size: int) -> np.ndarray:
-  m = _read(path)
-  m = (m.max(axis=-1) if m.ndim == 3 else m) > 0
-  if m.shape != (size, size):
-    m = skimage.transform.resize(m.astype(np.float32), (size, size), order=0) > 0.5
-  return m.astype(np.float32)
 
 
 def scan(root: str) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
@@ -126,20 +103,22 @@ def build_folder(category: str, image_size: int, data_cfg) -> Splits:
     raise UserError(f"folder has one category, 'default'; got {category!r}")
   normal, anomalous, masks = scan(data_cfg.folder_root)
   paths = normal + [p for kind in anomalous.values() for p in kind]
-  decoded = [_read(p) for p in paths]
+  decoded = [formats.read_image(p) for p in paths]
   channels = data_cfg.channels or (1 if all(a.ndim == 2 for a in decoded) else 3)
   if channels not in (1, 3):
     raise UserError(f'data.channels must be 0 (auto), 1 or 3, got {channels}')
+  cfg = builders.frame_config(image_size, channels)     # the real datasets' resize
   kinds = np.array([0] * len(normal) + [i + 1 for i, k in enumerate(anomalous)
                                         for _ in anomalous[k]], np.int32)
-  images = np.stack([_prepare(a, image_size, channels) for a in decoded])
+  images = np.stack([builders.to_frame(a, cfg, p) for a, p in zip(decoded, paths)])
+  images = images.astype(np.float32) / 255.0
   del decoded
   n_anomalous = len(paths) - len(normal)
   has_masks = len(masks) == n_anomalous
   mask_arr = np.zeros((len(paths), image_size, image_size), np.float32)
   if has_masks:
     for i, p in enumerate(paths[len(normal):], start=len(normal)):
-      mask_arr[i] = _mask(masks[p], image_size)
+      mask_arr[i] = builders.to_mask(formats.read_image(masks[p]), cfg)
 
   rng = np.random.default_rng(SPLIT_SEED)
   tr, va, te = _split(len(normal), data_cfg.val_fraction, data_cfg.test_fraction, rng)
