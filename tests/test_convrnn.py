@@ -255,3 +255,39 @@ def test_conv_rnn_runs_end_to_end_on_walkway(tmp_path):
     assert 0 <= run['image'][key] <= 1
   assert set(run['per_kind_auroc_per_video_norm']) <= set(walkway.KINDS[1:])
   assert len(NAMES) == 9
+
+
+def test_walkway_event_takes_a_normal_walkers_place():
+  """The event figure enters in the lane and at the frame of the walker it replaces: the
+  traffic's (lane, entry) pairs are unchanged, so counting people does not find it."""
+  for kind in range(1, len(walkway.KINDS)):
+    rng = np.random.default_rng(kind)
+    walkers = walkway._traffic(rng, 160, (1.0, 1.6))
+    before = sorted((w['lane'], w['t0']) for w in walkers)
+    walkway._add_event(rng, walkers, 160, kind, (1.0, 1.6))
+    assert sorted((w['lane'], w['t0']) for w in walkers) == before
+    events = [w for w in walkers if w['anomalous']]
+    assert len(events) == 1 and events[0]['anomalous'][0] == kind
+    assert events[0]['t0'] >= 160 // 6
+  phases = [w['phase'] for w in walkers]     # the pose at a place differs between walkers
+  assert np.std(phases) > 1.0
+
+
+def test_score_window_is_the_worst_window_mean():
+  from vadjax.methods.reconstruction import Reconstruction, window_max
+  maps = np.random.default_rng(0).random((2, 3, 10, 12)).astype(np.float32)
+  ref = [np.mean([max(maps[b, t, i:i + 4, j:j + 4].mean() for i in range(7) for j in range(9))
+                  for t in range(3)]) for b in range(2)]
+  np.testing.assert_allclose(window_max(jnp.asarray(maps), 4), ref, rtol=1e-5)
+  # one wrong figure or two: the same score (the frame mean doubles)
+  one, two = np.zeros((1, 1, 16, 16, 1), np.float32), np.zeros((1, 1, 16, 16, 1), np.float32)
+  one[..., 2:5, 2:5, :] = two[..., 2:5, 2:5, :] = two[..., 10:13, 9:12, :] = 1
+  method = Reconstruction({'score_window': 3})
+  zero = {'recon': jnp.zeros_like(one)}
+  s1 = method.score_fn(zero, {'image': jnp.asarray(one)})['score']
+  s2 = method.score_fn(zero, {'image': jnp.asarray(two)})['score']
+  np.testing.assert_allclose([s1[0], s2[0]], [1.0, 1.0])
+  mean = Reconstruction({'score_window': 0}).score_fn(zero, {'image': jnp.asarray(two)})
+  np.testing.assert_allclose(mean['score'], 18 / 256)
+  with pytest.raises(UserError, match='score_window'):
+    Reconstruction({'score_window': 17}).score_fn(zero, {'image': jnp.asarray(one)})

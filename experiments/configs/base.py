@@ -55,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_epochs = 5
   c.contamination = 0.05         # for the quantile threshold
   c.positive = 'anomaly'         # class that precision / recall / F1 are about
+  c.score_window = 0             # reconstruction: 0 = mean error of a frame; k = its worst
+                                 # k×k window (max over windows, as the patch protocol)
   c.ssim_weight = 0.5            # η of method 'ssim': η·MSE + (1 − η)(1 − SSIM)
   c.svdd_epochs = 0              # > 0: SVDD encoder fine-tuning after training (seed 001 §3.6)
   c.svdd_learning_rate = 5e-7

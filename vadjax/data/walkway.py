@@ -2,20 +2,22 @@
 
 A fixed camera over a one-way paved walkway crossing a lawn, with a lamp post and a bench.
 People (head, coloured shirt, dark trousers, legs that swing as they walk) walk left → right
-along two lanes at 1.0–1.6 px/frame, one every 25–50 frames per lane. (One direction for
-both lanes: with a direction per lane, telling a wrong-way walker needs absolute position,
-which translation-equivariant conv models hardly have.) Test and validation videos hold one anomalous event each, of four
-kinds (cycled over the videos):
+along two lanes at 1.0–1.6 px/frame (`data.walk_speed`), one every 25–50 frames per lane.
+(One direction for both lanes: with a direction per lane, telling a wrong-way walker needs
+absolute position, which translation-equivariant conv models hardly have.) Test and
+validation videos hold one anomalous event each, of four kinds (cycled over the videos):
   object     a hand cart pushed at walking speed (another kind of object: appearance)
   fast       a person running at 4–5 px/frame                                   (motion)
   wrong_way  a person walking right → left, against the flow                   (motion)
   loiter     a person who stops mid-scene for 25–45 frames                     (motion)
-People are drawn from the front and the walk cycle is symmetric, so a single frame shows
-neither direction nor speed: three of the four kinds need motion to be seen. A frame is
-anomalous while the event's figure is visible and behaving anomalously; the masks are its
-pixels then. `category` 'gray' (luminance, 1 channel, as UCSD) or 'color' (3 channels).
-Frames are rendered at 64×64 and resized to `image_size`. Everything depends only on
-`SPLIT_SEED` and the config.
+People are drawn from the front, the walk cycle is symmetric and each walker has its own
+stride phase, so a single frame shows neither direction nor speed: three of the four kinds
+need motion to be seen. The event's figure takes a normal walker's place and entry frame,
+so the number of people in view does not tell it either. A frame is anomalous while the
+event's figure is visible and behaving anomalously; the masks are its pixels then.
+`category` 'gray' (luminance, 1 channel, as UCSD) or 'color' (3 channels). Frames are
+rendered at 64×64 and resized to `image_size`. Everything depends only on `SPLIT_SEED` and
+the config.
 """
 
 import functools
@@ -85,7 +87,10 @@ def _walker(rng, lane, t0, speed, direction=None, draw=_person):
   d = lane_dir if direction is None else direction
   return {'draw': draw, 'shirt': rng.uniform(0.1, 0.95, 3).astype(np.float32),
           'feet': row + int(rng.integers(-2, 3)), 't0': t0, 'x0': -8.0 if d > 0 else SIZE + 1.0,
-          'v': d * speed, 'stop': None, 'anomalous': None}
+          'v': d * speed, 'stop': None, 'anomalous': None, 'lane': lane,
+          # a random stride phase, so that the pose at a place tells neither the direction
+          # nor where the figure entered
+          'phase': rng.uniform(0, 2 * np.pi)}
 
 
 def _render(walkers, length, rng):
@@ -96,7 +101,8 @@ def _render(walkers, length, rng):
     # far lane first, so nearer figures occlude
     for w in sorted((w for w in walkers if t >= w['t0']), key=lambda w: w['feet']):
       x = walker_x(w, t)
-      rgb, alpha = w['draw'](0.6 * abs(x - w['x0']), w['shirt'])   # legs move with the feet
+      # the legs move with the feet
+      rgb, alpha = w['draw'](0.6 * abs(x - w['x0']) + w['phase'], w['shirt'])
       h, wd = alpha.shape
       x0, y0 = int(round(x)), w['feet'] - h
       lo, hi = max(x0, 0), min(x0 + wd, SIZE)
@@ -113,33 +119,41 @@ def _render(walkers, length, rng):
   return np.clip(frames, 0, 1), labels, kinds, masks
 
 
-def _video(rng, length: int, kind: int, name: str, speed=(1.0, 1.6)) -> Video:
+def _traffic(rng, length: int, speed) -> list:
+  """The normal walkers of a video: each lane gets one every 25–50 frames."""
   walkers = []
-  for lane in range(2):                # normal traffic
+  for lane in range(2):
     t = int(rng.integers(-70, 0))
     while t < length:
       walkers.append(_walker(rng, lane, t, rng.uniform(*speed)))
       t += int(rng.integers(25, 51))
+  return walkers
+
+
+def _add_event(rng, walkers: list, length: int, kind: int, speed) -> None:
+  """Turns the lane's first walker entering after a random time into the anomalous
+  figure: same lane, same entry frame. So every frame has the number of figures the normal
+  traffic would have, and a per-frame model cannot find the event by counting people."""
+  event = KINDS[kind]
+  lane, start = int(rng.integers(2)), int(rng.integers(length // 6, length // 3))
+  later = [i for i, n in enumerate(walkers) if n['lane'] == lane and n['t0'] >= start]
+  t0 = walkers.pop(min(later, key=lambda i: walkers[i]['t0']))['t0'] if later else start
+  v = rng.uniform(4.0, 5.0) if event == 'fast' else rng.uniform(*speed)
+  w = _walker(rng, lane, t0, v, -LANES[lane][1] if event == 'wrong_way' else None,
+              _cart if event == 'object' else _person)
+  window = (t0, t0 + int((SIZE + 12) / v) + 1)                  # while crossing
+  if event == 'loiter':
+    s0 = t0 + int((SIZE / 2) / v)                               # stops mid-scene
+    w['stop'] = (s0, s0 + int(rng.integers(25, 46)))
+    window = w['stop']
+  w['anomalous'] = (kind, window)
+  walkers.append(w)
+
+
+def _video(rng, length: int, kind: int, name: str, speed=(1.0, 1.6)) -> Video:
+  walkers = _traffic(rng, length, speed)
   if kind:
-    event = KINDS[kind]
-    lane, t0 = int(rng.integers(2)), int(rng.integers(length // 6, length // 3))
-    speed = rng.uniform(4.0, 5.0) if event == 'fast' else rng.uniform(*speed)
-    w = _walker(rng, lane, t0, speed, -LANES[lane][1] if event == 'wrong_way' else None,
-                _cart if event == 'object' else _person)
-    # the event takes the place of the lane's next walker, so the number of figures in view
-    # (which a per-frame model can count) does not tell it
-    later = [i for i, n in enumerate(walkers)
-             if n['feet'] - LANES[lane][0] in range(-2, 3) and n['t0'] >= t0]
-    if later:
-      walkers.pop(min(later, key=lambda i: walkers[i]['t0']))
-    crossing = int((SIZE + 12) / speed) + 1
-    window = (t0, t0 + crossing)
-    if event == 'loiter':
-      s0 = t0 + int((SIZE / 2) / speed)                         # stops mid-scene
-      w['stop'] = (s0, s0 + int(rng.integers(25, 46)))
-      window = w['stop']
-    w['anomalous'] = (kind, window)
-    walkers.append(w)
+    _add_event(rng, walkers, length, kind, speed)
   frames, labels, kinds, masks = _render(walkers, length, rng)
   return Video(frames, labels, kinds, masks, name)
 

@@ -2,15 +2,22 @@
 squared error averaged over channels (seed 000 §3.3, seed 001 §3.9). A model's `regularizer`
 output (B,) (SA-CAE's λ‖x_AM‖) is added to the training loss, not to the score.
 
+`score_window` = k > 0 scores a frame by its worst k×k window (the max over windows of
+the mean squared error, as the patch protocol's max over patches, METHODS.md §0) instead of
+the mean over the whole frame: then the score no longer grows with how many people are in
+view, only with how wrong the worst of them is. A clip's score is the mean over its frames.
+
 Works on images (B, H, W, C) and clips (B, T, H, W, C). A clip's pixel map is that of the
 frame its score is assigned to: `batch['offset']`, else the centre frame (METHODS.md §0).
 A model that predicts (Seq2Seq) outputs `target`, the frames its `recon` stands for; the
 error is taken against those.
 """
 
+import jax
 import jax.numpy as jnp
 
 from vadjax.methods import METHODS
+from vadjax.registry import UserError
 
 
 def weighted_mean(per_sample, batch):
@@ -33,7 +40,7 @@ def per_sample_mse(outputs, batch):
 class Reconstruction:
 
   def __init__(self, config=None):
-    del config
+    self.window = int(config.get('score_window', 0)) if config is not None else 0
 
   def loss_fn(self, outputs, batch):
     mse = per_sample_mse(outputs, batch)
@@ -52,4 +59,21 @@ class Reconstruction:
       # a prediction covers the clip's last frames: the nearest predicted one
       offset = jnp.clip(offset - (t - pixel.shape[1]), 0, pixel.shape[1] - 1)
       pixel = pixel[jnp.arange(pixel.shape[0]), offset]
-    return {'score': jnp.mean(err, axis=tuple(range(1, err.ndim))), 'pixel': pixel}
+    return {'score': self._score(err), 'pixel': pixel}
+
+  def _score(self, err):
+    if not self.window:
+      return jnp.mean(err, axis=tuple(range(1, err.ndim)))
+    return window_max(jnp.mean(err, axis=-1), self.window)
+
+
+def window_max(maps, k: int):
+  """(B, [T,] H, W) error maps → (B,): the largest mean over a k×k window, averaged over T."""
+  h, w = maps.shape[-2:]
+  if not 0 < k <= min(h, w):
+    raise UserError(f'score_window must be 0 (mean over the frame) or in 1..{min(h, w)} for '
+                    f'{h}×{w} frames; got {k}')
+  lead = (1,) * (maps.ndim - 2)
+  sums = jax.lax.reduce_window(maps, 0.0, jax.lax.add, lead + (k, k), (1,) * maps.ndim, 'VALID')
+  worst = jnp.max(sums, axis=(-2, -1)) / (k * k)
+  return jnp.mean(worst.reshape(worst.shape[0], -1), axis=1)
