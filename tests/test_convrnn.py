@@ -83,7 +83,7 @@ def test_custom_scan_gradient_equals_autodiff_and_unrolled(cell):
     return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))
 
   ref_val, ref = loss('autodiff')(xp, w, peep, h0)
-  for args in (('custom',), ('custom', 1, True), ('custom', 6), ('autodiff', 6)):
+  for args in (('custom',), ('custom', 1, True), ('custom', 6), ('autodiff', 6), ('auto',)):
     val, got = loss(*args)(xp, w, peep, h0)
     np.testing.assert_allclose(val, ref_val, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
@@ -91,13 +91,17 @@ def test_custom_scan_gradient_equals_autodiff_and_unrolled(cell):
 
 
 def test_scan_program_size_does_not_grow_with_clip_length():
-  """unroll=1: one loop body, whatever T (compile time independent of T)."""
-  def hlo_size(t):
+  """custom, unroll=1: one loop body, whatever T (compile time independent of T). 'auto'
+  unrolls up to 8 steps (no loop left) and is the custom scan beyond."""
+  def hlo(t, impl):
     xp = jnp.zeros((t, 1, 4, 4, 9))
     w = jnp.zeros((3, 3, 3, 9))
-    f = jax.grad(lambda xp, w: jnp.sum(recurrence('gru', xp, w)), argnums=(0, 1))
-    return len(jax.jit(f).lower(xp, w).as_text().splitlines())
-  assert hlo_size(4) == hlo_size(32)
+    f = jax.grad(lambda xp, w: jnp.sum(recurrence('gru', xp, w, scan_impl=impl)),
+                 argnums=(0, 1))
+    return jax.jit(f).lower(xp, w).as_text()
+  assert len(hlo(4, 'custom').splitlines()) == len(hlo(32, 'custom').splitlines())
+  assert 'while' not in hlo(8, 'auto') and 'while' in hlo(9, 'auto')
+  assert len(hlo(16, 'auto').splitlines()) == len(hlo(32, 'auto').splitlines())
 
 
 def test_bidirectional_reverses_time_not_batch():

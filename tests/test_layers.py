@@ -132,3 +132,40 @@ def test_3d_layers_fold_into_2d_exactly(size, k, s, p, op):
                                atol=1e-4, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(gw), wt.grad.permute(
         *np.argsort(wperm)).numpy(), atol=2e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize('b,size,k,s,pads,chunk_bytes', [
+    (6, 20, 3, 2, ((1, 1), (1, 1)), 8 << 20), (5, 17, 4, 2, ((0, 1), (1, 0)), 4096),
+    (3, 18, 3, 1, ((1, 1), (1, 1)), 20000), (4, 16, 2, 1, ((1, 1), (1, 1)), 1)])
+def test_im2col_kernel_gradient_matches_torch(b, size, k, s, pads, chunk_bytes, monkeypatch):
+  """The chunked im2col kernel gradient against torch's conv2d weight gradient: strides 1
+  and 2, asymmetric padding, odd sizes, and chunk sizes that do not divide the batch."""
+  from vadjax.nn import layers
+  monkeypatch.setattr(layers, '_IM2COL_BYTES', chunk_bytes)
+  rng = np.random.default_rng(k)
+  x = rng.normal(size=(b, size, size + 1, 3)).astype(np.float32)
+  w = rng.normal(size=(k, k, 3, 5)).astype(np.float32)
+  y = layers._conv(jnp.asarray(x), jnp.asarray(w), pads, (s, s))
+  g = rng.normal(size=y.shape).astype(np.float32)
+  gw = layers.kernel_grad_im2col(jnp.asarray(x), jnp.asarray(g), w.shape, pads, (s, s))
+  xt = torch.nn.functional.pad(torch.tensor(x).permute(0, 3, 1, 2),
+                               (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+  wt = torch.tensor(w).permute(3, 2, 0, 1).requires_grad_()
+  yt = torch.nn.functional.conv2d(xt, wt, stride=s)
+  np.testing.assert_allclose(yt.detach().permute(0, 2, 3, 1).numpy(), y, rtol=1e-4, atol=1e-4)
+  yt.backward(torch.tensor(g).permute(0, 3, 1, 2))
+  np.testing.assert_allclose(gw, wt.grad.permute(2, 3, 1, 0).numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_large_maps_take_the_im2col_kernel_gradient():
+  """Maps from 16×16 on go through the im2col kernel gradient in every fast form; the
+  gradients equal the plain form's."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 34, 34, 4)), jnp.float32)
+  for kind, impl in (('conv', 'subpixel'), ('transpose', 's2d'), ('conv', 'tapwise')):
+    def loss(impl):
+      return lambda v, x: jnp.sum(jnp.sin(_layer(kind, impl, 3, 1, 1).apply(v, x)))
+    v = jax.tree.map(lambda a: a + 0.1, _layer(kind, 'xla', 3, 1, 1).init(
+        jax.random.PRNGKey(0), x))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+                 jax.grad(loss('xla'), argnums=(0, 1))(v, x),
+                 jax.grad(loss(impl), argnums=(0, 1))(v, x))

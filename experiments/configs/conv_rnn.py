@@ -58,7 +58,7 @@ def get_config(arg=None):
   c.model, c.dataset, c.categories, c.image_size = 'cgru_ae', 'walkway', 'gray', 128
   c.model_kwargs = ml_collections.ConfigDict(dict(
       recurrent_layers=2, recurrent_decoder=True, filters=(64, 64, 64, 96, 96),
-      seed_frames=4, peepholes=True, scan_impl='custom', unroll=1, remat=False))
+      seed_frames=4, peepholes=True, scan_impl='auto', unroll=1, remat=False))
   c.data.clip_length = 8
   c.batch_size, c.eval_batch_size = 32, 32
   c.num_epochs = 300

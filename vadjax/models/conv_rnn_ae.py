@@ -71,7 +71,7 @@ class ConvRecurrentAE(nn.Module):
   seed_frames: int = 4
   peepholes: bool = True        # ConvLSTM only (eq. 3.16 has them; the seed's code not)
   leaky_slope: float = 0.2
-  scan_impl: str = 'custom'     # 'custom' | 'autodiff' (vadjax.nn.convrnn)
+  scan_impl: str = 'auto'       # 'auto' | 'custom' | 'autodiff' (vadjax.nn.convrnn)
   unroll: int = 1
   remat: bool = False
   conv_impl: str = 'auto'

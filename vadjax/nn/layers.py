@@ -129,6 +129,8 @@ def _tapwise_fwd(x, w, padding, stride):
 def _tapwise_bwd(padding, stride, res, g):
   x, w = res
   gx = jax.vjp(lambda x: _conv(x, w, padding, stride), x)[1](g)[0]
+  if g.shape[1] * g.shape[2] >= _IM2COL_MIN_MAP:
+    return gx, kernel_grad_im2col(x, g, w.shape, padding, stride)
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   h, wd = g.shape[1:3]
   sh, sw = stride
@@ -139,6 +141,45 @@ def _tapwise_bwd(padding, stride, res, g):
   return gx, gw.astype(w.dtype)
 
 
+# Output maps from 16×16 on take the im2col kernel gradient; on smaller ones the tap-wise
+# einsums were as fast or faster (8×8, 64→288: 17 vs 21 ms).
+_IM2COL_MIN_MAP = 256
+_IM2COL_BYTES = 8 << 20      # a chunk's patch matrix stays in the 32 MiB L3 cache
+
+
+def kernel_grad_im2col(x, g, shape, padding, stride):
+  """Σ_bhw patches(x) ⊗ dy, the kernel gradient of `_conv`, over chunks of the batch.
+
+  Each chunk's patch matrix (rows: output pixels, columns: taps × input channels) is
+  built and multiplied at once while it is in cache; one matmul per chunk runs at the
+  machine's matmul rate. XLA:CPU's own kernel-gradient conv runs at a fraction of it, and
+  one patch matrix for the whole batch is memory-bound (3×3 s2, 64→64, 64→32, batch 64:
+  222 ms XLA, 113 ms this way; 2026-11-23, BUILD_NOTES.md).
+  """
+  kh, kw, c, o = shape
+  b, ho, wo = g.shape[:3]
+  sh, sw = stride
+  # lax.pad: `_even_padding` may crop a row (negative padding)
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (*padding[0], 0), (*padding[1], 0),
+                                           (0, 0, 0)))
+  xp = xp[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]
+  chunk = max(1, min(b, _IM2COL_BYTES // (ho * wo * kh * kw * c * x.dtype.itemsize)))
+  while b % chunk:
+    chunk -= 1
+
+  def step(acc, xg):
+    xc, gc = xg
+    cols = jnp.concatenate([xc[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                            for i in range(kh) for j in range(kw)], axis=-1)
+    return acc + jnp.dot(cols.reshape(-1, kh * kw * c).T, gc.reshape(-1, o),
+                         preferred_element_type=jnp.float32), None
+
+  acc, _ = lax.scan(step, jnp.zeros((kh * kw * c, o), jnp.float32),
+                    (xp.reshape(b // chunk, chunk, *xp.shape[1:]),
+                     g.reshape(b // chunk, chunk, ho, wo, o)))
+  return acc.reshape(shape).astype(x.dtype)
+
+
 conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
 
 
@@ -146,8 +187,8 @@ conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
 def conv_subpixel_grad(x, w, padding, s: int = 2):
   """A plain stride-s conv whose input gradient is the sub-pixel transposed conv: XLA:CPU's
   own uses an lhs-dilated conv (PERFORMANCE.md fact 1; 3×3 s2, 64→64, 64→32, batch 64:
-  198 → 94 ms). The kernel gradient stays XLA's (the space-to-depth form's tap-wise one
-  was slower here: 478 → 686 ms for the whole layer)."""
+  198 → 94 ms). The kernel gradient is `kernel_grad_im2col` (the space-to-depth form's
+  tap-wise one was slower here: 478 → 686 ms for the whole layer)."""
   return _conv(x, w, padding, (s, s))
 
 
@@ -159,8 +200,8 @@ def _subpixel_bwd(padding, s, res, g):
   x, w = res
   gx = conv_transpose_s2d(g, jnp.swapaxes(w, 2, 3), (padding[0][0], padding[1][0]),
                           x.shape[1:3], s)
-  gw = jax.vjp(lambda w: _conv(x, w, padding, (s, s)), w)[1](g)[0]
-  return gx.astype(x.dtype), gw
+  gw = kernel_grad_im2col(x, g, w.shape, padding, (s, s))
+  return gx.astype(x.dtype), gw.astype(w.dtype)
 
 
 conv_subpixel_grad.defvjp(_subpixel_fwd, _subpixel_bwd)
