@@ -295,3 +295,11 @@ def test_score_window_is_the_worst_window_mean():
   np.testing.assert_allclose(mean['score'], 18 / 256)
   with pytest.raises(UserError, match='score_window'):
     Reconstruction({'score_window': 17}).score_fn(zero, {'image': jnp.asarray(one)})
+
+
+def test_walkway_figure_outlines_every_event(tmp_path):
+  from experiments import walkway_figure
+  frames, captions = walkway_figure.event_frames(per_kind=2)
+  assert len(frames) == 8 and [c.split(',')[0] for c in captions[::2]] == walkway.KINDS[1:]
+  for f in frames:      # the outline's red pixels are there
+    assert np.any(np.all(np.isclose(f, (1.0, 0.1, 0.1)), axis=-1))
