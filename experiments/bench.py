@@ -15,6 +15,10 @@ printed, with speed ratios torch_time / jax_time (> 1: JAX faster). Both framewo
 same threads on CPU. Memory: peak device memory on GPU; on CPU the growth of resident memory
 over one record run alone in a fresh process (JAX's includes compilation), and for JAX also
 XLA's own buffer assignment (`xla_buffers_mb`). Expected runtime on a 2-core CPU: ~4 min.
+
+`--paired=N` also alternates N JAX and eager-torch calls per mode and reports the median
+(and quartiles) of the per-pair ratios: on a host whose speed drifts, the ratio of two
+medians taken one block after the other can be off by ±15% (BUILD_NOTES.md).
 """
 
 import datetime
@@ -70,6 +74,8 @@ _OUT = flags.DEFINE_string('out', None, 'JSON file for the records.')
 _ISOLATED = flags.DEFINE_bool(
     'isolated_memory', True, 'On CPU, also measure each record\'s peak memory in a fresh '
     'process (in one process, allocators keep what earlier records freed).')
+_PAIRED = flags.DEFINE_integer('paired', 0, 'If > 0, also alternate this many JAX and '
+                               'eager-torch calls per mode: median paired ratio torch/jax.')
 _PROBE = flags.DEFINE_string('memory_probe', None, 'Internal: model,framework,mode to run '
                              'alone, printing its memory growth as JSON.')
 
@@ -81,9 +87,11 @@ def input_shape(name: str, size: int) -> tuple:
   return shape
 
 
-def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer')):
+def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer'),
+                 keep=None):
+  """Timings per mode; `keep` (a dict) gets each mode's (call, sync) for `--paired`."""
   if name == 'memory':
-    return _jax_memory_records(shape, batch, dtype, repeats, warmup, modes)
+    return _jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep)
   cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5,
                                        entropy_weight=ENTROPY_WEIGHT))
   mesh = parallel.make_mesh(1)
@@ -112,6 +120,8 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
         d.memory_stats()      # initialise
     with harness.PeakRSS() as mem:
       t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+    if keep is not None:
+      keep[mode] = (fn, jax.block_until_ready)
     peak = None
     if jax.default_backend() != 'cpu':
       peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
@@ -128,7 +138,7 @@ def _memory_loss(z_hat, w, log):
   return (z_hat ** 2).mean() - ENTROPY_WEIGHT * (w * log(w + 1e-12)).sum(-1).mean()
 
 
-def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes):
+def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep=None):
   mod = Memory(num_items=2000, shrink_threshold=1 / 2000, dtype=jnp.dtype(dtype))
   z = jnp.asarray(np.random.default_rng(0).normal(size=(batch * shape[0], shape[1])),
                   jnp.float32)
@@ -145,6 +155,8 @@ def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes):
       continue
     with harness.PeakRSS() as mem:
       t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+    if keep is not None:
+      keep[mode] = (fn, jax.block_until_ready)
     ma = lower().compile().memory_analysis()
     xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
               - ma.alias_size_in_bytes) / 2**20
@@ -164,7 +176,7 @@ def _torch_twin(name, shape, variables):
 
 
 def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compiled,
-                   modes=('train', 'infer')):
+                   modes=('train', 'infer'), keep=None):
   dev = 'cuda' if torch.cuda.is_available() else 'cpu'
   twin = _torch_twin(name, shape, variables).to(dev)
   rng = np.random.default_rng(0)
@@ -226,6 +238,8 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
       torch.cuda.reset_peak_memory_stats()
     with harness.PeakRSS() as mem:
       t = harness.time_calls(fn, sync, warmup, repeats)
+    if keep is not None:
+      keep[mode] = (fn, sync)
     peak = torch.cuda.max_memory_allocated() if dev == 'cuda' else None
     out[mode] = (t, mem, peak, None)
   return out, flops
@@ -276,8 +290,11 @@ def _memory(r) -> str:
 
 
 def table(records) -> str:
+  paired = any('paired_ratio' in r for r in records)
   lines = ['| model | mode | framework | median ms | p10–p90 ms | samples/s | GFLOP/s | '
-           'first call s | memory MB | torch/jax |', '|' + '---|' * 10]
+           'first call s | memory MB | torch/jax |' + (' paired torch/jax (p25–p75) |'
+                                                       if paired else ''),
+           '|' + '---|' * (11 if paired else 10)]
   base = {(r['model'], r['mode']): r['median_s'] for r in records if r['framework'] == 'jax'}
   for r in records:
     ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
@@ -285,8 +302,15 @@ def table(records) -> str:
         f'| {r["model"]} {"×".join(map(str, r["input"][:-1]))} b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
         f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
         f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {r["first_call_s"]:.1f} | '
-        f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |')
+        f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |'
+        + (f' {_paired(r)} |' if paired else ''))
   return '\n'.join(lines)
+
+
+def _paired(r) -> str:
+  if 'paired_ratio' not in r:
+    return ''
+  return f'{r["paired_ratio"]:.2f} ({r["paired_p25"]:.2f}–{r["paired_p75"]:.2f})'
 
 
 def _probe(spec: str) -> None:
@@ -327,12 +351,14 @@ def main(argv):
   for name in _MODELS.value:
     shape = input_shape(name, _SIZE.value)
     args = (name, shape, _batch(name), _DTYPE.value, _REPEATS.value, _WARMUP.value)
-    jax_out, variables = _jax_records(*args)
+    jax_calls, torch_calls = {}, {}
+    jax_out, variables = _jax_records(*args, keep=jax_calls)
     frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
     torch_outs = {}
     for fw, compiled in frameworks:
       try:
-        torch_outs[fw] = _torch_records(*args, variables, compiled)
+        torch_outs[fw] = _torch_records(*args, variables, compiled,
+                                        keep=None if compiled else torch_calls)
       except Exception as e:  # noqa: BLE001  (torch.compile can fail per platform)
         print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
     if not torch_outs:
@@ -343,6 +369,11 @@ def main(argv):
       records.append(_record(name, 'jax', mode, shape, _batch(name), flops, *jax_out[mode]))
       for fw, (out, _) in torch_outs.items():
         records.append(_record(name, fw, mode, shape, _batch(name), flops, *out[mode]))
+        if fw == 'torch' and _PAIRED.value:
+          ratios = harness.paired_ratios(torch_calls[mode], jax_calls[mode], _PAIRED.value)
+          records[-1].update(paired_ratio=float(np.median(ratios)),
+                             paired_p25=float(np.percentile(ratios, 25)),
+                             paired_p75=float(np.percentile(ratios, 75)))
     print(table([r for r in records if r['model'] == name]), flush=True)
   if _ISOLATED.value and jax.default_backend() == 'cpu':
     for r in records:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import torch
 from absl import flags
 from absl.testing import flagsaver
@@ -25,7 +26,7 @@ def test_bench_writes_every_record(tmp_path):
   if not flags.FLAGS.is_parsed():
     flags.FLAGS(['bench'])
   with flagsaver.flagsaver(models=['deep_ae'], batch=4, size=16, repeats=2, warmup=0,
-                           torch_compile=False, isolated_memory=False, out=str(out)):
+                           torch_compile=False, isolated_memory=False, out=str(out), paired=3):
     bench.main([])
     # the isolated memory probe (a fresh process per record) of one record
     probe = bench._isolated_memory({'model': 'deep_ae', 'framework': 'jax', 'mode': 'train',
@@ -42,6 +43,18 @@ def test_bench_writes_every_record(tmp_path):
   infer = [r for r in recs if r['mode'] == 'infer']
   assert train[0]['flops'] == 3 * infer[0]['flops']
   assert result['meta']['torch_threads'] >= 1 and result['meta']['versions']['jax']
+  for r in recs:          # --paired: alternating calls, ratios on the torch records
+    assert ('paired_ratio' in r) == (r['framework'] == 'torch')
+    if r['framework'] == 'torch':
+      assert 0 < r['paired_p25'] <= r['paired_ratio'] <= r['paired_p75']
+  assert 'paired torch/jax' in bench.table(recs)
+
+
+def test_paired_ratios_of_known_durations():
+  import time
+  slow, fast = (lambda: time.sleep(0.02), lambda r: r), (lambda: time.sleep(0.01), lambda r: r)
+  ratios = harness.paired_ratios(slow, fast, 5)
+  assert ratios.shape == (5,) and 1.5 < np.median(ratios) < 2.5
 
 
 def test_bench_memae_and_memory_kernel(tmp_path):

@@ -71,6 +71,20 @@ def time_calls(fn, sync, warmup: int, repeats: int) -> Timing:
                 float(np.percentile(ts, 90)), repeats)
 
 
+def paired_ratios(a, b, repeats: int) -> np.ndarray:
+  """Calls a and b ((fn, sync) each) alternately; returns the `repeats` ratios time(a) /
+  time(b) of consecutive calls. On a host whose speed drifts (a shared VM), two calls in a
+  row see nearly the same conditions, while two blocks of calls timed one after the other
+  may not (this 2-core VM: the same code read 0.76–1.09 in blocks, BUILD_NOTES.md)."""
+  def once(fn, sync):
+    t = time.perf_counter()
+    sync(fn())
+    return time.perf_counter() - t
+  for fn, sync in (a, b):
+    sync(fn())
+  return np.asarray([once(*a) / once(*b) for _ in range(repeats)])
+
+
 def forward_flops(twin: nn.Module, x: torch.Tensor) -> int:
   """Multiply-adds × 2 of every conv (2D/3D, transposed or not), Linear and memory read in
   one forward pass."""
