@@ -11,7 +11,8 @@ Strided and transposed layers have exact implementations over the *same* paramet
          the channels followed by depth-to-space. Their gradients are stride-1 convs, which
          XLA:CPU runs far faster than the lhs-dilated convs of the plain form
          (shared/PERFORMANCE.md facts 1-2). Transposed convs (both strides) compute their
-         kernel gradient tap by tap (`conv_tapwise_grad`). Kernels are rearranged inside
+         kernel gradient tap by tap (`conv_tapwise_grad`), or onto maps from 16×16 as
+         chunked im2col matmuls (`kernel_grad_im2col`), as the sub-pixel form does. Kernels are rearranged inside
          the layer, so checkpoints and PyTorch ports do not depend on the choice.
 'auto' picks per layer type and backend what was measured faster (`resolve_impl`).
 """
