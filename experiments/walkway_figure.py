@@ -1,7 +1,7 @@
 """The walkway figure of the README: five frames of each event kind, the event's figure
 outlined (its mask's edge in red).
 
-  python -m experiments.walkway_figure [--out=docs/walkway_events.png]
+  python -m experiments.walkway_figure [--figure_path=docs/walkway_events.png]
 """
 
 import matplotlib
@@ -14,7 +14,7 @@ from vadjax.data import walkway
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-_OUT = flags.DEFINE_string('out', 'docs/walkway_events.png', 'Where the figure goes.')
+_OUT = flags.DEFINE_string('figure_path', 'docs/walkway_events.png', 'Where the figure goes.')
 
 
 def event_frames(per_kind: int = 5):
