@@ -61,6 +61,7 @@ def summarize(report) -> dict:
   out['motion'] = mean_ci([np.mean([r['per_kind_auroc_per_video_norm'][k] for k in MOTION])
                            for r in runs])
   out['train_s'] = report['timings']['train_s']
+  out['seeds'] = len(runs)
   return out
 
 
@@ -69,11 +70,11 @@ def _fmt(m) -> str:
 
 
 def table(rows) -> str:
-  lines = ['| Model (L_R, DUT) | walkway AUROC | EER | AUROC s(t) | object | fast | wrong way '
-           '| loiter | motion mean | seed 001 UCSD2 AUROC / EER |', '|---' * 10 + '|']
+  lines = ['| Model (L_R, DUT) | seeds | walkway AUROC | EER | AUROC s(t) | object | fast '
+           '| wrong way | loiter | motion mean | seed 001 UCSD2 AUROC / EER |', '|---' * 11 + '|']
   for row in rows:
     r, ref = row['result'], row['ucsd2']
-    lines.append(f'| {row["label"]} | ' + ' | '.join(_fmt(r[k]) for k in (
+    lines.append(f'| {row["label"]} | {r["seeds"]} | ' + ' | '.join(_fmt(r[k]) for k in (
         'auroc_per_video_norm', 'eer_per_video_norm', 'auroc_regularity', 'object', *MOTION,
         'motion')) + f' | {"–" if ref is None else f"{ref[0]:.2f} / {ref[1]:.2f}"} |')
   return '\n'.join(lines)

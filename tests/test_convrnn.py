@@ -303,3 +303,18 @@ def test_walkway_figure_outlines_every_event(tmp_path):
   assert len(frames) == 8 and [c.split(',')[0] for c in captions[::2]] == walkway.KINDS[1:]
   for f in frames:      # the outline's red pixels are there
     assert np.any(np.all(np.isclose(f, (1.0, 0.1, 0.1)), axis=-1))
+
+
+def test_video_compare_table_and_collect(tmp_path):
+  """The sweep harness: one row trained, its table row, and collect-only over what exists."""
+  from experiments import video_compare
+  result = video_compare.run(str(tmp_path), ['0'], preset='quick', override='num_epochs=1',
+                             only=['bcae1'])
+  (row,) = result['rows']
+  assert row['label'] == 'BCAE1 (per frame)' and row['result']['seeds'] == 1
+  assert 0 <= row['result']['motion']['mean'] <= 1 and row['result']['motion']['ci95'] is None
+  line = result['table'].splitlines()[2]
+  assert line.startswith('| BCAE1 (per frame) | 1 | ') and line.endswith('| 0.84 / 0.27 |')
+  again = video_compare.run(str(tmp_path), ['0', '1'], preset='quick', only=['bcae1'],
+                            collect_only=True)
+  assert again['rows'][0]['result']['seeds'] == 1     # seed 1 never ran: left out
