@@ -306,15 +306,25 @@ def test_walkway_figure_outlines_every_event(tmp_path):
 
 
 def test_video_compare_table_and_collect(tmp_path):
-  """The sweep harness: one row trained, its table row, and collect-only over what exists."""
-  from experiments import video_compare
-  result = video_compare.run(str(tmp_path), ['0'], preset='quick', override='num_epochs=1',
-                             only=['bcae1'])
+  """The sweep harness: one row trained, its table row, and collect-only over what exists.
+  In a fresh process: its absl flags (--workdir, ...) clash with other experiment scripts'."""
+  import json
+  import subprocess
+  import sys
+  code = (
+      'import json, sys\n'
+      'from experiments import video_compare as v\n'
+      'w = sys.argv[1]\n'
+      "a = v.run(w, ['0'], preset='quick', override='num_epochs=1', only=['bcae1'])\n"
+      "b = v.run(w, ['0', '1'], preset='quick', only=['bcae1'], collect_only=True)\n"
+      'print(json.dumps([a, b]))\n')
+  proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True,
+                        text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result, again = json.loads(proc.stdout.strip().splitlines()[-1])
   (row,) = result['rows']
   assert row['label'] == 'BCAE1 (per frame)' and row['result']['seeds'] == 1
   assert 0 <= row['result']['motion']['mean'] <= 1 and row['result']['motion']['ci95'] is None
   line = result['table'].splitlines()[2]
   assert line.startswith('| BCAE1 (per frame) | 1 | ') and line.endswith('| 0.84 / 0.27 |')
-  again = video_compare.run(str(tmp_path), ['0', '1'], preset='quick', only=['bcae1'],
-                            collect_only=True)
   assert again['rows'][0]['result']['seeds'] == 1     # seed 1 never ran: left out
