@@ -328,3 +328,17 @@ def test_video_compare_table_and_collect(tmp_path):
   line = result['table'].splitlines()[2]
   assert line.startswith('| BCAE1 (per frame) | 1 | ') and line.endswith('| 0.84 / 0.27 |')
   assert again['rows'][0]['result']['seeds'] == 1     # seed 1 never ran: left out
+
+
+def test_score_window_is_refused_where_it_would_be_ignored():
+  from experiments.configs import conv_rnn
+  from vadjax.train.loop import validate
+  cfg = conv_rnn.get_config('quick')
+  cfg.score_window = 8
+  validate(cfg)                                   # reconstruction: used
+  cfg.method = 'ssim'
+  with pytest.raises(UserError, match='score_window'):
+    validate(cfg)
+  cfg.method, cfg.score_window = 'reconstruction', -1
+  with pytest.raises(UserError, match='score_window'):
+    validate(cfg)

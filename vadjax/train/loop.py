@@ -100,6 +100,11 @@ def validate(config) -> None:
       raise UserError(f'config {key} must be positive, got {config[key]}')
   if not config.seeds:
     raise UserError('config seeds is empty; give at least one, e.g. --config.seeds="(0,)"')
+  if config.score_window < 0 or (config.score_window and
+                                 config.method not in ('reconstruction', 'memae')):
+    raise UserError(f'config score_window={config.score_window} works with the methods '
+                    'reconstruction and memae only, as 0 (frame mean) or a window size > 0; '
+                    f'method is {config.method!r}')
   schedule = config.get('lr_schedule', 'constant')
   if schedule not in ('constant', 'cyclic'):
     raise UserError(f"config lr_schedule={schedule!r}; use 'constant' or 'cyclic'")
