@@ -277,7 +277,8 @@ def _meta():
   return {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'versions': versions,
           'jax_device': f'{dev.platform}: {dev.device_kind}', 'cpu': _cpu_name(),
           'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
-          'torch_device': 'cuda' if torch.cuda.is_available() else 'cpu'}
+          'torch_device': 'cuda' if torch.cuda.is_available() else 'cpu',
+          'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
 def _memory(r) -> str:

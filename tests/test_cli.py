@@ -63,3 +63,20 @@ def test_kill_and_restart_resumes(tmp_path):
   report = json.loads((tmp_path / 'report.json').read_text())
   assert report['runs'][0]['steps'] == 18            # 6 epochs × 3 steps, none lost
   assert 0 <= report['mean']['auroc']['mean'] <= 1
+
+
+@pytest.mark.parametrize('env,expected', [
+    ({}, 'dot,reduce'),
+    ({'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=dot'}, 'dot'),
+    ({'VADJAX_XLA_CPU_FLAGS': '0'}, 'unset')])
+def test_import_sets_the_xla_cpu_flags_unless_the_user_did(env, expected):
+  """`import vadjax` adds its XLA CPU flags (vadjax/__init__.py); a user's own value of the
+  flag and VADJAX_XLA_CPU_FLAGS=0 win. JAX runs with them."""
+  base = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'VADJAX_XLA_CPU_FLAGS')}
+  code = ('import os, re, vadjax, jax.numpy as jnp; assert float(jnp.ones(3).sum()) == 3; '
+          'm = re.search("ynn_fusion_type=(\\S+)", os.environ.get("XLA_FLAGS", "")); '
+          'print(m.group(1) if m else "unset")')
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env={**base, **env},
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == expected

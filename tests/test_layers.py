@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vadjax.nn.layers import Conv, ConvTranspose, depth_to_space, space_to_depth
+from vadjax.nn.layers import (Conv, ConvTranspose, depth_to_space, resolve_impl,
+                               space_to_depth)
 
 CASES = [(32, 3, 0, 0), (31, 3, 1, 1), (15, 4, 0, 0), (16, 3, 1, 1), (7, 4, 1, 0), (9, 5, 2, 1)]
 STRIDE1 = [(4, 4, 0), (9, 3, 1), (6, 5, 2)]
@@ -40,7 +41,7 @@ def test_every_form_matches_pytorch_and_each_other(kind, size, k, p, op, stride)
   v = _layer(kind, 'xla', k, p, op, stride).init(jax.random.PRNGKey(0), x)
   v = jax.tree.map(lambda a: a + 0.1, v)        # non-zero bias
   ref = _torch(kind, x, v, p, op, stride)
-  impls = ('xla', 's2d', 'tapwise', 'subpixel')
+  impls = ('xla', 's2d', 'tapwise', 'subpixel', 'gemm')
   for impl in impls:
     y = _layer(kind, impl, k, p, op, stride).apply(v, x)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
@@ -61,19 +62,20 @@ def test_stride1_transposed_tapwise_gradient(size, k, p):
     return ConvTranspose(5, k, 1, p, impl=impl)
   v = jax.tree.map(lambda a: a + 0.1, layer('xla').init(jax.random.PRNGKey(0), x))
   ref = _torch('transpose', x, v, p, 0, stride=1)
-  for impl in ('xla', 's2d'):
+  for impl in ('xla', 's2d', 'gemm'):
     np.testing.assert_allclose(layer(impl).apply(v, x), ref, rtol=1e-5, atol=1e-5)
 
   def loss(impl):
     return lambda v, x: jnp.sum(jnp.sin(layer(impl).apply(v, x)))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
-               jax.grad(loss('xla'), argnums=(0, 1))(v, x),
-               jax.grad(loss('s2d'), argnums=(0, 1))(v, x))
+  for impl in ('s2d', 'gemm'):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+                 jax.grad(loss('xla'), argnums=(0, 1))(v, x),
+                 jax.grad(loss(impl), argnums=(0, 1))(v, x))
 
 
-@pytest.mark.parametrize('impl', ['auto', 's2d', 'xla'])
+@pytest.mark.parametrize('impl', ['auto', 's2d', 'xla', 'gemm'])
 def test_other_strides_use_the_plain_form(impl):
-  # mixed strides have no fast form: every impl must still compute PyTorch's result
+  # mixed strides have no fast form but gemm: every impl must still compute PyTorch's result
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, 8, 3)), jnp.float32)
   for stride in ((1, 2), (3, 1)):
     layer = ConvTranspose(16, 5, stride, 1, 0, impl=impl)
@@ -169,3 +171,12 @@ def test_large_maps_take_the_im2col_kernel_gradient():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
                  jax.grad(loss('xla'), argnums=(0, 1))(v, x),
                  jax.grad(loss(impl), argnums=(0, 1))(v, x))
+
+
+def test_auto_takes_gemm_for_few_channels():
+  """On CPU: convs from and transposed convs to < 8 channels are one matmul (`gemm`)."""
+  assert resolve_impl('auto', 2, False, features=64, out_size=64, in_channels=1) == 'gemm'
+  assert resolve_impl('auto', 2, False, features=64, out_size=64, in_channels=64) == 'subpixel'
+  assert resolve_impl('auto', 2, True, features=1) == 'gemm'
+  assert resolve_impl('auto', 2, True, features=64) == 's2d'
+  assert resolve_impl('auto', 1, False, features=8, in_channels=1) == 'xla'

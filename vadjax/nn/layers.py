@@ -12,9 +12,14 @@ Strided and transposed layers have exact implementations over the *same* paramet
          XLA:CPU runs far faster than the lhs-dilated convs of the plain form
          (shared/PERFORMANCE.md facts 1-2). Transposed convs (both strides) compute their
          kernel gradient tap by tap (`conv_tapwise_grad`), or onto maps from 16×16 as
-         chunked im2col matmuls (`kernel_grad_im2col`), as the sub-pixel form does. Kernels are rearranged inside
-         the layer, so checkpoints and PyTorch ports do not depend on the choice.
-'auto' picks per layer type and backend what was measured faster (`resolve_impl`).
+         chunked im2col matmuls (`kernel_grad_im2col`), as the sub-pixel form does.
+  'gemm' the layer as one matmul: a conv is its patch matrix times the kernel; a transposed
+         conv multiplies every input pixel by the kernel and overlap-adds the k² products.
+         For layers with few input (conv) or output (transposed conv) channels, where the
+         patch matrix or the products are small.
+Kernels are rearranged inside the layer, so checkpoints and PyTorch ports do not depend on
+the choice. 'auto' picks per layer type and backend what was measured faster
+(`resolve_impl`).
 """
 
 import functools
@@ -27,7 +32,7 @@ from jax import lax
 
 from vadjax.registry import UserError
 
-IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel')
+IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm')
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -36,15 +41,18 @@ def _pair(v):
 
 
 def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
-                 kernel: int = 3, out_size: int = 0) -> str:
+                 kernel: int = 3, out_size: int = 0, in_channels: int = 0) -> str:
   """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, batch
-  32, forward + gradients, 2026-11-22; BCAE1 and BCAE2 at 128×128):
+  32, forward + gradients, 2026-11-22; BCAE1 and BCAE2 at 128×128; the choices held when
+  XLA's own conv kernels replaced YNNPACK's, `vadjax/__init__.py`, 2026-11-23):
+    strided conv from, or strided transposed conv to, fewer than 8 channels: gemm (cgru_ae
+      batch 64: 3×3 s2 1→64 128→64 kernel gradient 134 → 99 ms; 64→1 64→128 forward +
+      gradients 104 → 99 ms, and the whole train step ~80 ms faster: XLA's form made a
+      transposed copy of the 64-channel input for its kernel gradient);
     strided transposed conv, ≥ 8 output channels: s2d (s2: 31→63, 64→64: 984 → 231 ms;
       s3: 9→29, 256→128, k5: 2987 → 441 ms);
     stride-1 transposed conv, ≥ 8 output channels: tap-wise kernel gradient (4→7, 96→96:
       42 → 10 ms);
-    transposed conv to fewer channels: plain (63→128, 64→1: 101 vs 195 ms s2d; deep AE
-      32→32, 8→1: 6.0 vs 6.9 ms tap-wise);
     strided conv: plain (63→31, 64→64: 324 vs 507 ms s2d; 31→9 s3 k5: 190 vs 559), except
       kernels over 3 onto maps of at most 4 (9→3, 256→512, k5 s2: 1738 → 244 ms s2d),
       and stride 2 onto maps of ≥ 16 with ≥ 16 channels: the sub-pixel input gradient
@@ -56,13 +64,17 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
   s = _pair(stride)
+  if impl == 'gemm':
+    return impl
   if s[0] != s[1] or (s == (1, 1) and not transposed):
     return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
   if impl == 'auto':
     if jax.default_backend() != 'cpu':
       return 'xla'
     if transposed:
-      return 's2d' if features >= 8 else 'xla'
+      return 's2d' if features >= 8 else 'gemm'
+    if 0 < in_channels < 8:
+      return 'gemm'
     if kernel > 3 and 0 < out_size <= 4:
       return 's2d'
     return 'subpixel' if s == (2, 2) and out_size >= 16 and features >= 16 else 'xla'
@@ -253,6 +265,38 @@ def _conv_transpose_s2d(x, kernel, padding, out_size, s: int = 2):
   return y[:, padding[0]:padding[0] + out_size[0], padding[1]:padding[1] + out_size[1]]
 
 
+def conv_gemm(x, w, stride, padding):
+  """A conv as one matmul: the k² (strided) shifted views of the padded input side by side,
+  the patch matrix, times the kernel. The patch matrix is k² times the input: for inputs
+  with few channels only."""
+  (sh, sw), (ph, pw) = stride, padding
+  kh, kw, c, o = w.shape
+  ho, wo = (x.shape[1] + 2 * ph - kh) // sh + 1, (x.shape[2] + 2 * pw - kw) // sw + 1
+  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+  cols = jnp.concatenate([xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                          for i in range(kh) for j in range(kw)], axis=-1)
+  return jnp.dot(cols, w.reshape(kh * kw * c, o))
+
+
+def conv_transpose_gemm(x, w, stride, padding, output_padding):
+  """PyTorch's transposed conv by its definition: input pixel i adds x_i · kernel[t] to
+  output s·i + t − p for every tap t. One matmul gives the k²·O products of every pixel
+  (few when O is small); each tap's products go to a stride-s grid at offset t (an
+  interior-padded copy), and the k² grids add up in one elementwise pass."""
+  (sh, sw), (ph, pw), (oph, opw) = stride, padding, output_padding
+  b, h, wd, c = x.shape
+  kh, kw, _, o = w.shape
+  z = jnp.dot(x, w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
+  z = z.reshape(b, h, wd, kh, kw, o)
+  full = ((h - 1) * sh + kh + oph, (wd - 1) * sw + kw + opw)    # before the crop by p
+  zero = jnp.zeros((), z.dtype)
+  y = sum(lax.pad(z[:, :, :, i, j], zero,
+                  ((0, 0, 0), (i, full[0] - i - (h - 1) * sh - 1, sh - 1),
+                   (j, full[1] - j - (wd - 1) * sw - 1, sw - 1), (0, 0, 0)))
+          for i in range(kh) for j in range(kw))
+  return y[:, ph:full[0] - ph, pw:full[1] - pw]
+
+
 def _even_padding(size: int, k: int, p: int) -> tuple[int, int]:
   """(low, high) padding of a stride-2 conv that gives the same output from an even padded
   length: one more zero row when the last row is read, one row less when it is not.
@@ -321,7 +365,9 @@ def conv2d(x, w, stride, padding, impl='auto'):
   k, s, p = w.shape[:2], _pair(stride), _pair(padding)
   out = min((x.shape[1 + d] + 2 * p[d] - k[d]) // s[d] + 1 for d in range(2))
   form = resolve_impl(impl, s, transposed=False, features=w.shape[-1], kernel=max(k),
-                      out_size=out)
+                      out_size=out, in_channels=w.shape[2])
+  if form == 'gemm':
+    return conv_gemm(x, w, s, p)
   if form == 's2d':
     return conv_s2d(x, w, p, s[0])
   if form == 'tapwise':
@@ -342,7 +388,10 @@ def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
   k, s = w.shape[:2], _pair(stride)
   p, op = _pair(padding), _pair(output_padding)
   out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
-  fast = resolve_impl(impl, s, transposed=True, features=w.shape[-1]) == 's2d'
+  form = resolve_impl(impl, s, transposed=True, features=w.shape[-1])
+  if form == 'gemm':
+    return conv_transpose_gemm(x, w, s, p, op)
+  fast = form == 's2d'
   pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
   if fast and s != (1, 1):
     return conv_transpose_s2d(x, w, p, out, s[0])
