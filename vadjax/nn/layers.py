@@ -45,10 +45,12 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
   """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, batch
   32, forward + gradients, 2026-11-22; BCAE1 and BCAE2 at 128×128; the choices held when
   XLA's own conv kernels replaced YNNPACK's, `vadjax/__init__.py`, 2026-11-23):
-    strided conv from, or strided transposed conv to, fewer than 8 channels: gemm (cgru_ae
-      batch 64: 3×3 s2 1→64 128→64 kernel gradient 134 → 99 ms; 64→1 64→128 forward +
-      gradients 104 → 99 ms, and the whole train step ~80 ms faster: XLA's form made a
-      transposed copy of the 64-channel input for its kernel gradient);
+    transposed conv to fewer than 8 channels: gemm (cgru_ae's 64→1 64→128, batch 64:
+      forward + gradients 104 → 99 ms alone, and the whole train step 8% faster, paired:
+      XLA's form made a transposed copy of the 64-channel input for its kernel gradient);
+    strided conv from fewer than 8 channels: plain (gemm's kernel gradient was faster alone,
+      134 → 99 ms for 1→64 128→64, but the train step 13% slower, paired; the sub-pixel
+      form as fast as plain);
     strided transposed conv, ≥ 8 output channels: s2d (s2: 31→63, 64→64: 984 → 231 ms;
       s3: 9→29, 256→128, k5: 2987 → 441 ms);
     stride-1 transposed conv, ≥ 8 output channels: tap-wise kernel gradient (4→7, 96→96:
@@ -74,7 +76,7 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
     if transposed:
       return 's2d' if features >= 8 else 'gemm'
     if 0 < in_channels < 8:
-      return 'gemm'
+      return 'xla'
     if kernel > 3 and 0 < out_size <= 4:
       return 's2d'
     return 'subpixel' if s == (2, 2) and out_size >= 16 and features >= 16 else 'xla'
