@@ -167,9 +167,11 @@ def kernel_grad_im2col(x, g, shape, padding, stride):
 
   Each chunk's patch matrix (rows: output pixels, columns: taps × input channels) is
   built and multiplied at once while it is in cache; one matmul per chunk runs at the
-  machine's matmul rate. XLA:CPU's own kernel-gradient conv runs at a fraction of it, and
-  one patch matrix for the whole batch is memory-bound (3×3 s2, 64→64, 64→32, batch 64:
-  222 ms XLA, 113 ms this way; 2026-11-23, BUILD_NOTES.md).
+  machine's matmul rate. YNNPACK's kernel-gradient conv ran at a fraction of it, and one
+  patch matrix for the whole batch is memory-bound (3×3 s2, 64→64, 64→32, batch 64: 222 ms
+  XLA, 113 ms this way; 2026-11-23, BUILD_NOTES.md). With XLA's own conv kernels (the
+  flags in vadjax/__init__.py) that layer alone is at par (99 vs 107 ms), but the train
+  step with XLA's kernel gradients was 9% slower (paired), so this form stays.
   """
   kh, kw, c, o = shape
   b, ho, wo = g.shape[:3]
