@@ -174,10 +174,10 @@ def test_large_maps_take_the_im2col_kernel_gradient():
 
 
 def test_auto_takes_gemm_for_few_channels():
-  """On CPU: strided transposed convs to < 8 channels are one matmul (`gemm`); convs and
-  stride-1 transposed convs never are."""
+  """On CPU: transposed convs to < 8 channels are one matmul (`gemm`); convs never are, and
+  strided convs from < 8 channels are plain."""
   assert resolve_impl('auto', 2, True, features=1) == 'gemm'
-  assert resolve_impl('auto', 1, True, features=1) == 'xla'
+  assert resolve_impl('auto', 1, True, features=1) == 'gemm'
   assert resolve_impl('auto', 2, True, features=64) == 's2d'
   assert resolve_impl('auto', 2, False, features=64, out_size=64) == 'subpixel'
-  assert resolve_impl('auto', 2, False, features=1, out_size=64) == 'xla'
+  assert resolve_impl('auto', 2, False, features=64, out_size=64, in_channels=1) == 'xla'

@@ -41,17 +41,17 @@ def _pair(v):
 
 
 def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
-                 kernel: int = 3, out_size: int = 0) -> str:
+                 kernel: int = 3, out_size: int = 0, in_channels: int = 0) -> str:
   """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, batch
   32, forward + gradients, 2026-11-22; BCAE1 and BCAE2 at 128×128; the choices held when
   XLA's own conv kernels replaced YNNPACK's, `vadjax/__init__.py`, 2026-11-23):
-    strided transposed conv to fewer than 8 channels: gemm (cgru_ae's 64→1 64→128, batch 64:
+    transposed conv to fewer than 8 channels: gemm (cgru_ae's 64→1 s2 64→128, batch 64:
       forward + gradients 104 → 99 ms alone, and the whole train step 8% faster, paired:
-      XLA's form made a transposed copy of the 64-channel input for its kernel gradient);
-    stride-1 transposed conv to fewer channels: plain (deep AE 32→32, 8→1: 6.0 vs 6.9 ms
-      tap-wise);
-    never gemm for convs: from 1 channel (1→64 128→64) its kernel gradient was faster
-      alone (134 → 99 ms) but the cgru_ae train step 13% slower, paired;
+      XLA's form made a transposed copy of the 64-channel input for its kernel gradient;
+      the deep AE's 8→1 s1 at 32×32: its train step 7–8% faster, paired, two runs);
+    strided conv from fewer than 8 channels: plain (cgru_ae's 1→64 128→64, paired over
+      the train step: 3% faster than sub-pixel; gemm's kernel gradient was faster alone,
+      134 → 99 ms, but the step 13% slower);
     strided transposed conv, ≥ 8 output channels: s2d (s2: 31→63, 64→64: 984 → 231 ms;
       s3: 9→29, 256→128, k5: 2987 → 441 ms);
     stride-1 transposed conv, ≥ 8 output channels: tap-wise kernel gradient (4→7, 96→96:
@@ -76,9 +76,9 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
     if jax.default_backend() != 'cpu':
       return 'xla'
     if transposed:
-      if features >= 8:
-        return 's2d'
-      return 'xla' if s == (1, 1) else 'gemm'
+      return 's2d' if features >= 8 else 'gemm'
+    if 0 < in_channels < 8:
+      return 'xla'
     if kernel > 3 and 0 < out_size <= 4:
       return 's2d'
     return 'subpixel' if s == (2, 2) and out_size >= 16 and features >= 16 else 'xla'
@@ -371,7 +371,7 @@ def conv2d(x, w, stride, padding, impl='auto'):
   k, s, p = w.shape[:2], _pair(stride), _pair(padding)
   out = min((x.shape[1 + d] + 2 * p[d] - k[d]) // s[d] + 1 for d in range(2))
   form = resolve_impl(impl, s, transposed=False, features=w.shape[-1], kernel=max(k),
-                      out_size=out)
+                      out_size=out, in_channels=w.shape[2])
   if form == 'gemm':
     return conv_gemm(x, w, s, p)
   if form == 's2d':
