@@ -75,7 +75,8 @@ def main(argv):
     jg = _median(lambda: grad(params, x), jax.block_until_ready)
     tf, tg = _median(tfwd, lambda r: r), _median(tgrad, lambda r: r)
     impl = resolve_impl(_IMPL.value, s, transposed, m.out_channels, max(k),
-                        (shape[2] + 2 * m.padding[0] - k[0]) // s[0] + 1)
+                        (shape[2] + 2 * m.padding[0] - k[0]) // s[0] + 1,
+                        0 if transposed else m.in_channels)
     rows.append((lname, f'{"ConvT" if transposed else "Conv"} k{k[0]} s{s[0]} '
                  f'{shape[1]}→{m.out_channels} @{shape[2]}', impl, jf, jg, tf, tg))
   tot_j = sum(r[3] + r[4] for r in rows)

@@ -158,6 +158,14 @@ def _tapwise_bwd(padding, stride, res, g):
   return gx, gw.astype(w.dtype)
 
 
+def _patches(xp, kernel, stride, out):
+  """The patch matrix of a padded input: its k² (strided) shifted views side by side,
+  (B, ho, wo, kh·kw·C), taps row-major as the kernel's (kh, kw, C, O) layout."""
+  (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out
+  return jnp.concatenate([xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+                          for i in range(kh) for j in range(kw)], axis=-1)
+
+
 # Output maps from 16×16 on take the im2col kernel gradient; on smaller ones the tap-wise
 # einsums were as fast or faster (8×8, 64→288: 17 vs 21 ms).
 _IM2COL_MIN_MAP = 256
@@ -188,8 +196,7 @@ def kernel_grad_im2col(x, g, shape, padding, stride):
 
   def step(acc, xg):
     xc, gc = xg
-    cols = jnp.concatenate([xc[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                            for i in range(kh) for j in range(kw)], axis=-1)
+    cols = _patches(xc, (kh, kw), stride, (ho, wo))
     return acc + jnp.dot(cols.reshape(-1, kh * kw * c).T, gc.reshape(-1, o),
                          preferred_element_type=jnp.float32), None
 
@@ -279,9 +286,7 @@ def conv_gemm(x, w, stride, padding):
   kh, kw, c, o = w.shape
   ho, wo = (x.shape[1] + 2 * ph - kh) // sh + 1, (x.shape[2] + 2 * pw - kw) // sw + 1
   xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-  cols = jnp.concatenate([xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                          for i in range(kh) for j in range(kw)], axis=-1)
-  return jnp.dot(cols, w.reshape(kh * kw * c, o))
+  return jnp.dot(_patches(xp, (kh, kw), stride, (ho, wo)), w.reshape(kh * kw * c, o))
 
 
 def conv_transpose_gemm(x, w, stride, padding, output_padding):
