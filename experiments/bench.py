@@ -93,12 +93,12 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
   if name == 'memory':
     return _jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep)
   cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5,
-                                       entropy_weight=ENTROPY_WEIGHT))
+                                       memae=dict(entropy_weight=ENTROPY_WEIGHT)))
   mesh = parallel.make_mesh(1)
   model_name, kwargs = VARIANTS.get(name, (name, {}))
   model = MODELS.get(model_name)(channels=1, dtype=jnp.dtype(dtype), **kwargs)
   method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
-  steps = steps_lib.build_steps(model, method, steps_lib.optimizer_for(method, cfg), mesh,
+  steps = steps_lib.build_steps(model, method, method.optimizer(cfg, steps_lib.make_optimizer), mesh,
                                 shape)
   state = [steps.init(jax.random.PRNGKey(0))]
   x = np.random.default_rng(0).random((batch, *shape), np.float32)

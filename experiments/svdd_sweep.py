@@ -17,7 +17,6 @@ after the base runs.
 import json
 import os
 
-import jax
 import matplotlib
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -25,12 +24,11 @@ from ml_collections import config_flags
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vadjax.data import DATASETS  # noqa: E402
-from vadjax.data.sources import field  # noqa: E402
 from vadjax.eval.metrics import auroc, mean_ci  # noqa: E402
-from vadjax.train import svdd, train_and_evaluate  # noqa: E402
-from vadjax.train.checkpoint import Checkpointer  # noqa: E402
-from vadjax.train.loop import Experiment, fingerprint, score_split  # noqa: E402
+from vadjax.methods import svdd  # noqa: E402
+from vadjax.train import load_splits, restore, train_and_evaluate  # noqa: E402
+from vadjax.train.evaluate import EvalSet, score_split  # noqa: E402
+from vadjax.train.experiment import Experiment  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The baseline AE config.')
 _LRS = flags.DEFINE_list('lrs', ['5e-8', '5e-7', '5e-6', '5e-5'], 'Fine-tuning lrs.')
@@ -39,49 +37,39 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/svdd_sweep', 'Where results go.'
 _BASE = flags.DEFINE_string('base_workdir', None, 'Baseline runs (default <workdir>/base).')
 
 
-def _restore(exp, steps, run_dir, seed, image_shape):
-  state = steps.init(jax.random.PRNGKey(seed))
-  ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
-  state, _ = ckpt.restore(state, fingerprint(exp.config, image_shape))
-  ckpt.close()
-  return state
+def _test_auroc(run, test, params) -> float:
+  """The test AUROC of a trained run with other (fine-tuned) parameters."""
+  state = run.state.replace(params=params)
+  scores = score_split(run.steps, state, test.source, run.mesh, run.config.eval_batch_size)
+  return auroc(test.labels != 0, scores['score'])
 
 
 def sweep(config, lrs, epochs, workdir, base_workdir=None) -> dict:
-  config.svdd_epochs = 0
+  config.svdd.epochs = 0
   base_workdir = base_workdir or os.path.join(workdir, 'base')
   train_and_evaluate(config, base_workdir, mode='train')
-  exp = Experiment(config)
   runs = []
-  for cat in exp.categories():
-    splits = DATASETS.get(config.dataset)(cat, config.image_size, config.data)
-    steps = exp.steps(splits.image_shape)
-    labels = (field(splits.test, 'label') != 0).astype(int)
+  for cat in Experiment(config).categories():
+    splits = load_splits(config, cat)
+    test = EvalSet.from_splits(splits)
     for seed in config.seeds:
-      state = _restore(exp, steps, os.path.join(base_workdir, cat, f'seed{seed}'), seed,
-                       splits.image_shape)
-
-      def test_auroc(params):
-        s = state.replace(params=params)
-        return auroc(labels, score_split(steps, s, splits.test, exp.mesh,
-                                         config.eval_batch_size)['score'])
-      run = {'category': cat, 'seed': seed, 'baseline': test_auroc(state.params), 'lrs': {}}
+      run = restore(base_workdir, cat, seed, config)
+      record = {'category': cat, 'seed': seed, 'lrs': {},
+                'baseline': _test_auroc(run, test, run.state.params)}
       for lr in lrs:
         scored = {}
 
-        def on_epoch(epoch, variables, scored=scored):
+        def on_epoch(epoch, variables, scored=scored, run=run):
           if epoch in epochs:
-            scored[epoch] = test_auroc(variables['params'])
-        svdd.finetune(steps.model, {'params': state.params, 'batch_stats': state.batch_stats},
-                      splits.train, epochs=max(epochs), learning_rate=lr, nu=config.svdd_nu,
-                      weight_decay=config.svdd_weight_decay,
-                      warmup_epochs=config.svdd_warmup_epochs, batch_size=config.batch_size,
-                      seed=seed, mesh=exp.mesh, on_epoch=on_epoch)
-        run['lrs'][str(lr)] = [scored[e] for e in epochs]
+            scored[epoch] = _test_auroc(run, test, variables['params'])
+        settings = {**config.svdd.to_dict(), 'epochs': max(epochs), 'learning_rate': lr}
+        svdd.finetune(run.model, run.variables, splits.train, batch_size=config.batch_size,
+                      seed=seed, mesh=run.mesh, on_epoch=on_epoch, **settings)
+        record['lrs'][str(lr)] = [scored[e] for e in epochs]
       logging.info('[%s/seed%d] baseline %.4f, after %d epochs: %s', cat, seed,
-                   run['baseline'], max(epochs),
-                   {lr: round(v[-1], 4) for lr, v in run['lrs'].items()})
-      runs.append(run)
+                   record['baseline'], max(epochs),
+                   {lr: round(v[-1], 4) for lr, v in record['lrs'].items()})
+      runs.append(record)
   summary = {'baseline': mean_ci([r['baseline'] for r in runs]), 'lrs': {}}
   for lr in lrs:
     summary['lrs'][str(lr)] = [mean_ci([r['lrs'][str(lr)][i] for r in runs])

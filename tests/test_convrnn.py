@@ -286,15 +286,15 @@ def test_score_window_is_the_worst_window_mean():
   # one wrong figure or two: the same score (the frame mean doubles)
   one, two = np.zeros((1, 1, 16, 16, 1), np.float32), np.zeros((1, 1, 16, 16, 1), np.float32)
   one[..., 2:5, 2:5, :] = two[..., 2:5, 2:5, :] = two[..., 10:13, 9:12, :] = 1
-  method = Reconstruction({'score_window': 3})
+  method = Reconstruction({'reconstruction': {'score_window': 3}})
   zero = {'recon': jnp.zeros_like(one)}
   s1 = method.score_fn(zero, {'image': jnp.asarray(one)})['score']
   s2 = method.score_fn(zero, {'image': jnp.asarray(two)})['score']
   np.testing.assert_allclose([s1[0], s2[0]], [1.0, 1.0])
-  mean = Reconstruction({'score_window': 0}).score_fn(zero, {'image': jnp.asarray(two)})
+  mean = Reconstruction({'reconstruction': {'score_window': 0}}).score_fn(zero, {'image': jnp.asarray(two)})
   np.testing.assert_allclose(mean['score'], 18 / 256)
   with pytest.raises(UserError, match='score_window'):
-    Reconstruction({'score_window': 17}).score_fn(zero, {'image': jnp.asarray(one)})
+    Reconstruction({'reconstruction': {'score_window': 17}}).score_fn(zero, {'image': jnp.asarray(one)})
 
 
 def test_walkway_figure_outlines_every_event(tmp_path):
@@ -330,15 +330,17 @@ def test_video_compare_table_and_collect(tmp_path):
   assert again['rows'][0]['result']['seeds'] == 1     # seed 1 never ran: left out
 
 
-def test_score_window_is_refused_where_it_would_be_ignored():
+def test_method_settings_are_refused_where_they_would_be_ignored():
   from experiments.configs import conv_rnn
-  from vadjax.train.loop import validate
-  cfg = conv_rnn.get_config('quick')
-  cfg.score_window = 8
-  validate(cfg)                                   # reconstruction: used
+  from vadjax.train.experiment import Experiment
+  cfg = conv_rnn.get_config('quick,reconstruction.score_window=8')
+  Experiment(cfg)                                 # reconstruction: used
   cfg.method = 'ssim'
+  with pytest.raises(UserError, match="group 'reconstruction' is set .* 'ssim' does not use"):
+    Experiment(cfg)
+  cfg.method, cfg.reconstruction.score_window = 'reconstruction', -1
   with pytest.raises(UserError, match='score_window'):
-    validate(cfg)
-  cfg.method, cfg.score_window = 'reconstruction', -1
-  with pytest.raises(UserError, match='score_window'):
-    validate(cfg)
+    Experiment(cfg)
+  cfg.reconstruction.score_window, cfg.method, cfg.svdd.epochs = 0, 'alps', 3
+  with pytest.raises(UserError, match="group 'svdd' is set"):
+    Experiment(cfg)

@@ -469,7 +469,7 @@ def test_readme_commands_build_their_models():
   the shape that dataset yields (no files needed: shapes only)."""
   import importlib
   import jax
-  from vadjax.train.loop import Experiment
+  from vadjax.train.experiment import Experiment
   commands = _readme_dataset_commands()
   assert {name for name, _ in commands} == set(real.CATEGORIES)
   for name, command in commands:

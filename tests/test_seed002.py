@@ -131,9 +131,9 @@ def test_adacl_batch_labels_and_losses():
   assert float(bce) == pytest.approx(float(ref), rel=1e-6)
   np.testing.assert_allclose(_adacl().score_fn({'prediction': raw}, {})['score'],
                              [0, 0.2, 0.9, 1])
-  with pytest.raises(ValueError, match='overlap'):
+  with pytest.raises(UserError, match='overlap'):
     _adacl(normal_interval=(0.0, 0.8))
-  with pytest.raises(ValueError, match='unknown adacl settings'):
+  with pytest.raises(UserError, match='unknown adacl settings'):
     _adacl(labelz='discrete')
 
 
@@ -181,7 +181,7 @@ def _alps_steps(every=2, perturbation='adversarial'):
                              distorter_filters=(8, 8, 8), perturbation=perturbation)
   method = METHODS.get('alps')(cfg)
   mesh = parallel.make_mesh(1)
-  return steps_lib.build_steps(model, method, steps_lib.optimizer_for(method, cfg), mesh,
+  return steps_lib.build_steps(model, method, method.optimizer(cfg, steps_lib.make_optimizer), mesh,
                                (32, 32, 1)), method
 
 
@@ -303,7 +303,7 @@ def test_frame_score_is_the_max_over_patches(name):
                                distorter_filters=(4, 4, 4))
     cfg, extra = alps_cfg.get_config(), 'score/clean'
   method = METHODS.get(name)(cfg)
-  steps = steps_lib.build_steps(model, method, steps_lib.optimizer_for(method, cfg),
+  steps = steps_lib.build_steps(model, method, method.optimizer(cfg, steps_lib.make_optimizer),
                                 parallel.make_mesh(1), (16, 16, 1))
   state = steps.init(KEYS[0])
   stacks = np.random.default_rng(0).random((3, 5, 16, 16, 1), np.float32)

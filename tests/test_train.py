@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -13,7 +17,8 @@ from vadjax.data.sources import ArraySource
 from vadjax.methods import METHODS
 from vadjax.models import MODELS
 from vadjax.registry import UserError
-from vadjax.train import loop, steps as steps_lib
+from vadjax.train import evaluate, experiment, loop, steps as steps_lib
+from vadjax.train import workdir as workdir_lib
 from vadjax.train import train_and_evaluate
 from vadjax.train.checkpoint import Checkpointer
 
@@ -52,11 +57,11 @@ def _history(workdir, cat='1', seed=0):
 
 def _final_params(workdir, config, cat='1', seed=0):
   """The last checkpoint's params, restored as a user resuming on one device would."""
-  exp = loop.Experiment(config)
+  exp = experiment.Experiment(config)
   steps = exp.steps((32, 32, 1))
   ckpt = Checkpointer(os.path.join(workdir, cat, f'seed{seed}', 'checkpoints'))
   state, _ = ckpt.restore(steps.init(jax.random.PRNGKey(0)),
-                          loop.fingerprint(config, (32, 32, 1)))
+                          workdir_lib.fingerprint(config, (32, 32, 1)))
   ckpt.close()
   return jax.device_get(state.params)
 
@@ -72,33 +77,50 @@ def test_one_device_equals_four_devices(quick_config, tmp_path):
   assert r1['mean']['auroc']['mean'] == pytest.approx(r4['mean']['auroc']['mean'], abs=2e-3)
 
 
-def test_resume_after_interruption_matches_uninterrupted(quick_config, tmp_path, monkeypatch):
-  cfg = quick_config(num_epochs=3)
-  train_and_evaluate(cfg, str(tmp_path / 'straight'))
-
-  real_build = steps_lib.build_steps
-
-  def build_interrupting(*a, **kw):
+def _stopping_at(real_build, call, stop):
+  """build_steps whose train step calls `stop()` at its `call`-th call."""
+  def build(*a, **kw):
     steps = real_build(*a, **kw)
     train, calls = steps.train, [0]
 
-    def train_then_die(state, batch):
+    def train_then_stop(state, batch):
       calls[0] += 1
-      if calls[0] == 5:        # mid-epoch 2; last checkpoint at step 3 (end of epoch 1)
-        raise KeyboardInterrupt
+      if calls[0] == call:
+        stop()
       return train(state, batch)
-    steps.train = train_then_die
+    steps.train = train_then_stop
     return steps
+  return build
 
-  monkeypatch.setattr(steps_lib, 'build_steps', build_interrupting)
+
+def test_resume_after_interruption_matches_uninterrupted(quick_config, tmp_path, monkeypatch):
+  """A crash mid-epoch (no save) and a SIGINT/SIGTERM (saved at the next step) both resume to
+  the parameters of an uninterrupted run."""
+  cfg = quick_config(num_epochs=3)
+  train_and_evaluate(cfg, str(tmp_path / 'straight'))
+  real_build = steps_lib.build_steps
+
+  def crash():
+    raise KeyboardInterrupt
+  # mid-epoch 2; last checkpoint at step 3 (end of epoch 1)
+  monkeypatch.setattr(steps_lib, 'build_steps', _stopping_at(real_build, 5, crash))
   with pytest.raises(KeyboardInterrupt):
     train_and_evaluate(cfg, str(tmp_path / 'resumed'))
   assert not os.path.exists(tmp_path / 'resumed' / 'report.json')
+  for sig in (signal.SIGINT, signal.SIGTERM):
+    monkeypatch.setattr(steps_lib, 'build_steps', _stopping_at(
+        real_build, 5, lambda sig=sig: os.kill(os.getpid(), sig)))
+    with pytest.raises(loop.Interrupted, match=f'{sig.name} received: saved step 5') as e:
+      train_and_evaluate(cfg, str(tmp_path / sig.name))
+    assert e.value.exit_code == 128 + sig
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handlers back
   monkeypatch.setattr(steps_lib, 'build_steps', real_build)
-  report = train_and_evaluate(cfg, str(tmp_path / 'resumed'))
-  assert report['runs'][0]['steps'] == 9
-  a, b = _final_params(tmp_path / 'straight', cfg), _final_params(tmp_path / 'resumed', cfg)
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
+  straight = _final_params(tmp_path / 'straight', cfg)
+  for name in ('resumed', 'SIGINT', 'SIGTERM'):
+    report = train_and_evaluate(cfg, str(tmp_path / name))
+    assert report['runs'][0]['steps'] == 9
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7),
+                 straight, _final_params(tmp_path / name, cfg))
 
 
 def test_nan_loss_stops_and_names_the_step(quick_config, tmp_path):
@@ -109,16 +131,78 @@ def test_nan_loss_stops_and_names_the_step(quick_config, tmp_path):
     train_and_evaluate(cfg, str(tmp_path))
 
 
-def test_workdir_of_another_model_is_refused_untouched(quick_config, tmp_path):
-  train_and_evaluate(quick_config(), str(tmp_path))
-  before = sorted(p.name for p in (tmp_path / '1' / 'seed0' / 'checkpoints').iterdir())
-  cfg = quick_config(model='deep_ae')
-  cfg.unlock()
-  cfg.model_kwargs = {}
-  with pytest.raises(UserError, match='holds an experiment of .*bcae1.*use another --workdir'):
-    train_and_evaluate(cfg, str(tmp_path))
-  after = sorted(p.name for p in (tmp_path / '1' / 'seed0' / 'checkpoints').iterdir())
-  assert before == after
+def _folder_data(root, shade):
+  """A tiny folder dataset (64 normal, 16 anomalous 16×16 PNGs); `shade` changes its files."""
+  from PIL import Image
+  rng = np.random.default_rng(shade)
+  for sub, n in (('normal', 64), ('anomalous/blob', 16)):
+    os.makedirs(root / sub, exist_ok=True)
+    for i in range(n):
+      img = rng.integers(0, 60 if sub == 'normal' else 255, (16, 16), dtype=np.uint8) + shade
+      Image.fromarray(img.astype(np.uint8)).save(root / sub / f'{i}.png')
+  return root
+
+
+def test_workdir_of_another_experiment_is_refused_untouched(quick_config, tmp_path):
+  """Another model, another data folder, or the same folder with other files: each a
+  one-line refusal naming the field, with nothing in the workdir changed."""
+  a, b = _folder_data(tmp_path / 'a', 0), _folder_data(tmp_path / 'b', 3)
+  cfg = quick_config(dataset='folder', categories='all', image_size=32)
+  cfg.data.folder_root = str(a)
+  work = tmp_path / 'work'
+  train_and_evaluate(cfg, str(work))
+  files = {p: p.stat().st_mtime_ns for p in work.rglob('*') if p.is_file()}
+  other_model = quick_config(model='deep_ae', dataset='folder', categories='all', image_size=32)
+  other_model.data.folder_root = str(a)
+  other_model.unlock()
+  other_model.model_kwargs = {}
+  other_data = quick_config(dataset='folder', categories='all', image_size=32)
+  other_data.data.folder_root = str(b)
+  for c, field_name in ((other_model, 'model'), (other_data, 'data_identity.location')):
+    with pytest.raises(UserError, match=rf'holds another experiment \({field_name} was'):
+      train_and_evaluate(c, str(work))
+  (a / 'normal' / '0.png').write_bytes((b / 'normal' / '0.png').read_bytes() + b'\0')
+  with pytest.raises(UserError, match=r'data_identity.files was'):   # same folder, new files
+    train_and_evaluate(cfg, str(work))
+  assert files == {p: p.stat().st_mtime_ns for p in work.rglob('*') if p.is_file()}
+
+
+def test_finished_run_is_not_run_again_and_restores_exactly(quick_config, tmp_path):
+  """A rerun that trains nothing leaves report.json as it is; `restore(workdir)` from the
+  workdir alone scores the test split exactly as the run's own evaluation did."""
+  from vadjax.train import load_splits, restore
+  work = tmp_path / 'w'
+  report = train_and_evaluate(quick_config(), str(work))
+  stamp = (work / 'report.json').stat().st_mtime_ns
+  again = train_and_evaluate(quick_config(), str(work))
+  assert (work / 'report.json').stat().st_mtime_ns == stamp
+  assert again['mean'] == json.loads(json.dumps(report['mean']))
+  run = restore(str(work))
+  assert (run.category, run.seed, run.image_shape) == ('1', 0, (32, 32, 1))
+  test = load_splits(run.config, '1').test
+  scores = run.score(np.stack([test[i]['image'] for i in range(len(test))]))
+  np.testing.assert_array_equal(scores['score'],
+                                np.load(work / '1' / 'seed0' / 'test_scores.npz')['score'])
+  with pytest.raises(UserError, match=r'scores inputs of shape \(N, 32, 32, 1\)'):
+    run.score(np.zeros((2, 16, 16, 1)))
+  with pytest.raises(UserError, match='no config.json'):
+    restore(str(tmp_path / 'empty'))
+
+
+def test_a_second_run_in_a_workdir_is_refused_at_once(quick_config, tmp_path):
+  from vadjax.train import workdir as workdir_lib
+  with workdir_lib.lock(str(tmp_path)):
+    holder = json.loads((tmp_path / '.lock').read_text())
+    assert holder['pid'] == os.getpid()
+    with pytest.raises(UserError, match=f'in use by the run of process {os.getpid()}'):
+      train_and_evaluate(quick_config(), str(tmp_path))
+  assert not (tmp_path / '.lock').exists()
+  dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                        capture_output=True, text=True).stdout.strip()
+  (tmp_path / '.lock').write_text(json.dumps({'pid': int(dead), 'host': socket.gethostname(),
+                                              'started': 'then'}))
+  with workdir_lib.lock(str(tmp_path)):     # a stale lock: taken over
+    assert json.loads((tmp_path / '.lock').read_text())['pid'] == os.getpid()
 
 
 def test_unwritable_workdir(quick_config, tmp_path):
@@ -129,7 +213,7 @@ def test_unwritable_workdir(quick_config, tmp_path):
 
 
 def test_eval_mode_needs_a_finished_run(quick_config, tmp_path):
-  with pytest.raises(UserError, match='no checkpoint'):
+  with pytest.raises(UserError, match='holds no trained experiment'):
     train_and_evaluate(quick_config(), str(tmp_path), mode='eval')
   train_and_evaluate(quick_config(), str(tmp_path), mode='train')
   report = train_and_evaluate(quick_config(), str(tmp_path), mode='eval')
@@ -138,7 +222,7 @@ def test_eval_mode_needs_a_finished_run(quick_config, tmp_path):
 
 def test_batch_not_divisible_by_devices(quick_config):
   with pytest.raises(UserError, match='not divisible by the 4 devices'):
-    loop.Experiment(quick_config(num_devices=4, batch_size=30))
+    experiment.Experiment(quick_config(num_devices=4, batch_size=30))
 
 
 def test_validation_loss_ignores_padding(quick_config):
@@ -148,7 +232,7 @@ def test_validation_loss_ignores_padding(quick_config):
   state = steps.init(jax.random.PRNGKey(0))
   images = DATASETS.get('digits')('1', 32, cfg.data).test.array('image')[:37]
   sub = ArraySource(image=images)
-  scores = loop.score_split(steps, state, sub, mesh, 16)['score']
+  scores = evaluate.score_split(steps, state, sub, mesh, 16)['score']
   assert scores.shape == (37,)
-  assert loop.mean_loss(steps, state, sub, mesh, 16) == pytest.approx(float(scores.mean()),
+  assert evaluate.mean_loss(steps, state, sub, mesh, 16) == pytest.approx(float(scores.mean()),
                                                                       rel=1e-5)

@@ -20,8 +20,9 @@ from vadjax.nn.acb import AsymmetricBlock, fuse
 from vadjax.nn.attention import InputAttention
 from vadjax.nn.layers import Conv, ConvTranspose
 from vadjax.methods.ssim import ssim, ssim_map
+from vadjax.registry import UserError
 from vadjax.train import steps as steps_lib
-from vadjax.train import svdd
+from vadjax.methods import svdd
 
 SMALL_BCAE1 = {'filters': (16, 16, 16, 24, 24)}
 SMALL_BCAE2 = {'filters': (16, 16, 32, 32, 30), 'decoder_filters': (32, 32, 16, 16, 8)}
@@ -231,7 +232,7 @@ def test_ssim_matches_scikit_image():
 
 
 def test_ssim_compound_loss_and_score():
-  cfg = ml_collections.ConfigDict({'ssim_weight': 0.3})
+  cfg = ml_collections.ConfigDict({'ssim': {'weight': 0.3}})
   method = METHODS.get('ssim')(cfg)
   rng = np.random.default_rng(1)
   x = rng.random((2, 24, 24, 1)).astype(np.float32)
@@ -247,8 +248,8 @@ def test_ssim_compound_loss_and_score():
   clips = {'image': jnp.asarray(np.stack([x, x])), 'offset': jnp.asarray([0, 1])}
   assert method.score_fn({'recon': jnp.asarray(np.stack([r, r]))}, clips)['pixel'].shape == \
       (2, 24, 24)
-  with pytest.raises(ValueError, match='ssim_weight'):
-    METHODS.get('ssim')(ml_collections.ConfigDict({'ssim_weight': 2.0}))
+  with pytest.raises(UserError, match='ssim.weight'):
+    METHODS.get('ssim')(ml_collections.ConfigDict({'ssim': {'weight': 2.0}}))
 
 
 class _Images:
@@ -289,15 +290,20 @@ def test_svdd_finetunes_only_the_encoder():
 
 def test_svdd_stage_attention_plots_and_the_svdd_sweep(tmp_path, quick_config):
   from experiments import svdd_sweep
-  from vadjax.train import train_and_evaluate
-  cfg = quick_config(model='cbam_ae', image_size=32, svdd_epochs=1, plots=True)
+  from vadjax.train import restore, train_and_evaluate
+  cfg = quick_config(model='cbam_ae', image_size=32, plots=True)
+  cfg.svdd.epochs = 1
   cfg.unlock()
   cfg.model_kwargs = ml_collections.ConfigDict()
-  report = train_and_evaluate(cfg, str(tmp_path / 'base'))
+  report = train_and_evaluate(cfg, str(tmp_path / 'svdd'))
   assert 0.0 <= report['mean']['auroc']['mean'] <= 1.0
-  assert (tmp_path / 'base' / '1' / 'seed0' / 'attention_maps.png').exists()
+  assert (tmp_path / 'svdd' / '1' / 'seed0' / 'attention_maps.png').exists()
   assert report['runs'][0]['plots']['attention_maps'].endswith('attention_maps.png')
-  # the Fig. 4.8 sweep on that (finished, so reused) run
+  stage = restore(str(tmp_path / 'svdd')).meta['svdd']     # the stage ran, once
+  assert [h['epoch'] for h in stage['history']] == [1] and stage['encoder_params'] > 0
+  # the Fig. 4.8 sweep on the AE without SVDD (finished, so reused)
+  cfg.svdd.epochs, cfg.plots = 0, False
+  report = train_and_evaluate(cfg, str(tmp_path / 'base'))
   result = svdd_sweep.sweep(cfg, [1e-4], [1], str(tmp_path), str(tmp_path / 'base'))
   (run,) = result['runs']
   assert set(run['lrs']) == {'0.0001'} and all(len(v) == 1 for v in run['lrs'].values())

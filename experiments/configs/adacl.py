@@ -20,14 +20,12 @@ Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issu
 
 import ml_collections
 
+from experiments.configs import base
 from experiments.configs.base import apply_variant, base_config, patch_presets
 
 
 def quick(c):
-  c.num_epochs = 2
-  c.plots = False
-  c.categories = {'digits': '1', 'textures': 'brick'}.get(c.dataset, c.categories)
-  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
+  base.quick(c)
   if c.dataset == 'walkway':
     c.image_size = 60
     c.data.update(video_length=24, num_train_videos=1, num_val_videos=1, num_test_videos=2)

@@ -16,14 +16,12 @@ Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issu
 
 import ml_collections
 
+from experiments.configs import base
 from experiments.configs.base import apply_variant, base_config, patch_presets
 
 
 def quick(c):
-  c.num_epochs = 2
-  c.plots = False
-  if c.dataset == 'digits':
-    c.categories = '1'
+  base.quick(c)
   if c.dataset == 'walkway':
     c.image_size = 64
     c.data.update(patch_stride=32, patch_test_stride=32, video_length=24, num_train_videos=1,

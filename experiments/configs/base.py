@@ -6,6 +6,8 @@ ReduceLROnPlateau factor 0.75 / patience 4, early stopping patience 8, MSE).
 
 import ml_collections
 
+from vadjax.methods import GROUP_DEFAULTS
+
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -55,17 +57,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_epochs = 5
   c.contamination = 0.05         # for the quantile threshold
   c.positive = 'anomaly'         # class that precision / recall / F1 are about
-  c.score_window = 0             # reconstruction: 0 = mean error of a frame; k = its worst
-                                 # k×k window (max over windows, as the patch protocol)
-  c.ssim_weight = 0.5            # η of method 'ssim': η·MSE + (1 − η)(1 − SSIM)
-  c.svdd_epochs = 0              # > 0: SVDD encoder fine-tuning after training (seed 001 §3.6)
-  c.svdd_learning_rate = 5e-7
-  c.svdd_nu = 0.01
-  c.svdd_weight_decay = 1e-6
-  c.svdd_warmup_epochs = 10      # soft-boundary radius R = 0 until then (Ruff's code)
+  # each method's settings in its own group (`reconstruction.score_window=8`,
+  # `memae.entropy_weight=1e-4`, `ssim.weight=0.3`, `alps.*`, `adacl.*`) and the SVDD
+  # stage's (`svdd.epochs=10`); their defaults and meaning: vadjax/methods/<group>.py.
+  # Setting a group the config's method does not read is an error.
+  for group, defaults in GROUP_DEFAULTS.items():
+    c[group] = ml_collections.ConfigDict(dict(defaults))
   c.plots = True
   c.num_plot_samples = 8
   return c
+
+
+def quick(c):
+  """The shared part of every config's `quick` preset (seconds-long runs for tests): two
+  epochs, one seed, no figures, one category and small splits of the embedded image data.
+  Configs extend it with their own (smaller models, shorter videos)."""
+  c.num_epochs, c.seeds, c.plots = 2, (0,), False
+  c.categories = {'digits': '1', 'textures': 'brick'}.get(c.dataset, c.categories)
+  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
 
 
 def _coerce(old, text: str):
@@ -84,15 +93,26 @@ VIDEO_DATASETS = ('walkway', 'moving_digits', 'ucsd_ped1', 'ucsd_ped2', 'avenue'
 REAL_VIDEO_DATASETS = VIDEO_DATASETS[2:]
 
 
+def on_dataset(c):
+  """On a video dataset a 2D model scores every frame (seed 001 §4.9: 2D CAEs on 128×128
+  frames); seed 001's image datasets are 128×128 too."""
+  if c.dataset in VIDEO_DATASETS and c.model != 'per_frame':
+    c.model_kwargs = ml_collections.ConfigDict(dict(image_model=c.model))
+    c.model = 'per_frame'
+    c.data.clip_length = 1
+  if c.dataset in VIDEO_DATASETS or c.dataset in ('mvtec', 'ham10000', 'ddds'):
+    c.image_size = max(c.image_size, 128)    # the seed 001 code's image_size
+
+
 def patch_presets(patches):
   """The `walkway` preset and the `on_dataset` hook of a config whose `patches(c)` sets up
-  the patch protocol: on the embedded walkway, and on every real video dataset."""
+  the patch protocol: on the embedded walkway, and on every video dataset."""
   def walkway(c):
     patches(c)
     c.dataset, c.categories = 'walkway', 'gray'
 
   def on_dataset(c):
-    if c.dataset in REAL_VIDEO_DATASETS:
+    if c.dataset in VIDEO_DATASETS:
       patches(c)
   return walkway, on_dataset
 
@@ -102,38 +122,50 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
   """Applies `key=value,key=value` and bare preset words (`quick`, ...) to a config.
 
   Keys may be dotted (`model_kwargs.memory_items=50`). Lists use spaces or ';'
-  (`seeds=0;1;2`). Presets are functions of the config, applied in the order given.
+  (`seeds=0;1;2`). Presets are functions of the config, applied in the order given, except
+  `quick`, which comes after everything else but the explicit keys.
   Unknown keys or words are errors listing the known ones. `dataset=NAME` also resets
   `categories` to all of the dataset's and calls `on_dataset(config)`, the config file's
   way to adapt to it (a video dataset for an image model, ...); keys after it still win.
   """
-  presets = dict(presets or {})
-  if quick is not None:
-    presets['quick'] = quick
-  for item in filter(None, (arg or '').split(',')):
-    key, eq, value = item.partition('=')
-    key = key.strip()
-    if not eq:
-      if key in presets:
-        presets[key](config)
-        continue
-      words = ', '.join(sorted(presets)) or 'none'
-      raise ValueError(f'config variant {item!r} is not key=value or a preset ({words})')
-    *path, leaf = key.split('.')
-    node = config
-    for part in path:
-      if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-        raise ValueError(f'unknown config group {part!r} in variant {arg!r}')
-      node = node[part]
-    if leaf not in node:
-      raise ValueError(f'unknown config key {key!r} in variant {arg!r}; known: '
-                       f'{", ".join(sorted(node.keys()))}')
-    try:
-      node[leaf] = _coerce(node[leaf], value.strip())
-    except ValueError as e:
-      raise ValueError(f'config key {key}: {e}') from None
-    if key == 'dataset':          # a new dataset runs all of its categories unless told
-      config.categories = 'all'
-      if on_dataset is not None:
-        on_dataset(config)
+  presets = {**(presets or {}), **({'quick': quick} if quick is not None else {})}
+  items = [x.strip() for x in (arg or '').split(',') if x.strip()]
+  for item in items:
+    if item != 'quick' or quick is None:
+      _apply_item(config, item, arg, presets, on_dataset)
+  if quick is not None and 'quick' in items:
+    # quick last, whatever the order (a dataset's hook must not undo it); then the keys
+    # the user gave explicitly win over it
+    quick(config)
+    for item in items:
+      if '=' in item and item.partition('=')[0].strip() != 'dataset':
+        _apply_item(config, item, arg, {}, None)
   return config
+
+
+def _apply_item(config, item: str, arg: str, presets: dict, on_dataset) -> None:
+  key, eq, value = item.partition('=')
+  key = key.strip()
+  if not eq:
+    if key in presets:
+      presets[key](config)
+      return
+    words = ', '.join(sorted(presets)) or 'none'
+    raise ValueError(f'config variant {item!r} is not key=value or a preset ({words})')
+  *path, leaf = key.split('.')
+  node = config
+  for part in path:
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ValueError(f'unknown config group {part!r} in variant {arg!r}')
+    node = node[part]
+  if leaf not in node:
+    raise ValueError(f'unknown config key {key!r} in variant {arg!r}; known: '
+                     f'{", ".join(sorted(node.keys()))}')
+  try:
+    node[leaf] = _coerce(node[leaf], value.strip())
+  except ValueError as e:
+    raise ValueError(f'config key {key}: {e}') from None
+  if key == 'dataset':          # a new dataset runs all of its categories unless told
+    config.categories = 'all'
+    if on_dataset is not None:
+      on_dataset(config)

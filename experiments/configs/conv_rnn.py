@@ -21,11 +21,12 @@ The full size (128×128, filters 64…96) runs ~2.5 s per step of 8 clips on a 2
 
 import ml_collections
 
+from experiments.configs import base
 from experiments.configs.base import apply_variant, base_config
 
 
 def quick(c):
-  c.num_epochs, c.plots = 2, False
+  base.quick(c)
   c.image_size, c.batch_size, c.eval_batch_size = 32, 4, 16
   if c.model != 'per_frame':
     c.model_kwargs.filters = (4, 4, 4, 6, 6)

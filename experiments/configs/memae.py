@@ -17,15 +17,14 @@ seed; video,cpu ~5 min per seed; `video` alone (official widths, 64×64) ~3.5 s 
 
 import ml_collections
 
-from experiments.configs.base import REAL_VIDEO_DATASETS, apply_variant, base_config
+from experiments.configs import base
+from experiments.configs.base import (REAL_VIDEO_DATASETS, VIDEO_DATASETS, apply_variant,
+                                     base_config)
 
 
 def quick(c):
-  c.num_epochs = 2
-  c.plots = False
-  if c.dataset == 'digits':
-    c.categories = '1'
-  if c.dataset == 'moving_digits':     # tiny clips and a tiny MemAE-3D
+  base.quick(c)
+  if c.model == 'memae_3d':            # tiny clips and a tiny MemAE-3D, on any video data
     c.image_size, c.batch_size, c.eval_batch_size = 32, 4, 8
     c.model_kwargs.memory_items = 50
     c.model_kwargs.filters = (8, 8, 16, 16)
@@ -49,9 +48,10 @@ def video(c):
 
 
 def on_dataset(c):
-  """Real videos take MemAE-3D at the paper's 256×256 grey frames (seed 003 §4.2)."""
-  if c.dataset in REAL_VIDEO_DATASETS:
+  """Videos take MemAE-3D; real ones at the paper's 256×256 grey frames (seed 003 §4.2)."""
+  if c.dataset in VIDEO_DATASETS:
     video_model(c)
+  if c.dataset in REAL_VIDEO_DATASETS:
     c.image_size = 256
     c.data.channels = 1
 
@@ -84,7 +84,7 @@ def get_config(arg=None):
       similarity='cosine', normalize='softmax',
       shrink_ratio=1.0,              # λ = shrink_ratio / N; the paper: λ in [1/N, 3/N]
       use_memory=True))
-  c.entropy_weight = 2e-4            # α (seed 003)
+  c.memae.entropy_weight = 2e-4      # α (seed 003)
   # MemAE's code trains with a constant Adam learning rate for a fixed number of epochs. The
   # base config's early stopping on the validation loss stopped sparse MemAEs far from
   # converged (digits: 3 steps per epoch, a noisy validation loss; BUILD_NOTES.md).

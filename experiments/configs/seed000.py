@@ -13,11 +13,7 @@ labelled validation split.
 Expected runtime on a 2-core CPU: about 1-2 minutes (3 seeds).
 """
 
-from experiments.configs.base import apply_variant, base_config
-
-
-def quick(c):
-  c.num_epochs, c.seeds, c.plots = 2, (0,), False
+from experiments.configs.base import apply_variant, base_config, on_dataset, quick
 
 
 def get_config(arg=None):
@@ -29,4 +25,4 @@ def get_config(arg=None):
   c.plateau_patience = 1000          # the seed uses a fixed learning rate
   c.early_stopping_patience = 20
   c.positive = 'normal'
-  return apply_variant(c, arg, quick)
+  return apply_variant(c, arg, quick, on_dataset=on_dataset)

@@ -10,8 +10,8 @@ import dataclasses
 
 import ml_collections
 
-from experiments.configs import seed000
-from experiments.configs.base import VIDEO_DATASETS, apply_variant, base_config
+from experiments.configs import base, seed000
+from experiments.configs.base import apply_variant, base_config, on_dataset
 from vadjax.models import MODELS as REGISTRY
 
 _NOT_KWARGS = ('channels', 'dtype', 'conv_impl', 'parent', 'name')
@@ -24,7 +24,7 @@ MODELS = {
     'sa_cae': ('sa_cae', {}),
     'ssa_cae': ('ssa_cae', {}),
     'ssim_cae': ('bcae1', {'method': 'ssim'}),             # seed 001 §3.4, η = 0.5
-    'svdd_cae': ('bcae1', {'svdd_epochs': 10}),            # seed 001 §3.6, lr 5e-7
+    'svdd_cae': ('bcae1', {'svdd': {'epochs': 10}}),            # seed 001 §3.6, lr 5e-7
     'bcae2': ('bcae2', {'image_size': 128}),
     'ks_cae': ('ks_cae', {'image_size': 128}),
     'bcae2_ssim': ('bcae2', {'image_size': 128, 'method': 'ssim'}),
@@ -49,22 +49,9 @@ SUITES = {
 
 
 def quick(c):
-  c.num_epochs, c.seeds, c.plots = 2, (0,), False
-  c.categories = '1' if c.dataset == 'digits' else 'brick'
-  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
-  if c.svdd_epochs:
-    c.svdd_epochs = 1
-
-
-def on_dataset(c):
-  """On a video dataset a 2D model scores every frame (seed 001 §4.9: 2D CAEs on 128×128
-  frames); seed 001's image datasets are 128×128 too."""
-  if c.dataset in VIDEO_DATASETS and c.model != 'per_frame':
-    c.model_kwargs = ml_collections.ConfigDict(dict(image_model=c.model))
-    c.model = 'per_frame'
-    c.data.clip_length = 1
-  if c.dataset in VIDEO_DATASETS or c.dataset in ('mvtec', 'ham10000', 'ddds'):
-    c.image_size = max(c.image_size, 128)    # the seed 001 code's image_size
+  base.quick(c)
+  if c.svdd.epochs:
+    c.svdd.epochs = 1
 
 
 def make(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -78,8 +65,8 @@ def make(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
       f.name: f.default for f in dataclasses.fields(REGISTRY.get(model))
       if f.name not in _NOT_KWARGS and f.default is not dataclasses.MISSING})
   for key, value in overrides.items():
-    if key == 'model_kwargs':
-      c.model_kwargs.update(value)
+    if isinstance(value, dict):     # a group: model_kwargs, svdd, ...
+      c[key].update(value)
     else:
       c[key] = value
   return apply_variant(c, arg, quick, on_dataset=on_dataset)

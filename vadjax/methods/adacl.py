@@ -22,7 +22,9 @@ import optax
 from vadjax.data import augment
 from vadjax.data.sources import ArraySource, field
 from vadjax.eval import plots
-from vadjax.methods import METHODS, settings as method_settings
+from vadjax.methods import METHODS
+from vadjax.methods.base import Method, settings as method_settings
+from vadjax.registry import UserError
 
 DEFAULTS = dict(augmentations=augment.AUGMENTATIONS, normal_interval=(0.0, 0.3),
                 anomaly_interval=(0.7, 1.0), labels='continuous', loss='mse', num_val=150)
@@ -32,21 +34,23 @@ def settings(config) -> dict:
   s = method_settings(config, 'adacl', DEFAULTS)
   s['augmentations'] = tuple(s['augmentations'])
   if s['labels'] not in ('continuous', 'discrete'):
-    raise ValueError(f"adacl.labels must be 'continuous' or 'discrete', got {s['labels']!r}")
+    raise UserError(f"adacl.labels must be 'continuous' or 'discrete', got {s['labels']!r}")
   if s['loss'] not in ('mse', 'bce'):
-    raise ValueError(f"adacl.loss must be 'mse' or 'bce', got {s['loss']!r}")
+    raise UserError(f"adacl.loss must be 'mse' or 'bce', got {s['loss']!r}")
   for name in ('normal_interval', 'anomaly_interval'):
     lo, hi = s[name]
     if not 0 <= lo <= hi <= 1:
-      raise ValueError(f'adacl.{name} must be 0 <= low <= high <= 1, got {s[name]}')
+      raise UserError(f'adacl.{name} must be 0 <= low <= high <= 1, got {s[name]}')
   if s['normal_interval'][1] >= s['anomaly_interval'][0]:
-    raise ValueError(f'adacl intervals overlap: normal {s["normal_interval"]}, anomaly '
+    raise UserError(f'adacl intervals overlap: normal {s["normal_interval"]}, anomaly '
                      f'{s["anomaly_interval"]}')
   return s
 
 
 @METHODS.register('adacl')
-class ADACL:
+class ADACL(Method):
+  group = 'adacl'
+  DEFAULTS = DEFAULTS
   validation = 'auroc'
 
   def __init__(self, config=None):

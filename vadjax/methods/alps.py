@@ -20,7 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vadjax.methods import METHODS, settings as method_settings
+from vadjax.methods import METHODS
+from vadjax.methods.base import Method, settings as method_settings
+from vadjax.registry import UserError
 from vadjax.methods.reconstruction import weighted_mean
 
 SCORES = ('clean', 'perturbed', 'mean')
@@ -31,9 +33,9 @@ DEFAULTS = dict(ae_weight=1.0, adversary_weight=0.5, clean_weight=0.0, distorter
 def settings(config) -> dict:
   s = method_settings(config, 'alps', DEFAULTS)
   if s['score'] not in SCORES:
-    raise ValueError(f'alps.score must be one of {SCORES}, got {s["score"]!r}')
+    raise UserError(f'alps.score must be one of {SCORES}, got {s["score"]!r}')
   if s['distorter_every'] < 1:
-    raise ValueError(f'alps.distorter_every must be >= 1, got {s["distorter_every"]}')
+    raise UserError(f'alps.distorter_every must be >= 1, got {s["distorter_every"]}')
   return s
 
 
@@ -42,7 +44,9 @@ def _mse(recon, x):
 
 
 @METHODS.register('alps')
-class ALPS:
+class ALPS(Method):
+  group = 'alps'
+  DEFAULTS = DEFAULTS
 
   def __init__(self, config=None):
     self.s = settings(config)

@@ -1,6 +1,6 @@
 """MemAE's objective (seed 003, 003_5d307d41a5bbbd0c.txt, "Training"; METHODS.md §4):
 L = mean_t [ R(x, x̂) + α·E(ŵ) ], R the squared error, E the entropy of the memory weights
-averaged over query positions, α = 2e-4 (`entropy_weight`). Scores: the reconstruction
+averaged over query positions, α = 2e-4 (`memae.entropy_weight`). Scores: the reconstruction
 error, as `reconstruction`; the per-video normality p_u is computed at evaluation
 (vadjax.eval.video). A model without memory (the AE ablation) trains on R alone.
 """
@@ -14,10 +14,12 @@ from vadjax.nn.memory import entropy
 
 @METHODS.register('memae')
 class MemAE(Reconstruction):
+  group = 'memae'
+  DEFAULTS = {**Reconstruction.DEFAULTS, 'entropy_weight': 2e-4}
 
   def __init__(self, config=None):
-    super().__init__()
-    self.entropy_weight = config.get('entropy_weight', 2e-4) if config is not None else 2e-4
+    super().__init__(config)
+    self.entropy_weight = self.s['entropy_weight']
 
   def loss_fn(self, outputs, batch):
     mse = weighted_mean(per_sample_mse(outputs, batch), batch)

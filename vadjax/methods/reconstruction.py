@@ -2,7 +2,7 @@
 squared error averaged over channels (seed 000 §3.3, seed 001 §3.9). A model's `regularizer`
 output (B,) (SA-CAE's λ‖x_AM‖) is added to the training loss, not to the score.
 
-`score_window` = k > 0 scores a frame by its worst k×k window (the max over windows of
+`reconstruction.score_window` = k > 0 scores a frame by its worst k×k window (the max over windows of
 the mean squared error, as the patch protocol's max over patches, METHODS.md §0) instead of
 the mean over the whole frame: then the score no longer grows with how many people are in
 view, only with how wrong the worst of them is. A clip's score is the mean over its frames.
@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from vadjax.methods import METHODS
+from vadjax.methods.base import Method, settings
+from vadjax.methods.svdd import SVDD
 from vadjax.registry import UserError
 
 
@@ -37,10 +39,25 @@ def per_sample_mse(outputs, batch):
 
 
 @METHODS.register('reconstruction')
-class Reconstruction:
+class Reconstruction(Method):
+  """Any reconstruction-trained AE; `svdd.epochs` > 0 adds the SVDD stage (seed 001 §3.6)."""
+  group = 'reconstruction'
+  DEFAULTS = {'score_window': 0}
 
   def __init__(self, config=None):
-    self.window = int(config.get('score_window', 0)) if config is not None else 0
+    self.s = settings(config, self.group, self.DEFAULTS)
+    self.window = int(self.s.get('score_window', 0))
+    if self.window < 0:
+      raise UserError(f'{self.group}.score_window must be 0 (mean over the frame) or a '
+                      f'window size > 0; got {self.window}')
+    self.svdd = settings(config, 'svdd', SVDD.DEFAULTS)
+
+  @property
+  def groups(self):
+    return (self.group, 'svdd')
+
+  def stages(self):
+    return (SVDD(**self.svdd),) if self.svdd['epochs'] > 0 else ()
 
   def loss_fn(self, outputs, batch):
     mse = per_sample_mse(outputs, batch)

@@ -3,7 +3,7 @@
 SSIM (Wang et al.) with an 11×11 Gaussian window (σ = 1.5), k1 = 0.01, k2 = 0.03, data range
 1, 'valid' filtering (only windows fully inside the image, as pytorch_msssim in the seed's
 code and scikit-image's cropped mean), computed per channel and averaged. The compound loss
-L = η·MSE + (1 − η)·(1 − SSIM), η = 0.5 (`ssim_weight`), is both the training loss and the
+L = η·MSE + (1 − η)·(1 − SSIM), η = 0.5 (`ssim.weight`), is both the training loss and the
 anomaly score, as in seed 001 §4.6; it works for any model that outputs `recon` (images or
 clips, whose frames are scored one by one).
 """
@@ -14,6 +14,7 @@ import numpy as np
 
 from vadjax.methods import METHODS
 from vadjax.methods.reconstruction import Reconstruction, target, weighted_mean
+from vadjax.registry import UserError
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -69,11 +70,14 @@ class SSIMCompound(Reconstruction):
   """η·MSE + (1 − η)·(1 − SSIM) as loss and score; pixel map η·e² + (1 − η)(1 − SSIM map)
   with the SSIM map's border (half a window) filled from its edge."""
 
+  group = 'ssim'
+  DEFAULTS = {'weight': 0.5}
+
   def __init__(self, config=None):
-    super().__init__()
-    self.eta = config.get('ssim_weight', 0.5) if config is not None else 0.5
+    super().__init__(config)
+    self.eta = self.s['weight']
     if not 0.0 <= self.eta <= 1.0:
-      raise ValueError(f'ssim_weight must be in [0, 1], got {self.eta}')
+      raise UserError(f'ssim.weight must be in [0, 1], got {self.eta}')
 
   def _compound(self, outputs, batch):
     x, r = target(outputs, batch), outputs['recon']

@@ -423,6 +423,11 @@ def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm
 
 def check_input(x, channels: int, model: str, min_size: int = 1) -> None:
   """Raises a clear error unless x is an NHWC batch with the expected channels."""
+  if x.ndim == 5:
+    raise UserError(f'{model} is an image model and got video clips of shape '
+                    f'{tuple(x.shape)}; on a video dataset run it per frame '
+                    f'(model=per_frame with model_kwargs.image_model={model}, '
+                    f'data.clip_length=1, as the zoo configs do)')
   if x.ndim != 4 or x.shape[-1] != channels or min(x.shape[1:3]) < min_size:
     raise UserError(
         f'{model} expects images of shape (batch, height, width, {channels}) with height and '

@@ -47,13 +47,6 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.inject_hyperparams(build)(learning_rate=lr, weight_decay=config.weight_decay)
 
 
-def optimizer_for(method, config) -> optax.GradientTransformation:
-  """The method's own optimizer (ALPS: two players), else `make_optimizer`."""
-  if hasattr(method, 'optimizer'):
-    return method.optimizer(config, make_optimizer)
-  return make_optimizer(config)
-
-
 def _is_hp(x):
   return isinstance(x, (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState))
 
@@ -114,8 +107,7 @@ def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
 
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    if hasattr(method, 'augment'):            # ADACL: anomalies created on device
-      batch = method.augment(batch, jax.random.fold_in(rng, 1))
+    batch = method.augment(batch, jax.random.fold_in(rng, 1))   # ADACL: created anomalies
 
     def loss_of(params):
       out, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
@@ -125,8 +117,7 @@ def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
       return loss, (aux, updates)
 
     (loss, (aux, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    if hasattr(method, 'adjust_grads'):       # ALPS: the distorter ascends
-      grads = method.adjust_grads(grads)
+    grads = method.adjust_grads(grads)          # ALPS: the distorter ascends
     deltas, opt_state = state.tx.update(grads, state.opt_state, state.params,
                                         epoch=state.epoch)
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, deltas),

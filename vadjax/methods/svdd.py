@@ -8,6 +8,7 @@ c = the mean training embedding before fine-tuning (never zeros: §4.8.2), ν = 
 Adam at a very low lr (5e-7) for ~10 epochs. R follows Ruff's code: 0 during the first
 `warmup_epochs` (10 there), so a ~10-epoch fine-tuning pulls every embedding towards c with
 weight 1/ν; afterwards the (1 − ν) quantile of the last epoch's distances.
+Settings: the config group `svdd` (`svdd.epochs` > 0 turns the stage on).
 BatchNorm layers run in inference mode, so their running statistics stay those of the AE.
 The decoder does not move (its gradient is exactly zero and it is masked out of the decay);
 scoring stays the reconstruction error of the fine-tuned encoder + original decoder.
@@ -20,6 +21,7 @@ import optax
 
 from vadjax import parallel
 from vadjax.data import eval_batches, train_dataset
+from vadjax.methods.base import Stage
 
 
 def encoder_mask(model, variables, images):
@@ -98,3 +100,16 @@ def finetune(model, variables, source, *, epochs: int, learning_rate: float = 5e
           'encoder_params': int(sum(p.size for p, m in zip(jax.tree.leaves(params),
                                                             jax.tree.leaves(mask)) if m))}
   return {**frozen, 'params': params}, info
+
+
+class SVDD(Stage):
+  """SVDD fine-tuning as a post-training stage of the reconstruction methods."""
+  name = 'svdd'
+  DEFAULTS = dict(epochs=0, learning_rate=5e-7, nu=0.01, weight_decay=1e-6, warmup_epochs=10)
+
+  def __init__(self, **settings):
+    self.s = settings
+
+  def run(self, model, variables, train_source, *, batch_size, seed, mesh):
+    return finetune(model, variables, train_source, batch_size=batch_size, seed=seed,
+                    mesh=mesh, **self.s)

@@ -1,0 +1,59 @@
+"""Every config × every kind of dataset builds its model on the shape that dataset yields
+(shapes only, no data), image models run per frame on videos, and `quick` is quick in any
+word order."""
+
+import importlib
+import os
+
+import jax
+import pytest
+
+from experiments.configs import base
+from vadjax.data import real
+from vadjax.train.experiment import Experiment
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'configs')
+CONFIGS = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                 if f.endswith('.py') and f not in ('__init__.py', 'base.py', 'zoo.py'))
+VIDEO_ONLY = {'conv_rnn'}
+# one dataset of each kind: grey / colour images (small, large), grey / colour video, folders
+IMAGE_KINDS = ('digits', 'mnist', 'cifar10', 'mvtec', 'folder')
+VIDEO_KINDS = ('walkway', 'ucsd_ped2', 'avenue', 'folder_video')
+
+
+def _shape(c):
+  """The record shape the config's dataset yields (real.py, patches.py, video.py)."""
+  grey = c.dataset in real.GREY_BY_DEFAULT or c.dataset in ('digits', 'walkway', 'folder',
+                                                             'folder_video', 'moving_digits')
+  channels = c.data.channels or (1 if grey else 3)
+  if c.data.patch_size:
+    return (c.data.patch_size, c.data.patch_size, channels)
+  if c.dataset in base.VIDEO_DATASETS:
+    return (c.data.clip_length, c.image_size, c.image_size, channels)
+  return (c.image_size, c.image_size, channels)
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_config_builds_on_every_dataset_kind(name):
+  module = importlib.import_module(f'experiments.configs.{name}')
+  kinds = VIDEO_KINDS if name in VIDEO_ONLY else IMAGE_KINDS + VIDEO_KINDS
+  for dataset in kinds:
+    c = module.get_config(f'dataset={dataset}')
+    c.num_devices = 1
+    if dataset in base.VIDEO_DATASETS:     # how each kind of config meets video
+      how = {'conv_rnn': c.data.clip_length > 1, 'memae': c.model == 'memae_3d',
+             'alps': c.data.patch_size > 0, 'adacl': c.data.patch_size > 0}
+      assert how.get(name, c.model == 'per_frame' and c.data.clip_length == 1), dataset
+    jax.eval_shape(Experiment(c).steps(_shape(c)).init, jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_quick_is_quick_in_any_order(name):
+  module = importlib.import_module(f'experiments.configs.{name}')
+  dataset = 'ucsd_ped2' if name in VIDEO_ONLY or name == 'memae' else 'mnist'
+  a = module.get_config(f'quick,dataset={dataset}')
+  b = module.get_config(f'dataset={dataset},quick')
+  assert a.to_dict() == b.to_dict()
+  assert a.num_epochs <= 2 and a.seeds == (0,)
+  assert a.image_size <= (128 if name in ('bcae2', 'ks_cae') else 64)   # their layout
+  assert module.get_config('quick,num_epochs=5').num_epochs == 5     # explicit keys win
