@@ -7,6 +7,7 @@ With no flags it runs experiments/configs/quickstart.py in runs/quickstart. A wo
 already holds a run resumes it from its last checkpoint.
 """
 
+import ast
 import logging as logging_lib
 import os
 import sys
@@ -17,6 +18,7 @@ from ml_collections import config_flags
 
 from vadjax.registry import UserError
 from vadjax.train import train_and_evaluate
+from vadjax.train.loop import Interrupted
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'quickstart.py')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default runs/<config name>).')
@@ -24,14 +26,38 @@ _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and
                           'What to do.')
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
   print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
 
 
-def _last_line(e: Exception) -> str:
-  lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-  return lines[-1] if lines else type(e).__name__
+def _message(e: BaseException) -> str:
+  """An exception's own text: a KeyError's str() is the repr of its message, and
+  ml_collections re-raises it as an AttributeError of that repr."""
+  text = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+  while len(text) > 1 and text[0] == text[-1] and text[0] in chr(34) + chr(39):
+    try:
+      text = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      break
+  return text
+
+
+def _last_line(e: BaseException) -> str:
+  """The exception's last line, without the 'ValueError: ' a wrapped one carries."""
+  lines = [x.strip() for x in _message(e).splitlines() if x.strip()]
+  line = lines[-1] if lines else type(e).__name__
+  head, sep, rest = line.partition(': ')
+  return rest if sep and head.isidentifier() and head.endswith('Error') else line
+
+
+def _unknown_key(e: BaseException) -> str:
+  """ml_collections' unknown-key error ("'key'\nDid you mean ...?") as one line."""
+  lines = [x.strip() for x in _message(e).splitlines() if x.strip()]
+  key = lines[0].strip(chr(34) + chr(39)) if lines else '?'
+  hint = f' ({lines[-1][0].lower()}{lines[-1][1:]})' if len(lines) > 1 else ''
+  return (f'unknown config key {key!r}{hint}; the keys are those of the config file (see '
+          f'experiments/configs/base.py)')
 
 
 def _define_config_flag() -> None:
@@ -41,10 +67,7 @@ def _define_config_flag() -> None:
     config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG,
                                     'Experiment config file[:variant].', lock_config=True)
   except (AttributeError, KeyError) as e:
-    overrides = [a for a in sys.argv if a.startswith('--config.')]
-    key = _last_line(e).strip(chr(34) + chr(39))
-    _fail(f'unknown config key {key!r} in {" ".join(overrides)}; the keys are those of the '
-          f'config file (see experiments/configs/base.py)')
+    _fail(_unknown_key(e))
 
 
 class _QuietLibraries(logging_lib.Filter):
@@ -58,6 +81,8 @@ def _parse_flags(argv):
   """absl flag parsing, with config-file and override errors as one line, no traceback."""
   try:
     return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:   # an unknown --config.key (parsed lazily)
+    _fail(_unknown_key(e))
   except Exception as e:  # noqa: BLE001  (flags and config files raise many kinds)
     _fail(_last_line(e))
 
@@ -79,8 +104,12 @@ def main(argv):
                jax.process_count(), workdir)
   try:
     train_and_evaluate(config, workdir, _MODE.value)
+  except Interrupted as e:
+    _fail(str(e), e.exit_code)
   except UserError as e:
-    _fail(str(e))
+    _fail(' '.join(str(e).split()))
+  except KeyboardInterrupt:
+    _fail('interrupted before training started; nothing to resume from yet', 130)
 
 
 if __name__ == '__main__':

@@ -31,15 +31,31 @@ def _run(*args, timeout=300):
     (['--config.dtype=float8'], 'use one of float32, bfloat16'),
     (['--config.image_size=16'], r'expects images of shape \(batch, height, width, 1\) with '
                                  r'height and width >= 31'),
+    (['--config.learning_rat=1'],
+     """unknown config key 'learning_rat' \\(did you mean "learning_rate" instead"""),
+    (['--config=experiments/configs/reconstruction.py:quick', 'extra'], 'unexpected arguments'),
+    (['--mode=fit'], "value should be one of <train|eval|train_and_eval>"),
+    (['--config.seeds=()'], 'config seeds is empty'),
+    (['--config.num_epochs=0'], 'num_epochs must be positive'),
+    (['--config=experiments/configs/alps.py:quick', '--config.svdd.epochs=2'],
+     "config group 'svdd' is set .* method 'alps' does not use it"),
+    (['--config=experiments/configs/reconstruction.py:quick,dataset=folder'],
+     'dataset folder needs data.folder_root'),
+    (['--config=experiments/configs/memae.py:quick,dataset=ucsd_ped2',
+      '--config.data.tfds_dir=/nonexistent/tfds'], "dataset 'ucsd_ped2' is not prepared"),
+    (['--config=experiments/configs/reconstruction.py:quick', '--mode=eval'],
+     'holds no trained experiment'),
 ])
-def test_bad_config_is_one_clear_line(args, message, tmp_path):
-  r = _run(*args, f'--workdir={tmp_path}')
+def test_bad_input_is_one_clear_line_and_writes_nothing(args, message, tmp_path):
+  work = tmp_path / 'work'
+  r = _run(*args, f'--workdir={work}')
   assert r.returncode == 2
   assert 'Traceback' not in r.stderr
   errors = [line for line in r.stderr.splitlines() if line.startswith('error: ')]
-  assert len(errors) == 1
+  assert len(errors) == 1, r.stderr[-2000:]
   assert re.search(message, errors[0]), errors[0]
-  assert not (tmp_path / 'experiment.json').exists()     # nothing written
+  assert '\\n' not in errors[0] and "\\'" not in errors[0]        # no escapes
+  assert not work.exists() or not any(work.rglob('*.json'))      # nothing written
 
 
 def test_kill_and_restart_resumes(tmp_path):

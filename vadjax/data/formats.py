@@ -9,12 +9,22 @@ expected, so a corrupt or misplaced file never yields a silent partial dataset.
   .m         UCSD's MATLAB ground-truth script (`TestVideoFile{end+1}.gt_frame = [61:180];`)
   .mat       CUHK Avenue's `testing_label_mask/<n>_label.mat` (`volLabel`, a cell of masks)
   video      .avi / .mp4 / … decoded with PyAV (FFmpeg)
+
+Policy for every loader of a file a user gives vadjax: no code runs from a data file. No
+`pickle.load`/`pickle.loads`, no `np.load` with `allow_pickle` set, no `torch.load` without
+`weights_only=True`; a pickle format (CIFAR-10's batches) goes through an Unpickler that admits
+only the classes the format holds. tests/test_faults.py greps the code for the unsafe calls.
 """
 
+import faulthandler
 import gzip
 import os
 import pickle
 import re
+import signal
+import tempfile
+import time
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -43,6 +53,9 @@ def read_idx(path: str) -> np.ndarray:
   if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_TYPES:
     raise UserError(f'{path} is not an IDX file (expected the magic 0x0000 + a type byte)')
   ndim = data[3]
+  if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+    raise UserError(f'{path}: the IDX header says {ndim} dimensions and the file holds '
+                    f'{len(data)} bytes; the file is corrupt or truncated')
   shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
   dtype = np.dtype(_IDX_TYPES[data[2]])
   body = data[4 + 4 * ndim:]
@@ -52,15 +65,31 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(body, dtype).reshape(shape)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+  """Unpickles only what a CIFAR-10 batch holds: containers, bytes, numbers and numpy
+  arrays. Any other global (os.system, builtins.eval, ...) is refused before it is called,
+  so a crafted file cannot run code (the policy in this module's docstring)."""
+  ALLOWED = {(f'numpy.{core}.{module}', name) for core in ('core', '_core')
+             for module, name in (('multiarray', '_reconstruct'), ('numeric', '_frombuffer'))}
+  ALLOWED |= {('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')}
+
+  def find_class(self, module, name):
+    if (module, name) in self.ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f'it refers to {module}.{name}, which a CIFAR-10 batch '
+                                 'never holds (refused, nothing was run)')
+
+
 def read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   """A CIFAR-10 python batch: (images uint8 (N, 32, 32, 3), labels int32 (N,))."""
   try:
     with open(path, 'rb') as f:
-      batch = pickle.load(f, encoding='bytes')
+      batch = _BatchUnpickler(f, encoding='bytes').load()
     data = np.asarray(batch[b'data'], np.uint8)
     labels = np.asarray(batch[b'labels'], np.int32)
-  except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
-    raise UserError(f'cannot read CIFAR-10 batch {path}: {e!r}; expected a python pickle '
+  except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError,
+          IndexError, AttributeError, OverflowError, MemoryError) as e:
+    raise UserError(f'cannot read CIFAR-10 batch {path}: {e}; expected a python pickle '
                     f'with b"data" (N×3072 uint8) and b"labels"') from None
   if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
     raise UserError(f'{path}: expected data of shape (N, 3072) and N labels, got '
@@ -79,7 +108,8 @@ def read_image(path: str) -> np.ndarray:
         return np.round(a / (257.0 if a.max() > 255 else 1.0)).astype(np.uint8)
       mode = 'L' if im.mode in ('1', 'L', 'LA', 'P') and _is_grey(im) else 'RGB'
       return np.asarray(im.convert(mode), np.uint8)
-  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+          Image.DecompressionBombError) as e:
     raise UserError(f'cannot read image {path}: {e}; replace or delete the file') from None
 
 
@@ -144,8 +174,57 @@ def read_mat(path: str, key: str):
   return data[key]
 
 
+def _wait(pid: int, timeout_s: float):
+  """The child's wait status, or None after killing it at the timeout."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+      return status
+    time.sleep(0.005)
+  os.kill(pid, signal.SIGKILL)
+  os.waitpid(pid, 0)
+  return None
+
+
+def isolated(read, path: str, timeout_s: float = 60) -> np.ndarray:
+  """`read(path)` → a numeric array, run in a forked child: scipy's MATLAB reader can crash
+  the process (a segmentation fault) on a damaged file, which must end as a one-line error
+  instead. The array comes back as .npy without pickles."""
+  with tempfile.TemporaryDirectory() as tmp:
+    out, err = os.path.join(tmp, 'out.npy'), os.path.join(tmp, 'err.txt')
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')       # JAX's warning about fork in a threaded process
+      pid = os.fork()
+    if pid == 0:
+      faulthandler.disable()              # the parent reports a crash in one line
+      code = 0
+      try:
+        np.save(out, read(path), allow_pickle=False)
+      except BaseException as e:  # noqa: BLE001  (reported by the parent)
+        with open(err, 'w') as f:
+          f.write(str(e) if isinstance(e, UserError) else f'cannot read {path}: {e}')
+        code = 3
+      os._exit(code)
+    status = _wait(pid, timeout_s)
+    if status is None:
+      raise UserError(f'cannot read {path}: the reader did not finish in {timeout_s} s; the '
+                      'file is corrupt')
+    if os.WIFSIGNALED(status):
+      raise UserError(f'cannot read {path}: the reader crashed '
+                      f'({signal.Signals(os.WTERMSIG(status)).name}); the file is corrupt')
+    if os.WEXITSTATUS(status):
+      with open(err) as f:
+        raise UserError(' '.join(f.read().split()))
+    return np.load(out, allow_pickle=False)
+
+
 def read_avenue_masks(path: str) -> np.ndarray:
   """CUHK Avenue's `<n>_label.mat`: `volLabel`, a 1×T cell of H×W masks → (T, H, W) uint8."""
+  return isolated(_avenue_masks, path)
+
+
+def _avenue_masks(path: str) -> np.ndarray:
   cells = read_mat(path, 'volLabel')
   try:
     masks = np.stack([np.asarray(c) for c in np.asarray(cells, dtype=object).ravel()])
@@ -172,7 +251,7 @@ def iter_video(path: str):
       for frame in container.decode(video=0):
         n += 1
         yield frame.to_ndarray(format='rgb24')
-  except av.error.FFmpegError as e:
+  except (av.error.FFmpegError, ValueError, OverflowError, MemoryError) as e:
     raise UserError(f'cannot decode video {path} (after {n} frames): {e}; the file is '
                     f'corrupt or not a video') from None
   if n == 0:

@@ -41,7 +41,7 @@ GREY_BY_DEFAULT = {'mnist', 'fashion_mnist', 'ucsd_ped1', 'ucsd_ped2', 'subway',
 CATALOG = {'mnist': 'mnist', 'fashion_mnist': 'fashion_mnist', 'cifar10': 'cifar10'}
 
 
-def _tfds_dir(data_cfg) -> str:
+def tfds_dir(data_cfg) -> str:
   return os.path.expanduser(data_cfg.tfds_dir or '~/tensorflow_datasets')
 
 
@@ -67,7 +67,7 @@ def _builder(name: str, image_size: int, data_cfg, category: str = ''):
   if channels not in (1, 3):
     raise UserError(f'data.channels must be 0 (the dataset default), 1 or 3, got {channels}')
   cfg = builders.frame_config(image_size, channels, parse_crop(data_cfg.crop, name), category)
-  return builders.prepare(name, cfg, _tfds_dir(data_cfg), data_cfg.manual_dir)
+  return builders.prepare(name, cfg, tfds_dir(data_cfg), data_cfg.manual_dir)
 
 
 class Records:
@@ -114,7 +114,7 @@ def _one_class(name, category, image_size, data_cfg) -> Splits:
   normal = int(category)
   if data_cfg.source == 'tfds':
     import tensorflow_datasets as tfds
-    sources = {s: tfds.data_source(CATALOG[name], split=s, data_dir=_tfds_dir(data_cfg))
+    sources = {s: tfds.data_source(CATALOG[name], split=s, data_dir=tfds_dir(data_cfg))
                for s in ('train', 'test')}
     targets = {s: np.array([int(r['label']) for r in src], np.int32)
                for s, src in sources.items()}
@@ -158,7 +158,7 @@ def _mvtec(category, image_size, data_cfg) -> Splits:
   meta = b.info.metadata
   if category not in meta['group_names']:
     raise UserError(f'MVTec category {category!r} was not among the files prepared from '
-                    f'{data_cfg.manual_dir or _tfds_dir(data_cfg)} (found '
+                    f'{data_cfg.manual_dir or tfds_dir(data_cfg)} (found '
                     f'{meta["group_names"]}); set categories= to those, or add its folder '
                     f'and delete {b.data_dir} to prepare again')
   g = meta['group_names'].index(category)
@@ -334,6 +334,9 @@ CATEGORIES = {
     'cifar10': [str(i) for i in range(10)], 'mvtec': list(builders.MVTEC_CATEGORIES),
     'ham10000': ['default'], 'ddds': ['default'], 'ucsd_ped1': ['default'],
     'ucsd_ped2': ['default'], 'avenue': ['default'], 'subway': ['entrance', 'exit']}
+
+
+REAL_DATASETS = tuple(CATEGORIES)
 
 
 def _register():

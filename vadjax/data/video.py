@@ -42,6 +42,8 @@ class ClipSource:
 
   def __init__(self, videos: list[Video], length: int, strides=(1,), per_frame=False):
     self.videos, self.length, self.per_frame = videos, length, per_frame
+    if length == 1:       # a one-frame clip is the same at every stride: each frame once
+      strides = (1,)
     short = [v.name for v in videos if len(v.frames) < length]
     if short:
       raise UserError(f'videos {short} have fewer frames than a clip ({length}); lower '
