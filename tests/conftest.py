@@ -31,3 +31,27 @@ def quick_config():
     c.lock()
     return c
   return make
+
+
+def assert_restore_scores_as_the_run(workdir):
+  """`restore(workdir)` from the workdir alone scores its test split exactly as the run's
+  own evaluation did (its test_scores.npz)."""
+  import numpy as np
+  from vadjax.train import load_splits, restore
+  run = restore(str(workdir))
+  test = load_splits(run.config, run.category).test
+  records = [test[i] for i in range(len(test))]
+  offsets = np.stack([r['offset'] for r in records]) if 'offset' in records[0] else None
+  scores = run.score(np.stack([r['image'] for r in records]), offsets)
+  saved = np.load(os.path.join(run.run_dir, 'test_scores.npz'))
+  np.testing.assert_array_equal(scores['score'], saved['score'])
+  return run
+
+
+def traced_once(method):
+  """`method` with its loss under chex.assert_max_traces(n=1): the train step calls it once
+  per trace, so a retrace of the step fails the test where it happens."""
+  import chex
+  chex.clear_trace_counter()        # chex counts per place of wrapping, across tests
+  method.loss_fn = chex.assert_max_traces(method.loss_fn, n=1)
+  return method

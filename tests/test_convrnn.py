@@ -12,6 +12,7 @@ import pytest
 import scipy.signal
 import torch
 
+from conftest import assert_restore_scores_as_the_run
 from vadjax.bench.twins import TWINS, port
 from vadjax.bench.video_twins import Recurrent as TorchRecurrent
 from vadjax.data import walkway
@@ -259,6 +260,7 @@ def test_conv_rnn_runs_end_to_end_on_walkway(tmp_path):
     assert 0 <= run['image'][key] <= 1
   assert set(run['per_kind_auroc_per_video_norm']) <= set(walkway.KINDS[1:])
   assert len(NAMES) == 9
+  assert assert_restore_scores_as_the_run(tmp_path).config.model == 'seq2seq_cgru'
 
 
 def test_walkway_event_takes_a_normal_walkers_place():

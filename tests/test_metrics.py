@@ -18,16 +18,25 @@ def _cases():
 
 
 @pytest.mark.parametrize('labels,scores', list(_cases()))
-def test_ranking_metrics_match_sklearn(labels, scores):
-  assert metrics.auroc(labels, scores) == pytest.approx(skm.roc_auc_score(labels, scores),
-                                                        abs=1e-12)
-  assert metrics.aupr(labels, scores) == pytest.approx(
-      skm.average_precision_score(labels, scores), abs=1e-12)
+def test_curves_by_counting(labels, scores):
+  """ROC and PR curves (scikit-learn, in our order: highest threshold first) equal counts at
+  every distinct score, and AUROC the probability that an anomaly outscores a normal."""
+  ts = np.unique(scores)[::-1]
+  tp = np.array([np.sum((scores >= t) & (labels == 1)) for t in ts])
+  fp = np.array([np.sum((scores >= t) & (labels == 0)) for t in ts])
   fpr, tpr, thr = metrics.roc_curve(labels, scores)
-  sk_fpr, sk_tpr, sk_thr = skm.roc_curve(labels, scores, drop_intermediate=False)
-  np.testing.assert_allclose(fpr, sk_fpr)
-  np.testing.assert_allclose(tpr, sk_tpr)
-  np.testing.assert_allclose(thr[1:], sk_thr[1:])
+  np.testing.assert_allclose(fpr, np.r_[0, fp / fp[-1]])
+  np.testing.assert_allclose(tpr, np.r_[0, tp / tp[-1]])
+  np.testing.assert_array_equal(thr[1:], ts)
+  precision, recall, pr_thr = metrics.pr_curve(labels, scores)
+  np.testing.assert_allclose(precision, tp / (tp + fp))
+  np.testing.assert_allclose(recall, tp / tp[-1])
+  np.testing.assert_array_equal(pr_thr, ts)
+  pos, neg = scores[labels == 1], scores[labels == 0]
+  pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+  assert metrics.auroc(labels, scores) == pytest.approx(pairs, abs=1e-12)
+  ap = np.sum(np.diff(np.r_[0, recall]) * precision)
+  assert metrics.aupr(labels, scores) == pytest.approx(ap, abs=1e-12)
 
 
 @pytest.mark.parametrize('labels,scores', list(_cases()))

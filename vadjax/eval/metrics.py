@@ -1,11 +1,13 @@
-"""Detection metrics in numpy (seed 001 §4.3): AUROC, AUPR, EER, and the threshold metrics.
+"""Detection metrics (seed 001 §4.3): ROC, PR, AUROC and AUPR through scikit-learn; EER and
+the threshold metrics, which it lacks, here.
 
 Convention: `labels` are 1 for anomalous, 0 for normal; `scores` are higher for more
-anomalous samples. Tied scores are handled as one threshold step (as scikit-learn does).
+anomalous samples. Tied scores are one threshold step.
 """
 
 import numpy as np
 from scipy import stats
+from sklearn import metrics as skm
 
 
 def _check(labels, scores):
@@ -19,37 +21,31 @@ def _check(labels, scores):
 
 
 def roc_curve(labels, scores):
-  """(fpr, tpr, thresholds) at every distinct score, highest threshold first; starts at (0,0)."""
+  """(fpr, tpr, thresholds) at every distinct score, highest threshold first; starts at (0,0)
+  with threshold +inf (scikit-learn)."""
   labels, scores = _check(labels, scores)
-  order = np.argsort(-scores, kind='mergesort')
-  s, y = scores[order], labels[order]
-  last_of_run = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-  tp = np.cumsum(y)[last_of_run]
-  fp = (last_of_run + 1) - tp
-  P, N = max(tp[-1], 1), max(fp[-1], 1)
-  return np.r_[0.0, fp / N], np.r_[0.0, tp / P], np.r_[np.inf, s[last_of_run]]
+  return skm.roc_curve(labels, scores, drop_intermediate=False)
 
 
 def auroc(labels, scores) -> float:
-  fpr, tpr, _ = roc_curve(labels, scores)
-  return float(np.trapezoid(tpr, fpr))
+  labels, scores = _check(labels, scores)
+  if labels.min() == labels.max():
+    raise ValueError('AUROC needs both normal and anomalous samples')
+  return float(skm.roc_auc_score(labels, scores))
 
 
 def pr_curve(labels, scores):
-  """(precision, recall, thresholds), highest threshold first."""
+  """(precision, recall, thresholds) at every distinct score, highest threshold first
+  (scikit-learn's curve without its closing (1, 0) point)."""
   labels, scores = _check(labels, scores)
-  order = np.argsort(-scores, kind='mergesort')
-  s, y = scores[order], labels[order]
-  last_of_run = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-  tp = np.cumsum(y)[last_of_run]
-  predicted = last_of_run + 1
-  return tp / predicted, tp / max(tp[-1], 1), s[last_of_run]
+  precision, recall, thresholds = skm.precision_recall_curve(labels, scores)
+  return precision[:-1][::-1], recall[:-1][::-1], thresholds[::-1]
 
 
 def aupr(labels, scores) -> float:
-  """Area under the PR curve as average precision: Σ (R_n − R_{n−1}) P_n."""
-  precision, recall, _ = pr_curve(labels, scores)
-  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+  """Area under the PR curve as average precision: Σ (R_n − R_{n−1}) P_n (scikit-learn)."""
+  labels, scores = _check(labels, scores)
+  return float(skm.average_precision_score(labels, scores))
 
 
 def eer(labels, scores) -> float:
@@ -66,11 +62,7 @@ def eer(labels, scores) -> float:
 
 def confusion(labels, predicted) -> np.ndarray:
   """2×2 confusion matrix [[TN, FP], [FN, TP]] (rows true, columns predicted)."""
-  labels = np.asarray(labels).ravel().astype(int)
-  predicted = np.asarray(predicted).ravel().astype(int)
-  m = np.zeros((2, 2), np.int64)
-  np.add.at(m, (labels, predicted), 1)
-  return m
+  return skm.confusion_matrix(np.ravel(labels), np.ravel(predicted), labels=[0, 1])
 
 
 def threshold_metrics(labels, scores, threshold: float, positive: str = 'anomaly') -> dict:
