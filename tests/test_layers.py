@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vadjax.nn.layers import (Conv, ConvTranspose, depth_to_space, resolve_impl,
-                               space_to_depth)
+from vadjax.nn.conv_forms import depth_to_space, resolve_impl, space_to_depth
+from vadjax.nn.layers import Conv, ConvTranspose
 
 CASES = [(32, 3, 0, 0), (31, 3, 1, 1), (15, 4, 0, 0), (16, 3, 1, 1), (7, 4, 1, 0), (9, 5, 2, 1)]
 STRIDE1 = [(4, 4, 0), (9, 3, 1), (6, 5, 2)]
@@ -142,14 +142,14 @@ def test_3d_layers_fold_into_2d_exactly(size, k, s, p, op):
 def test_im2col_kernel_gradient_matches_torch(b, size, k, s, pads, chunk_bytes, monkeypatch):
   """The chunked im2col kernel gradient against torch's conv2d weight gradient: strides 1
   and 2, asymmetric padding, odd sizes, and chunk sizes that do not divide the batch."""
-  from vadjax.nn import layers
-  monkeypatch.setattr(layers, '_IM2COL_BYTES', chunk_bytes)
+  from vadjax.nn import conv_forms
+  monkeypatch.setattr(conv_forms, '_IM2COL_BYTES', chunk_bytes)
   rng = np.random.default_rng(k)
   x = rng.normal(size=(b, size, size + 1, 3)).astype(np.float32)
   w = rng.normal(size=(k, k, 3, 5)).astype(np.float32)
-  y = layers._conv(jnp.asarray(x), jnp.asarray(w), pads, (s, s))
+  y = conv_forms._conv(jnp.asarray(x), jnp.asarray(w), pads, (s, s))
   g = rng.normal(size=y.shape).astype(np.float32)
-  gw = layers.kernel_grad_im2col(jnp.asarray(x), jnp.asarray(g), w.shape, pads, (s, s))
+  gw = conv_forms.kernel_grad_im2col(jnp.asarray(x), jnp.asarray(g), w.shape, pads, (s, s))
   xt = torch.nn.functional.pad(torch.tensor(x).permute(0, 3, 1, 2),
                                (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
   wt = torch.tensor(w).permute(3, 2, 0, 1).requires_grad_()

@@ -38,19 +38,19 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vadjax.nn.conv_forms import DN
 from vadjax.nn.layers import Conv, ConvTranspose
 
 CELLS = ('rnn', 'lstm', 'gru')
 GATES = {'rnn': 1, 'lstm': 4, 'gru': 3}     # channel groups of W_x*X and W_h*H
 SCAN_IMPLS = ('auto', 'custom', 'autodiff')
 AUTO_UNROLL_MAX_STEPS = 8   # 'auto' unrolls sequences up to this long (BUILD_NOTES.md)
-_DN = ('NHWC', 'HWIO', 'NHWC')
 
 
 def hidden_conv(h, w):
   """W_h * H: a 'same' stride-1 conv (odd kernels)."""
   p = w.shape[0] // 2
-  return lax.conv_general_dilated(h, w, (1, 1), ((p, p), (p, p)), dimension_numbers=_DN)
+  return lax.conv_general_dilated(h, w, (1, 1), ((p, p), (p, p)), dimension_numbers=DN)
 
 
 def _input_grad_kernel(w):

@@ -19,307 +19,23 @@ Strided and transposed layers have exact implementations over the *same* paramet
          patch matrix or the products are small.
 Kernels are rearranged inside the layer, so checkpoints and PyTorch ports do not depend on
 the choice. 'auto' picks per layer type and backend what was measured faster
-(`resolve_impl`).
+(`resolve_impl`). The forms themselves: vadjax/nn/conv_forms.py.
 """
 
-import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vadjax.nn.conv_forms import (DN, IMPLS, even_padding, pair, conv_gemm, conv_s2d,
+                                  conv_subpixel_grad, conv_tapwise_grad, conv_transpose_gemm,
+                                  conv_transpose_s2d, resolve_impl)
 from vadjax.registry import UserError
 
-IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm')
-_DN = ('NHWC', 'HWIO', 'NHWC')
-
-
-def _pair(v):
-  return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
-                 kernel: int = 3, out_size: int = 0, in_channels: int = 0) -> str:
-  """The form a layer uses. 'auto' = what was measured faster on this backend (CPU, batch
-  32, forward + gradients, 2026-11-22; BCAE1 and BCAE2 at 128×128; the choices held when
-  XLA's own conv kernels replaced YNNPACK's, `vadjax/__init__.py`, 2026-11-23):
-    transposed conv to fewer than 8 channels: gemm (cgru_ae's 64→1 s2 64→128, batch 64:
-      forward + gradients 104 → 99 ms alone, and the whole train step 8% faster, paired:
-      XLA's form made a transposed copy of the 64-channel input for its kernel gradient;
-      the deep AE's 8→1 s1 at 32×32: its train step 7–8% faster, paired, two runs);
-    strided conv from fewer than 8 channels: plain (cgru_ae's 1→64 128→64, paired over
-      the train step: 3% faster than sub-pixel; gemm's kernel gradient was faster alone,
-      134 → 99 ms, but the step 13% slower);
-    strided transposed conv, ≥ 8 output channels: s2d (s2: 31→63, 64→64: 984 → 231 ms;
-      s3: 9→29, 256→128, k5: 2987 → 441 ms);
-    stride-1 transposed conv, ≥ 8 output channels: tap-wise kernel gradient (4→7, 96→96:
-      42 → 10 ms);
-    strided conv: plain (63→31, 64→64: 324 vs 507 ms s2d; 31→9 s3 k5: 190 vs 559), except
-      kernels over 3 onto maps of at most 4 (9→3, 256→512, k5 s2: 1738 → 244 ms s2d),
-      and stride 2 onto maps of ≥ 16 with ≥ 16 channels: the sub-pixel input gradient
-      (64→32, 64→64, batch 64: 495 → 421 ms; 32→16: 115 → 85; 63→31 b32: 210 → 190).
-  Elsewhere (GPU/TPU) always plain. 'xla' forces plain, 's2d' the fast forms everywhere,
-  'tapwise' a plain strided conv with the tap-wise kernel gradient, 'subpixel' a plain
-  strided conv with the sub-pixel input gradient, 'gemm' the one-matmul form for any
-  stride.
-  """
-  if impl not in IMPLS:
-    raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
-  s = _pair(stride)
-  if impl == 'gemm':
-    return impl
-  if s[0] != s[1] or (s == (1, 1) and not transposed):
-    return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
-  if impl == 'auto':
-    if jax.default_backend() != 'cpu':
-      return 'xla'
-    if transposed:
-      return 's2d' if features >= 8 else 'gemm'
-    if 0 < in_channels < 8:
-      return 'xla'
-    if kernel > 3 and 0 < out_size <= 4:
-      return 's2d'
-    return 'subpixel' if s == (2, 2) and out_size >= 16 and features >= 16 else 'xla'
-  if impl in ('tapwise', 'subpixel') and transposed:
-    return 's2d'
-  return impl
-
-
-def space_to_depth(x, s: int = 2):
-  b, h, w, c = x.shape
-  x = x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, h // s, w // s, s * s * c)
-
-
-def depth_to_space(x, s: int = 2):
-  b, h, w, cs = x.shape
-  c = cs // (s * s)
-  x = x.reshape(b, h, w, s, s, c).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, s * h, s * w, c)
-
-
-def _taps_by_phase(kernel, s: int = 2):
-  """(k, k, I, O) taps a → (K', K', s, s, I, O) with a = s·q + r, zero beyond k."""
-  k = kernel.shape[:2]
-  kq = tuple(-(-n // s) for n in k)
-  kernel = jnp.pad(kernel, ((0, s * kq[0] - k[0]), (0, s * kq[1] - k[1]), (0, 0), (0, 0)))
-  kh, kw, i, o = kernel.shape
-  return kernel.reshape(kq[0], s, kq[1], s, i, o).transpose(0, 2, 1, 3, 4, 5)
-
-
-def conv_s2d(x, kernel, padding, s: int = 2):
-  """Exact stride-s convolution as a stride-1 conv on the space-to-depth input."""
-  k = kernel.shape[:2]
-  kq = tuple(-(-n // s) for n in k)
-  out = tuple((x.shape[1 + d] + 2 * padding[d] - k[d]) // s + 1 for d in range(2))
-  size = tuple(s * (out[d] + kq[d] - 1) for d in range(2))   # padded input, multiple of s
-  x = jnp.pad(x, ((0, 0),) + tuple(
-      (padding[d], max(size[d] - x.shape[1 + d] - padding[d], 0)) for d in range(2))
-      + ((0, 0),))[:, :size[0], :size[1]]
-  w = _taps_by_phase(kernel, s)                     # (K', K', s, s, I, O)
-  w = w.reshape(kq[0], kq[1], s * s * kernel.shape[2], kernel.shape[3])
-  return lax.conv_general_dilated(space_to_depth(x, s), w, (1, 1), 'VALID',
-                                  dimension_numbers=_DN)
-
-
-def _conv(x, w, padding, stride=(1, 1)):
-  return lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=_DN)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_tapwise_grad(x, w, padding, stride=(1, 1)):
-  """A conv whose kernel gradient is one matmul per tap, Σ_bhw x_shift ⊗ dy.
-
-  XLA:CPU's own kernel-gradient conv is pathological for small kernels over many output
-  channels (2×2, 64→256 at 16×16: 520 ms against 29 ms this way, 2026-11-22) and for
-  strided convs to small maps (BCAE2's k5 s2 256→512 9→3: see BUILD_NOTES.md).
-  """
-  return _conv(x, w, padding, stride)
-
-
-def _tapwise_fwd(x, w, padding, stride):
-  return _conv(x, w, padding, stride), (x, w)
-
-
-def _tapwise_bwd(padding, stride, res, g):
-  x, w = res
-  gx = jax.vjp(lambda x: _conv(x, w, padding, stride), x)[1](g)[0]
-  if g.shape[1] * g.shape[2] >= _IM2COL_MIN_MAP:
-    return gx, kernel_grad_im2col(x, g, w.shape, padding, stride)
-  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-  h, wd = g.shape[1:3]
-  sh, sw = stride
-  gw = jnp.stack([jnp.stack([
-      jnp.einsum('bhwc,bhwd->cd', xp[:, i:i + sh * (h - 1) + 1:sh, j:j + sw * (wd - 1) + 1:sw],
-                 g, preferred_element_type=w.dtype)
-      for j in range(w.shape[1])]) for i in range(w.shape[0])])
-  return gx, gw.astype(w.dtype)
-
-
-def _patches(xp, kernel, stride, out):
-  """The patch matrix of a padded input: its k² (strided) shifted views side by side,
-  (B, ho, wo, kh·kw·C), taps row-major as the kernel's (kh, kw, C, O) layout."""
-  (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out
-  return jnp.concatenate([xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                          for i in range(kh) for j in range(kw)], axis=-1)
-
-
-# Output maps from 16×16 on take the im2col kernel gradient; on smaller ones the tap-wise
-# einsums were as fast or faster (8×8, 64→288: 17 vs 21 ms).
-_IM2COL_MIN_MAP = 256
-_IM2COL_BYTES = 8 << 20      # a chunk's patch matrix stays in the 32 MiB L3 cache
-
-
-def kernel_grad_im2col(x, g, shape, padding, stride):
-  """Σ_bhw patches(x) ⊗ dy, the kernel gradient of `_conv`, over chunks of the batch.
-
-  Each chunk's patch matrix (rows: output pixels, columns: taps × input channels) is
-  built and multiplied at once while it is in cache; one matmul per chunk runs at the
-  machine's matmul rate. YNNPACK's kernel-gradient conv ran at a fraction of it, and one
-  patch matrix for the whole batch is memory-bound (3×3 s2, 64→64, 64→32, batch 64: 222 ms
-  XLA, 113 ms this way; 2026-11-23, BUILD_NOTES.md). With XLA's own conv kernels (the
-  flags in vadjax/__init__.py) that layer alone is at par (99 vs 107 ms), but the train
-  step with XLA's kernel gradients was 9% slower (paired), so this form stays.
-  """
-  kh, kw, c, o = shape
-  b, ho, wo = g.shape[:3]
-  sh, sw = stride
-  # lax.pad: `_even_padding` may crop a row (negative padding)
-  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (*padding[0], 0), (*padding[1], 0),
-                                           (0, 0, 0)))
-  xp = xp[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]
-  chunk = max(1, min(b, _IM2COL_BYTES // (ho * wo * kh * kw * c * x.dtype.itemsize)))
-  while b % chunk:
-    chunk -= 1
-
-  def step(acc, xg):
-    xc, gc = xg
-    cols = _patches(xc, (kh, kw), stride, (ho, wo))
-    return acc + jnp.dot(cols.reshape(-1, kh * kw * c).T, gc.reshape(-1, o),
-                         preferred_element_type=jnp.float32), None
-
-  acc, _ = lax.scan(step, jnp.zeros((kh * kw * c, o), jnp.float32),
-                    (xp.reshape(b // chunk, chunk, *xp.shape[1:]),
-                     g.reshape(b // chunk, chunk, ho, wo, o)))
-  return acc.reshape(shape).astype(x.dtype)
-
-
-conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_subpixel_grad(x, w, padding, s: int = 2):
-  """A plain stride-s conv whose input gradient is the sub-pixel transposed conv: XLA:CPU's
-  own uses an lhs-dilated conv (PERFORMANCE.md fact 1; 3×3 s2, 64→64, 64→32, batch 64:
-  198 → 94 ms). The kernel gradient is `kernel_grad_im2col` (the space-to-depth form's
-  tap-wise one was slower here: 478 → 686 ms for the whole layer)."""
-  return _conv(x, w, padding, (s, s))
-
-
-def _subpixel_fwd(x, w, padding, s):
-  return _conv(x, w, padding, (s, s)), (x, w)
-
-
-def _subpixel_bwd(padding, s, res, g):
-  x, w = res
-  gx = conv_transpose_s2d(g, jnp.swapaxes(w, 2, 3), (padding[0][0], padding[1][0]),
-                          x.shape[1:3], s)
-  gw = kernel_grad_im2col(x, g, w.shape, padding, (s, s))
-  return gx.astype(x.dtype), gw.astype(w.dtype)
-
-
-conv_subpixel_grad.defvjp(_subpixel_fwd, _subpixel_bwd)
-
-
-def _strided_adjoint(g, w, padding, s: int, in_size):
-  """The adjoint of a stride-s transposed conv (x → y) applied to dy: the plain strided
-  conv of dy with the kernel's in/out axes swapped, cropped or padded to x's size."""
-  k = w.shape[:2]
-  hi = tuple(max((in_size[d] - 1) * s + k[d] - padding[d] - g.shape[1 + d], 0)
-             for d in range(2))
-  gx = _conv(g, jnp.swapaxes(w, 2, 3), ((padding[0], hi[0]), (padding[1], hi[1])), (s, s))
-  return gx[:, :in_size[0], :in_size[1]]
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv_transpose_s2d(x, kernel, padding, out_size, s: int = 2):
-  """Exact stride-s transposed convolution: a stride-1 'full' conv producing the s² output
-  phases as channels, then depth-to-space and a crop at the padding offset. Its input
-  gradient is a plain strided conv (3×3 s2, 64→64, 32→64, batch 64: 110 ms, against 260 ms
-  for the gradient of the sub-pixel form, 2026-11-22)."""
-  return _conv_transpose_s2d(x, kernel, padding, out_size, s)
-
-
-def _convt_fwd(x, kernel, padding, out_size, s):
-  return _conv_transpose_s2d(x, kernel, padding, out_size, s), (x, kernel)
-
-
-def _convt_bwd(padding, out_size, s, res, g):
-  x, kernel = res
-  gx = _strided_adjoint(g, kernel, padding, s, x.shape[1:3])
-  gw = jax.vjp(lambda w: _conv_transpose_s2d(x, w, padding, out_size, s), kernel)[1](g)[0]
-  return gx.astype(x.dtype), gw
-
-
-conv_transpose_s2d.defvjp(_convt_fwd, _convt_bwd)
-
-
-def _conv_transpose_s2d(x, kernel, padding, out_size, s: int = 2):
-  kq = tuple(-(-n // s) for n in kernel.shape[:2])
-  w = _taps_by_phase(kernel, s)[::-1, ::-1]         # tap q ↔ input offset −q: flip
-  w = w.transpose(0, 1, 4, 2, 3, 5).reshape(kq[0], kq[1], kernel.shape[2],
-                                            s * s * kernel.shape[3])
-  z = conv_tapwise_grad(x, w, ((kq[0] - 1,) * 2, (kq[1] - 1,) * 2))
-  y = depth_to_space(z, s)
-  need = tuple(padding[d] + out_size[d] - y.shape[1 + d] for d in range(2))
-  y = jnp.pad(y, ((0, 0), (0, max(need[0], 0)), (0, max(need[1], 0)), (0, 0)))
-  return y[:, padding[0]:padding[0] + out_size[0], padding[1]:padding[1] + out_size[1]]
-
-
-def conv_gemm(x, w, stride, padding):
-  """A conv as one matmul: the k² (strided) shifted views of the padded input side by side,
-  the patch matrix, times the kernel. The patch matrix is k² times the input: for inputs
-  with few channels only."""
-  (sh, sw), (ph, pw) = stride, padding
-  kh, kw, c, o = w.shape
-  ho, wo = (x.shape[1] + 2 * ph - kh) // sh + 1, (x.shape[2] + 2 * pw - kw) // sw + 1
-  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-  return jnp.dot(_patches(xp, (kh, kw), stride, (ho, wo)), w.reshape(kh * kw * c, o))
-
-
-def conv_transpose_gemm(x, w, stride, padding, output_padding):
-  """PyTorch's transposed conv by its definition: input pixel i adds x_i · kernel[t] to
-  output s·i + t − p for every tap t. One matmul gives the k²·O products of every pixel
-  (few when O is small); each tap's products go to a stride-s grid at offset t (an
-  interior-padded copy), and the k² grids add up in one elementwise pass."""
-  (sh, sw), (ph, pw), (oph, opw) = stride, padding, output_padding
-  b, h, wd, c = x.shape
-  kh, kw, _, o = w.shape
-  z = jnp.dot(x, w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
-  z = z.reshape(b, h, wd, kh, kw, o)
-  full = ((h - 1) * sh + kh + oph, (wd - 1) * sw + kw + opw)    # before the crop by p
-  zero = jnp.zeros((), z.dtype)
-  y = sum(lax.pad(z[:, :, :, i, j], zero,
-                  ((0, 0, 0), (i, full[0] - i - (h - 1) * sh - 1, sh - 1),
-                   (j, full[1] - j - (wd - 1) * sw - 1, sw - 1), (0, 0, 0)))
-          for i in range(kh) for j in range(kw))
-  return y[:, ph:full[0] - ph, pw:full[1] - pw]
-
-
-def _even_padding(size: int, k: int, p: int) -> tuple[int, int]:
-  """(low, high) padding of a stride-2 conv that gives the same output from an even padded
-  length: one more zero row when the last row is read, one row less when it is not.
-
-  XLA:CPU is much slower on odd sizes (BCAE1's 3×3 stride-2 conv 64→64 on 63×63, batch 32:
-  forward 78 → 32 ms, gradients 290 → 206 ms when padded to 64; 2026-11-22).
-  """
-  length = size + 2 * p
-  if length % 2 == 0:
-    return p, p
-  needed = ((length - k) // 2) * 2 + k      # rows the output actually reads
-  return (p, p - 1) if needed < length else (p, p + 1)
+__all__ = ['IMPLS', 'Conv', 'ConvTranspose', 'Conv3D', 'ConvTranspose3D', 'batch_norm',
+           'check_input', 'conv2d', 'conv_transpose2d', 'conv3d', 'conv_transpose3d',
+           'resolve_impl']
 
 
 class Conv(nn.Module):
@@ -337,7 +53,7 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k = _pair(self.kernel)
+    k = pair(self.kernel)
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
     y = conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding, self.impl)
     if self.use_bias:
@@ -362,7 +78,7 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k = _pair(self.kernel)
+    k = pair(self.kernel)
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
     y = conv_transpose2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
                          self.output_padding, self.impl)
@@ -373,7 +89,7 @@ class ConvTranspose(nn.Module):
 
 def conv2d(x, w, stride, padding, impl='auto'):
   """`Conv`'s computation: x (B, H, W, I), kernel (kH, kW, I, O)."""
-  k, s, p = w.shape[:2], _pair(stride), _pair(padding)
+  k, s, p = w.shape[:2], pair(stride), pair(padding)
   out = min((x.shape[1 + d] + 2 * p[d] - k[d]) // s[d] + 1 for d in range(2))
   form = resolve_impl(impl, s, transposed=False, features=w.shape[-1], kernel=max(k),
                       out_size=out, in_channels=w.shape[2])
@@ -384,20 +100,20 @@ def conv2d(x, w, stride, padding, impl='auto'):
   if form == 'tapwise':
     return conv_tapwise_grad(x, w, ((p[0], p[0]), (p[1], p[1])), s)
   if form == 'subpixel':
-    pads = tuple(_even_padding(x.shape[1 + d], k[d], p[d]) if s == (2, 2) else (p[d], p[d])
+    pads = tuple(even_padding(x.shape[1 + d], k[d], p[d]) if s == (2, 2) else (p[d], p[d])
                  for d in range(2))
     return conv_subpixel_grad(x, w, pads, s[0])
   if s == (2, 2):
-    return lax.conv_general_dilated(x, w, s, [_even_padding(x.shape[1 + d], k[d], p[d])
-                                              for d in range(2)], dimension_numbers=_DN)
+    return lax.conv_general_dilated(x, w, s, [even_padding(x.shape[1 + d], k[d], p[d])
+                                              for d in range(2)], dimension_numbers=DN)
   return lax.conv_general_dilated(x, w, s, ((p[0], p[0]), (p[1], p[1])),
-                                  dimension_numbers=_DN)
+                                  dimension_numbers=DN)
 
 
 def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
   """`ConvTranspose`'s computation: x (B, H, W, I), kernel (kH, kW, I, O)."""
-  k, s = w.shape[:2], _pair(stride)
-  p, op = _pair(padding), _pair(output_padding)
+  k, s = w.shape[:2], pair(stride)
+  p, op = pair(padding), pair(output_padding)
   out = tuple((x.shape[1 + d] - 1) * s[d] - 2 * p[d] + k[d] + op[d] for d in range(2))
   form = resolve_impl(impl, s, transposed=True, features=w.shape[-1])
   if form == 'gemm':
@@ -410,7 +126,7 @@ def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
     return conv_tapwise_grad(x, w[::-1, ::-1], pads)
   # correlation of the s-dilated input with the spatially flipped kernel
   return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), pads, lhs_dilation=s,
-                                  dimension_numbers=_DN)
+                                  dimension_numbers=DN)
 
 
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
