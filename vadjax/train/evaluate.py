@@ -17,7 +17,7 @@ import numpy as np
 
 from vadjax import parallel
 from vadjax.data import eval_batches
-from vadjax.data.sources import ArraySource, Subset, field
+from vadjax.data.sources import Subset, field
 from vadjax.eval import metrics as metrics_lib, plots, report as report_lib
 from vadjax.eval import thresholds as thr
 from vadjax.eval import video as video_lib
