@@ -39,6 +39,7 @@ from absl import app, flags
 from vadjax import parallel
 from vadjax.bench import harness
 from vadjax.bench.twins import TWINS, Memory as TorchMemory, port
+from vadjax.bench.twins.memae import ENTROPY_WEIGHT
 from vadjax.methods import METHODS
 from vadjax.models import MODELS, conv_rnn_ae
 from vadjax.nn.memory import Memory
@@ -58,7 +59,6 @@ METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae', 'alps': 'alps', 'adacl_cnn':
 # ADACL's JAX step doubles its batch on device (each image and a created anomaly); its twin
 # gets the doubled batch ready-made (the image and its mirror), so torch does no augmenting
 DOUBLED = ('adacl_cnn',)
-ENTROPY_WEIGHT = 2e-4
 
 _OUTPUT = {'adacl_cnn': 'prediction'}     # what inference returns (else the reconstruction)
 
@@ -133,19 +133,15 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
   return out, jax.device_get(variables)
 
 
-def _memory_loss(z_hat, w, log):
-  """The memory kernel's benchmark objective: a read-out term plus MemAE's entropy."""
-  return (z_hat ** 2).mean() - ENTROPY_WEIGHT * (w * log(w + 1e-12)).sum(-1).mean()
-
-
 def _jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep=None):
   mod = Memory(num_items=2000, shrink_threshold=1 / 2000, dtype=jnp.dtype(dtype))
   z = jnp.asarray(np.random.default_rng(0).normal(size=(batch * shape[0], shape[1])),
                   jnp.float32)
   params = mod.init(jax.random.PRNGKey(0), z)['params']
 
-  def loss(p, z):
-    return _memory_loss(*mod.apply({'params': p}, z), jnp.log)
+  def loss(p, z):   # as the twin's (vadjax.bench.twins.memae.Memory.loss)
+    z_hat, w = mod.apply({'params': p}, z)
+    return (z_hat ** 2).mean() - ENTROPY_WEIGHT * (w * jnp.log(w + 1e-12)).sum(-1).mean()
   grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
   infer = jax.jit(lambda p, z: mod.apply({'params': p}, z)[0])
   out = {}
@@ -193,27 +189,12 @@ def _torch_records(name, shape, batch, dtype, repeats, warmup, variables, compil
   opt = torch.optim.Adam(twin.parameters(), 1e-3, weight_decay=1e-5)
   amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
 
-  def objective(out):
-    if name == 'memory':
-      return _memory_loss(out[0].float(), out[1].float(), torch.log)
-    if 'prediction' in out:             # ADACL: regression on the labels
-      return torch.mean((out['prediction'].float() - target) ** 2)
-    if 'recon_perturbed' in out:        # ALPS: the AE's loss; the distorter ascends it
-      return torch.mean((out['recon_perturbed'].float() - x) ** 2)
-    loss = torch.mean((out['recon'].float() - out.get('target', x)) ** 2)   # Seq2Seq: future
-    if 'regularizer' in out:            # SA-CAE's λ‖x_AM‖
-      loss = loss + out['regularizer'].float().mean()
-    if 'memory_weights' in out:
-      w = out['memory_weights'].float()
-      loss = loss - ENTROPY_WEIGHT * (w * torch.log(w + 1e-12)).sum(-1).mean()
-    return loss
-
   def train():
     twin.train()
     opt.zero_grad(set_to_none=True)
     x.grad = None
     with amp:
-      loss = objective(net(x))
+      loss = twin.loss(net(x), x, target)     # each twin's own objective
     loss.backward()
     if hasattr(twin, 'after_backward'):  # ALPS: the distorter's ascent
       twin.after_backward()

@@ -14,7 +14,7 @@ import torch
 
 from conftest import assert_restore_scores_as_the_run
 from vadjax.bench.twins import TWINS, port
-from vadjax.bench.video_twins import Recurrent as TorchRecurrent
+from vadjax.bench.twins import Recurrent as TorchRecurrent
 from vadjax.data import walkway
 from vadjax.eval import video as video_lib
 from vadjax.models import MODELS

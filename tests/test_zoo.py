@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 
 from vadjax import parallel
 from vadjax.bench.twins import TWINS, port
-from vadjax.bench.zoo_twins import AsymmetricBlock as TorchBlock
+from vadjax.bench.twins import AsymmetricBlock as TorchBlock
 from vadjax.methods import METHODS
 from vadjax.models import MODELS
 from vadjax.models.ks_cae import fuse_ks_cae
@@ -176,12 +176,9 @@ def test_asymmetric_block_against_twin_and_fusion(transposed, k, stride, padding
                                          else rng.normal(size=s.shape), jnp.float32), shapes)
   y = np.asarray(block.apply(v, jnp.asarray(x), train=False))
   twin = TorchBlock(3, 5, k, stride, padding, transposed, norm).eval()
-  from vadjax.bench.zoo_twins import port_by_name
   wrapper = torch.nn.Module()
   wrapper.add_module('b', twin)
-  wrapper.flax_names = True
-  port_by_name(wrapper, {'params': {'b': v['params']},
-                         'batch_stats': {'b': v.get('batch_stats', {})}})
+  port(wrapper, {'params': {'b': v['params']}, 'batch_stats': {'b': v.get('batch_stats', {})}})
   with torch.no_grad():
     t = twin(torch.from_numpy(x).movedim(-1, 1)).movedim(1, -1).numpy()
   assert y.shape == t.shape

@@ -15,8 +15,25 @@ from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
 from vadjax.nn.attention import CBAM, AugmentedConv, InputAttention, PayAttention, SqueezeExcite
 
 
-def _valid_out(size: int, kernel: int, stride: int) -> int:
+def valid_out(size: int, kernel: int, stride: int) -> int:
   return (size - kernel) // stride + 1
+
+
+def bcae1_geometry(size) -> tuple[list, tuple, list]:
+  """BCAE1's shapes for an input of `size` (h, w): the encoder's map sizes (input first),
+  its last kernel (4 at 128×128, smaller maps take the map), and the decoder's (kernel,
+  stride) per layer: each transposed conv restores the size of the encoder level it
+  mirrors, 3 wide or 4 where one more row is needed (no output pixel without input)."""
+  sizes = [tuple(size)]
+  for _ in range(4):
+    sizes.append(tuple(valid_out(s, 3, 2) for s in sizes[-1]))
+  last_k = tuple(min(4, s) for s in sizes[-1])
+  sizes.append(tuple(valid_out(s, k, 1) for s, k in zip(sizes[-1], last_k)))
+  decoder, current = [(last_k, 1)], sizes[4]
+  for level in range(3, -1, -1):
+    decoder.append((tuple(t - 2 * (c - 1) for t, c in zip(sizes[level], current)), 2))
+    current = sizes[level]
+  return sizes, last_k, decoder
 
 
 def _with_maps(out: dict, maps: dict) -> dict:
@@ -90,11 +107,7 @@ class BCAE1(nn.Module):
       x, maps['input'], extra['regularizer'] = InputAttention(
           self.input_attention, self.sa_hidden, penalty=self.sa_penalty, sa_form=self.sa_form,
           dtype=self.dtype, name='input_attention')(x.astype(self.dtype), train)
-    sizes = [tuple(x.shape[1:3])]
-    for _ in range(4):
-      sizes.append(tuple(_valid_out(s, 3, 2) for s in sizes[-1]))
-    last_k = tuple(min(4, s) for s in sizes[-1])
-    sizes.append(tuple(_valid_out(s, k, 1) for s, k in zip(sizes[-1], last_k)))
+    _, last_k, decoder = bcae1_geometry(x.shape[1:3])
 
     h = x.astype(self.dtype)
     for i, f in enumerate(self.filters[:4]):
@@ -112,13 +125,7 @@ class BCAE1(nn.Module):
     latent = h
 
     out_channels = list(self.filters[3::-1]) + [self.channels]   # 96, 64, 64, 64, C
-    for i, f in enumerate(out_channels):
-      level = 4 - i                     # the encoder layer this one mirrors
-      target, current = sizes[level], h.shape[1:3]
-      if level == 4:
-        k, s = last_k, 1
-      else:   # 3 wide, or 4 where one more row is needed (no output pixel without input)
-        k, s = tuple(t - 2 * (c - 1) for t, c in zip(target, current)), 2
+    for i, (f, (k, s)) in enumerate(zip(out_channels, decoder)):
       h = ConvTranspose(f, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < 4:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), self.leaky_slope)

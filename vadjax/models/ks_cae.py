@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vadjax.models import MODELS
+from vadjax.models.conv_ae import valid_out
 from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
 from vadjax.nn.acb import AsymmetricBlock, fuse
 
@@ -28,8 +29,17 @@ DECODER = ((3, 2), (5, 2), (5, 3), (5, 2), (5, 2))
 BLOCKS = ('plain', 'acb', 'fused')
 
 
-def _valid_out(size, k, s):
-  return (size - k) // s + 1
+def last_kernel(size) -> tuple:
+  """The output layer's kernel per axis: what brings the decoder's map back to `size`."""
+  out = []
+  for n in size:
+    m = n
+    for k, s in ENCODER:
+      m = valid_out(m, k, s)
+    for k, s in DECODER:
+      m = (m - 1) * s + k
+    out.append(n - m + 1)
+  return tuple(out)
 
 
 @MODELS.register('bcae2')
@@ -75,7 +85,7 @@ class BCAE2(nn.Module):
     for i, ((k, s), f) in enumerate(zip(DECODER, dec)):
       h = self._layer(h, f, k, s, f'dec{i}', True, train, True)
       h = nn.leaky_relu(h, self.leaky_slope)
-    last = tuple(t - c + 1 for t, c in zip(x.shape[1:3], h.shape[1:3]))
+    last = last_kernel(x.shape[1:3])
     if min(last) < 1:
       raise ValueError(f'bcae2 decodes to {h.shape[1:3]}, larger than the input {x.shape[1:3]}')
     h = self._layer(h, self.channels, last if last[0] != last[1] else last[0], 1,

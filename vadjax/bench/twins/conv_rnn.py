@@ -6,12 +6,10 @@ Flax cells. Clips are channels-first (B, C, T, H, W), as `torch.nn.Conv3d`. Subm
 the Flax names, so `vadjax.bench.twins.port` copies variables by path.
 """
 
-import functools
-
 import torch
 from torch import nn
 
-from vadjax.bench.twins import TWINS, _bn
+from vadjax.bench.twins.registry import add, bn, mse_loss
 from vadjax.models.conv_rnn_ae import NAMES
 
 GATES = {'rnn': 1, 'lstm': 4, 'gru': 3}
@@ -84,7 +82,6 @@ class Bidirectional(nn.Module):
 
 class ConvRecurrentAE(nn.Module):
   """Twin of `vadjax.models.conv_rnn_ae.ConvRecurrentAE` (same fields)."""
-  flax_names = True
 
   def __init__(self, channels=1, input_size=(128, 128), cell='gru', variant='plain',
                recurrent_layers=2, recurrent_decoder=True, filters=(64, 64, 64, 96, 96),
@@ -103,7 +100,7 @@ class ConvRecurrentAE(nn.Module):
         self.enc_recurrent.append(i)
       else:
         self.add_module(f'enc{i}', nn.Conv2d(cin, f, 3, stride, 1))
-      self.add_module(f'enc{i}_bn', _bn(f))
+      self.add_module(f'enc{i}_bn', bn(f))
       cin = f
     if variant == 'seq2seq':
       self.bridge = nn.Conv2d(cin, filters[4], 4, 1, 0)      # on the input padded (1, 2)
@@ -118,7 +115,7 @@ class ConvRecurrentAE(nn.Module):
       else:
         self.add_module(f'dec{i}', nn.ConvTranspose2d(cin, f, 3, stride, 1, stride - 1))
       if i < 4:
-        self.add_module(f'dec{i}_bn', _bn(f))
+        self.add_module(f'dec{i}_bn', bn(f))
       cin = f
 
   def _layer(self, name, h, recurrent):
@@ -155,6 +152,9 @@ class ConvRecurrentAE(nn.Module):
             'latent': last.flatten(1)}
 
 
-TWINS['conv_rnn_ae'] = ConvRecurrentAE
+  loss = staticmethod(mse_loss)
+
+
+add('conv_rnn_ae', ConvRecurrentAE)
 for _name, (_cell, _variant) in NAMES.items():
-  TWINS[_name] = functools.partial(ConvRecurrentAE, cell=_cell, variant=_variant)
+  add(_name, ConvRecurrentAE, cell=_cell, variant=_variant)

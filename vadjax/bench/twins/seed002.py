@@ -1,5 +1,5 @@
 """PyTorch twins of seed 002's networks (`alps`, `adacl_cnn`), with the Flax module names
-(ported by `zoo_twins.port_by_name`). Inputs NCHW; outputs as the Flax models'.
+(ported by `vadjax.bench.twins.port`). Inputs NCHW; outputs as the Flax models'.
 
 The ALPS twin's `after_backward()` turns the distorter's gradient into its ascent direction
 (−adversary_weight / ae_weight, as `vadjax.methods.alps`), for the benchmark's train step.
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vadjax.bench.twins import register
+from vadjax.bench.twins.registry import add
 
 
 class _Encoder(nn.Module):
@@ -50,9 +50,7 @@ class _Decoder(nn.Module):
     return torch.sigmoid(h)
 
 
-@register('alps')
 class ALPS(nn.Module):
-  flax_names = True
 
   def __init__(self, channels=1, input_size=(32, 32), latent_dim=32, filters=(32, 64, 128),
                distorter_filters=(32, 64, 64), epsilon=0.5, adversary_weight=0.5,
@@ -71,15 +69,18 @@ class ALPS(nn.Module):
     return {'recon': both[:len(x)], 'recon_perturbed': both[len(x):], 'latent': z,
             'perturbation': p}
 
+  @staticmethod
+  def loss(out, x, target=None):
+    """The autoencoder's loss on the perturbed reconstruction; the distorter ascends it."""
+    return torch.mean((out['recon_perturbed'].float() - x) ** 2)
+
   def after_backward(self):
     for q in self.distorter.parameters():
       if q.grad is not None:
         q.grad.mul_(self.flip)
 
 
-@register('adacl_cnn')
 class ADACLRegressor(nn.Module):
-  flax_names = True
 
   def __init__(self, channels=1, input_size=None, filters=(32, 64, 128, 128), hidden=64):
     super().__init__()
@@ -97,3 +98,12 @@ class ADACLRegressor(nn.Module):
       x = F.relu(getattr(self, f'enc{i}_bn')(getattr(self, f'enc{i}')(x)))
     feature = F.relu(self.fc0(x.amax(dim=(2, 3))))
     return {'prediction': self.fc1(feature)[:, 0], 'latent': feature}
+
+  @staticmethod
+  def loss(out, x, target):
+    """Regression on the (created) labels, MSE (vadjax.methods.adacl)."""
+    return torch.mean((out['prediction'].float() - target) ** 2)
+
+
+add('alps', ALPS)
+add('adacl_cnn', ADACLRegressor)
