@@ -307,29 +307,38 @@ def test_walkway_figure_outlines_every_event(tmp_path):
     assert np.any(np.all(np.isclose(f, (1.0, 0.1, 0.1)), axis=-1))
 
 
-def test_video_compare_table_and_collect(tmp_path):
-  """The sweep harness: one row trained, its table row, and collect-only over what exists.
-  In a fresh process: its absl flags (--workdir, ...) clash with other experiment scripts'."""
+def test_sweep_harness_video_study(tmp_path):
+  """The sweep harness on the video study: one row trained, its table row read from the
+  run's report (with the derived motion mean), and collect-only over what exists. In a
+  fresh process: its absl flags (--workdir, ...) clash with other experiment scripts'."""
   import json
   import subprocess
   import sys
   code = (
       'import json, sys\n'
-      'from experiments import video_compare as v\n'
+      'from experiments import sweep\n'
       'w = sys.argv[1]\n'
-      "a = v.run(w, ['0'], preset='quick', override='num_epochs=1', only=['bcae1'])\n"
-      "b = v.run(w, ['0', '1'], preset='quick', only=['bcae1'], collect_only=True)\n"
+      "a = sweep.run('video', w, ['0'], preset='quick', override='num_epochs=1',\n"
+      "              only=['BCAE1 (per frame)'])\n"
+      "b = sweep.run('video', w, ['0'], only=['BCAE1 (per frame)', 'CRNN(2,N)'],\n"
+      "              collect_only=True)\n"
       'print(json.dumps([a, b]))\n')
   proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True,
                         text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert proc.returncode == 0, proc.stderr[-2000:]
   result, again = json.loads(proc.stdout.strip().splitlines()[-1])
   (row,) = result['rows']
-  assert row['label'] == 'BCAE1 (per frame)' and row['result']['seeds'] == 1
-  assert 0 <= row['result']['motion']['mean'] <= 1 and row['result']['motion']['ci95'] is None
+  report = json.loads((tmp_path / 'BCAE1_per_frame_walkway' / 'report.json').read_text())
+  assert row['result'] == report['mean'] and report['mean']['auroc']['n'] == 1
+  motion = np.mean([report['mean'][f'kind_per_video_norm/{k}']['mean']
+                    for k in ('fast', 'wrong_way', 'loiter')])
   line = result['table'].splitlines()[2]
-  assert line.startswith('| BCAE1 (per frame) | 1 | ') and line.endswith('| 0.84 / 0.27 |')
-  assert again['rows'][0]['result']['seeds'] == 1     # seed 1 never ran: left out
+  cells = [c.strip() for c in line.strip('|').split('|')]
+  assert cells[:3] == ['BCAE1 (per frame)', 'walkway', '1'] and cells[-1] == '0.84 / 0.27'
+  assert cells[3] == f"{report['mean']['auroc_per_video_norm']['mean']:.4f}"
+  assert cells[-2] == f'{motion:.4f}'                    # the derived column
+  assert [r['result'] is None for r in again['rows']] == [False, True]   # CRNN never ran
+  assert (tmp_path / 'video.md').read_text().strip() == again['table']
 
 
 def test_method_settings_are_refused_where_they_would_be_ignored():

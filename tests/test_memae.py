@@ -1,5 +1,8 @@
 """MemAE-2D/3D: shapes, parameter counts, the objective, one step learns, no retrace."""
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +13,7 @@ from experiments.configs import memae as memae_config
 from vadjax import parallel
 from vadjax.methods import METHODS
 from vadjax.models import MODELS
+from vadjax.eval.metrics import mean_ci
 from vadjax.registry import UserError
 from vadjax.train import steps as steps_lib
 
@@ -101,3 +105,30 @@ def test_train_step_learns_without_retracing(name, shape, kw):
     losses.append(float(m['loss']))
   assert losses[-1] < 0.5 * losses[0], losses
   assert 'entropy' in m and np.isfinite(float(m['entropy']))
+
+
+def test_memory_size_study_reads_reports_and_draws_the_figure(tmp_path):
+  """The sweep harness's table and figure from finished rows (collect-only: no training),
+  in a fresh process (the sweep's absl flags)."""
+  import subprocess
+  import sys
+  for n, per_seed in ((10, [0.8, 0.9]), (100, [0.95, 0.97])):
+    row = tmp_path / f'N_{n}_digits'
+    row.mkdir()
+    mean = {'auroc': {**mean_ci(per_seed), 'per_seed': per_seed}}
+    (row / 'report.json').write_text(json.dumps({'mean': mean}))
+  code = ('import json, sys\n'
+          'from experiments import sweep\n'
+          "print(json.dumps(sweep.run('memory_size', sys.argv[1], ['0', '1'], "
+          'collect_only=True)))\n')
+  proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True,
+                        text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  lines = result['table'].splitlines()
+  ci = mean_ci([0.8, 0.9])['ci95']
+  assert lines[2] == f'| N=10 | digits | 2 | 0.8500 ± {ci:.4f} | – |'
+  assert lines[3].startswith('| N=25 | digits | 0 | – |')        # not run: a dash
+  from PIL import Image
+  with Image.open(result['figure']) as im:       # the figure: a 5 × 3.5 in PNG
+    assert im.format == 'PNG' and im.width / im.height == pytest.approx(5 / 3.5, rel=0.02)

@@ -1,5 +1,5 @@
 """The image model zoo's configs (seeds 000 and 001), shared by the per-model config files and
-by the comparison sweep `experiments/compare.py`.
+by the comparison studies of `experiments/sweep.py`.
 
 Seed 001 models (BCAE1 and its variants) train as seed 001 §4.4.1 (base.py defaults);
 BCAE2 / KS-CAE need 128×128 inputs (their layout, `vadjax.models.ks_cae`). Seed 000 models

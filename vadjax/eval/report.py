@@ -60,24 +60,39 @@ def _versions() -> dict:
   return out
 
 
+def run_values(r: dict) -> dict:
+  """A run's summary numbers: SUMMARY_KEYS, F1 at every threshold (`f1@<name>`), and the
+  per-kind AUROCs (`kind/<name>`; videos also `kind_per_video_norm/<name>`)."""
+  v = {k: r['image'][k] for k in SUMMARY_KEYS if k in r['image']}
+  v.update({f'f1@{t}': m['f1'] for t, m in r['thresholds'].items()})
+  v.update({f'kind/{k}': a for k, a in r['per_kind_auroc'].items()})
+  v.update({f'kind_per_video_norm/{k}': a
+            for k, a in r.get('per_kind_auroc_per_video_norm', {}).items()})
+  return v
+
+
+def _aggregate(results: list[dict], seeds) -> dict:
+  """Mean ± CI over seeds of every run value that all runs have (per seed: the mean over
+  the runs of that seed, i.e. over categories); keeps the per-seed values."""
+  values = [run_values(r) for r in results]
+  keys = [k for k in values[0] if all(k in v for v in values)]
+  out = {}
+  for k in keys:
+    per_seed = [float(np.mean([v[k] for v, r in zip(values, results) if r['seed'] == s]))
+                for s in seeds]
+    out[k] = {**metrics.mean_ci(per_seed), 'per_seed': per_seed}
+  return out
+
+
 def summarize(config, results: list[dict], seconds: float) -> dict:
   """Per-category mean ± CI over seeds, and the mean over categories (averaged per seed,
-  then mean ± CI over seeds)."""
+  then mean ± CI over seeds), of every run value (`run_values`)."""
   cats = list(dict.fromkeys(r['category'] for r in results))
   seeds = list(dict.fromkeys(r['seed'] for r in results))
-  keys = [k for k in SUMMARY_KEYS if k in results[0]['image']]
-  thr_names = list(results[0]['thresholds'])
-  per_cat = {}
-  for c in cats:
-    rs = [r for r in results if r['category'] == c]
-    per_cat[c] = {k: metrics.mean_ci([r['image'][k] for r in rs]) for k in keys}
-    for t in thr_names:
-      per_cat[c][f'f1@{t}'] = metrics.mean_ci([r['thresholds'][t]['f1'] for r in rs
-                                               if t in r['thresholds']])
-  mean = {}
-  for k in keys:
-    per_seed = [np.mean([r['image'][k] for r in results if r['seed'] == s]) for s in seeds]
-    mean[k] = metrics.mean_ci(per_seed)
+  per_cat = {c: _aggregate([r for r in results if r['category'] == c],
+                           [s for s in seeds if any(r['seed'] == s and r['category'] == c
+                                                    for r in results)]) for c in cats}
+  mean = _aggregate(results, seeds)
   dev = jax.devices()[0]
   return {
       'config': config.to_dict(), 'date': datetime.datetime.now().isoformat(timespec='seconds'),

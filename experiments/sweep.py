@@ -1,0 +1,241 @@
+"""Every comparison study as a list of rows: one harness, one table writer.
+
+  python -m experiments.sweep --study=NAME --workdir=runs/NAME --seeds=0,1,2 \
+      [--override=num_epochs=4] [--only=LABEL,...] [--data=digits] [--collect_only]
+
+A row is (label, config, variant, the seed's number for it). Each row trains in its own
+sub-workdir with every seed (`train_and_evaluate`: an interrupted sweep resumes where it
+stopped, a finished row is not run again, and adding seeds later trains only the new ones:
+run `--seeds=0` first for a quick look at every row, then `--seeds=0,1,2`). The table reads
+each row's `report['mean']` (mean ± 95% CI over seeds); nothing is recomputed here but the
+derived columns a study names (the motion mean of three per-kind AUROCs, from the same
+per-seed values). Writes <study>.json and <study>.md in --workdir.
+
+Studies (runtimes on a 2-core CPU, 3 seeds):
+  seed001, ks, seed000   the image zoo against its baselines on digits and textures (seed 001
+                         Tab. 4.6/4.8, seed 000 Tab. 4-4); ~1–2 h each
+  video                  seed 001 §4.9 on walkway: BCAE1 per frame against the conv recurrent
+                         AEs (Tab. 4.13); `--preset=cpu` by default, ~2 h
+  seed002, seed002_ablations   ALPS and ADACL (Tabs. 3.1, 3.3, 4.1, 4.4); ~1 h
+  memory_size            MemAE's AUROC against the memory size N (seed 003 Fig. 7), with a
+                         figure; ~30 min with --override='categories=0;3;5;8'
+"""
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Callable
+
+import numpy as np
+from absl import app, flags, logging
+
+from experiments.configs import adacl, alps, conv_rnn, memae, zoo
+from vadjax.eval import plots
+from vadjax.eval.metrics import mean_ci
+from vadjax.train import train_and_evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  label: str
+  make: Callable            # variant string → config
+  variant: str = ''
+  reference: str = '–'      # the seed's number(s) for this row (on its own data)
+  data: str = ''            # what the row runs on, for the table
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  rows: tuple
+  columns: tuple            # (header, key of report['mean'] or of `derived`)
+  reference: str            # header of the seed's column
+  derived: dict = dataclasses.field(default_factory=dict)   # key → keys averaged per seed
+  preset: str = ''          # variant words every row gets (overridable by --preset)
+  plots: bool = False
+  figure: Callable | None = None
+
+
+def _zoo_rows(suite, datasets, reference):
+  """The zoo's configs as they are on digits (32×32; seed 000's keep class "1"), and on
+  textures at 64×64 (BCAE2 / KS-CAE: 128×128 on both)."""
+  rows = []
+  for label, name in zoo.SUITES[suite]:
+    for d in datasets:
+      variant = '' if d == 'digits' else 'dataset=textures' + (
+          '' if zoo.MODELS[name][0] in ('bcae2', 'ks_cae') else ',image_size=64')
+      rows.append(Row(label, functools.partial(zoo.make, name), variant,
+                      reference.get((label, d), '–'), d))
+  return tuple(rows)
+
+
+AUROC = (('AUROC', 'auroc'), ('EER', 'eer'))
+MOTION = ('fast', 'wrong_way', 'loiter')
+_VIDEO = [   # (label, variant, seed 001 Tab. 4.13 UCSD2 AUROC / EER)
+    ('BCAE1 (per frame)', 'bcae1', '0.84 / 0.27'), ('CRNN(2,N)', 'model=crnn_ae', '0.83 / 0.22'),
+    ('CLSTM(2,N)', 'model=clstm_ae', '0.85 / 0.22'),
+    ('CGRU(1,N)', 'model=cgru_ae,model_kwargs.recurrent_layers=1', '0.81 / 0.25'),
+    ('CGRU(2,N)', 'model=cgru_ae', '0.86 / 0.22'),
+    ('CGRU(3,N)', 'model=cgru_ae,model_kwargs.recurrent_layers=3', '0.85 / 0.23'),
+    ('BiCRNN(2,N)', 'model=bicrnn_ae', '0.78 / 0.32'),
+    ('BiCLSTM(2,N)', 'model=biclstm_ae', '0.70 / 0.31'),
+    ('BiCGRU(2,N)', 'model=bicgru_ae', '0.85 / 0.21'),
+    ('Seq2Seq CRNN(2,N)', 'model=seq2seq_crnn', '0.82 / 0.27'),
+    ('Seq2Seq CLSTM(2,N)', 'model=seq2seq_clstm', '0.83 / 0.25'),
+    ('Seq2Seq CGRU(2,N)', 'model=seq2seq_cgru', '0.86 / 0.20')]
+_SEED002 = [   # (label, config, variant, data, the thesis' mean AUROC % (source))
+    ('ALPS', alps, '', 'digits', '97.65 (Tab. 3.1, MNIST)'),
+    ('AE + random latent noise', alps, 'noise', 'digits', '95.95 (Tab. 3.3, MNIST)'),
+    ('Vanilla AE', alps, 'vanilla', 'digits', '95.42 (Tab. 3.3, MNIST)'),
+    ('ADACL', adacl, '', 'digits', '98.01 (Tab. 4.1, MNIST)'),
+    ('ADACL', adacl, 'textures', 'textures', '–')]
+_ABLATIONS = [
+    ('ADACL, BCE loss', 'bce', '–'), ('ADACL, discrete labels', 'discrete', '–'),
+    ('ADACL, cut-paste only', 'cutpaste', '–'), ('ADACL, puzzling only', 'puzzle', '–'),
+    ('ADACL, rotation only', 'rotate', '–'), ('ADACL, mix-up only', 'mixup', '–'),
+    ('ADACL, [0, 0.1] – [0.9, 1]', 'narrow', '97.14 (Tab. 4.4, MNIST)'),
+    ('ADACL, [0, 0.2] – [0.8, 1]', 'mid', '96.93 (Tab. 4.4, MNIST)')]
+# seed 001 Tab. 4.8 (HAM10000 / UCSD Ped2 AUROC %), Tab. 4.9 (BCAE1 + SVDD), Tab. 4.6
+_SEED001 = {'BCAE1': '68.60 / 83.85', 'SE-CAE': '69.36 / 82.71', 'AA-CAE': '68.78 / 83.28',
+            'SA-CAE': '69.10 / 86.89', 'SSA-CAE': '70.15 / 88.06', 'BCAE1 + SVDD': '– / 88.85'}
+_KS = {'BCAE2': '0.72', 'KS-CAE': '0.74', 'BCAE2 (SSIM loss)': '0.74',
+       'KS-CAE (SSIM loss)': '0.75'}
+_SEED000 = {'deep AE': '0.9768 / 0.8214', 'CBAM-AE': '0.9812 / 0.8251',
+            'LTPA-AE (pc)': '0.9828 / 0.8084'}
+
+
+def _memory_figure(result, path) -> str:
+  rows = [r for r in result['rows'] if r['result']]
+  return plots.metric_vs(path, [int(r['label'].split('=')[1]) for r in rows],
+                         [r['result']['auroc']['per_seed'] for r in rows],
+                         xlabel='memory size N', ylabel='mean AUROC',
+                         title='MemAE: robustness to the memory size (seed 003 Fig. 7)')
+
+
+STUDIES = {
+    'seed001': Study(_zoo_rows('seed001', ('digits', 'textures'),
+                               {(k, 'textures'): v for k, v in _SEED001.items()}),
+                     AUROC, 'seed 001: HAM10000 / UCSD Ped2 AUROC %'),
+    'ks': Study(_zoo_rows('ks', ('textures',), {(k, 'textures'): v for k, v in _KS.items()}),
+                AUROC, 'seed 001: HAM10000 mean AUROC'),
+    'seed000': Study(_zoo_rows('seed000', ('digits',), {(k, 'digits'): v
+                                                        for k, v in _SEED000.items()}),
+                     (('F1 buffered', 'f1@buffered'), ('F1 mean β', 'f1@mean'),
+                      ('AUROC', 'auroc')), 'seed 000: F1 buffered / mean β (MNIST "1")'),
+    'video': Study(
+        tuple(Row(label, conv_rnn.get_config, v, ref, 'walkway') for label, v, ref in _VIDEO),
+        (('AUROC', 'auroc_per_video_norm'), ('EER', 'eer_per_video_norm'),
+         ('AUROC s(t)', 'auroc_regularity'), ('object', 'kind_per_video_norm/object'),
+         *((k.replace('_', ' '), f'kind_per_video_norm/{k}') for k in MOTION),
+         ('motion mean', 'motion')),
+        'seed 001 UCSD2 AUROC / EER',
+        derived={'motion': tuple(f'kind_per_video_norm/{k}' for k in MOTION)},
+        preset='cpu', plots=True),
+    'seed002': Study(tuple(Row(label, m.get_config, v, ref, d)
+                           for label, m, v, d, ref in _SEED002),
+                     (('mean AUROC', 'auroc'), ('clean', 'auroc_clean'),
+                      ('perturbed', 'auroc_perturbed'), ('mean score', 'auroc_mean')),
+                     'seed 002 mean AUROC % (their data)'),
+    'seed002_ablations': Study(tuple(Row(label, adacl.get_config, v, ref, 'digits')
+                                     for label, v, ref in _ABLATIONS),
+                               (('mean AUROC', 'auroc'),), 'seed 002 mean AUROC %'),
+    'memory_size': Study(tuple(Row(f'N={n}', memae.get_config, f'model_kwargs.memory_items={n}',
+                                   data='digits')
+                               for n in (10, 25, 50, 100, 200, 500, 1000, 2000)),
+                         (('mean AUROC', 'auroc'),), 'seed 003', figure=_memory_figure),
+}
+
+
+def _key(label: str, data: str) -> str:
+  name = ''.join(c if c.isalnum() else '_' for c in f'{label}_{data}' if c not in '(),')
+  return '_'.join(filter(None, name.split('_')))
+
+
+def _value(mean: dict, key: str, derived: dict):
+  """report['mean'][key], or a derived column: the mean of its keys per seed, ± CI."""
+  if key in derived:
+    parts = [mean[k]['per_seed'] for k in derived[key] if k in mean]
+    return mean_ci(np.mean(parts, axis=0)) if parts else None
+  return mean.get(key)
+
+
+def _fmt(m) -> str:
+  if m is None:
+    return '–'
+  return f'{m["mean"]:.4f}' + ('' if m.get('ci95') is None else f' ± {m["ci95"]:.4f}')
+
+
+def table(study: Study, rows) -> str:
+  head = ['model', 'data', 'seeds', *(h for h, _ in study.columns), study.reference]
+  lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+  for r in rows:
+    mean = r['result'] or {}
+    n = mean[study.columns[0][1]]['n'] if study.columns[0][1] in mean else 0
+    cells = [_fmt(_value(mean, k, study.derived)) for _, k in study.columns]
+    lines.append(f'| {r["label"]} | {r["data"]} | {n} | ' + ' | '.join(cells)
+                 + f' | {r["reference"]} |')
+  return '\n'.join(lines)
+
+
+def _report(row: Row, run_dir: str, seeds, words: str, plots_on: bool, collect_only: bool):
+  path = os.path.join(run_dir, 'report.json')
+  if collect_only:
+    if not os.path.exists(path):
+      return None
+    with open(path) as f:
+      return json.load(f)
+  cfg = row.make(','.join(filter(None, [row.variant, words])))
+  cfg.seeds, cfg.plots = tuple(int(s) for s in seeds), plots_on
+  return train_and_evaluate(cfg, run_dir)
+
+
+def run(name: str, workdir: str, seeds, override: str = '', only=None,
+        collect_only: bool = False, preset: str | None = None, data=None) -> dict:
+  study = STUDIES[name]
+  words = ','.join(filter(None, [study.preset if preset is None else preset, override]))
+  rows = []
+  for row in study.rows:
+    if (only and row.label not in only) or (data and row.data not in data):
+      continue
+    report = _report(row, os.path.join(workdir, _key(row.label, row.data)), seeds, words,
+                     study.plots, collect_only)
+    rows.append({'label': row.label, 'data': row.data, 'variant': row.variant,
+                 'reference': row.reference, 'result': report and report['mean']})
+    if report:
+      logging.info('%s on %s: %s', row.label, row.data, _fmt(
+          _value(report['mean'], study.columns[0][1], study.derived)))
+  result = {'study': name, 'seeds': [int(s) for s in seeds], 'override': words, 'rows': rows,
+            'table': table(study, rows)}
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, f'{name}.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  with open(os.path.join(workdir, f'{name}.md'), 'w') as f:
+    f.write(result['table'] + '\n')
+  if study.figure:
+    result['figure'] = study.figure(result, os.path.join(workdir, f'{name}.png'))
+  return result
+
+
+_STUDY = flags.DEFINE_enum('study', None, sorted(STUDIES), 'Which study.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where the runs go (default runs/<study>).')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (≥ 3 for a CI).')
+_OVERRIDE = flags.DEFINE_string('override', '', 'key=value,... for every row.')
+_PRESET = flags.DEFINE_string('preset', None, "Variant words for every row (default: the "
+                              "study's, e.g. 'cpu' for video; '' for none).")
+_ONLY = flags.DEFINE_list('only', None, 'Run only the rows with these labels.')
+_DATA = flags.DEFINE_list('data', None, 'Run only the rows on these data (digits, ...): '
+                          'per-dataset overrides are separate runs with --override.')
+_COLLECT = flags.DEFINE_bool('collect_only', False, 'Only gather rows already run.')
+
+
+def main(argv):
+  del argv
+  result = run(_STUDY.value, _WORKDIR.value or os.path.join('runs', _STUDY.value),
+               _SEEDS.value, _OVERRIDE.value, _ONLY.value, _COLLECT.value, _PRESET.value,
+               _DATA.value)
+  print(result['table'])
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('study')
+  app.run(main)
