@@ -30,11 +30,6 @@ from absl import app, flags
 from vadjax.data import builders, folder, formats
 from vadjax.registry import UserError
 
-_TRIALS = flags.DEFINE_integer('trials', 10, 'kill -9 trials.')
-_CASES = flags.DEFINE_integer('fuzz_cases', 200, 'Fuzzed files per format.')
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/faults', 'Where runs and results go.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Random seed of kill times and fuzz cases.')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ('--config=experiments/configs/reconstruction.py:quick,num_epochs=6,'
          'checkpoint_every_epochs=1,log_every_steps=1')
@@ -253,12 +248,13 @@ def table(result: dict) -> str:
 
 def main(argv):
   del argv
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  result = {'fuzz': {name: fuzz(name, _CASES.value, _SEED.value + i, _WORKDIR.value)
+  fl = flags.FLAGS
+  os.makedirs(fl.workdir, exist_ok=True)
+  result = {'fuzz': {name: fuzz(name, fl.fuzz_cases, fl.seed + i, fl.workdir)
                      for i, name in enumerate(FORMATS)}}
-  if _TRIALS.value:
-    result['kill'] = kill_trials(_TRIALS.value, _SEED.value, _WORKDIR.value)
-  with open(os.path.join(_WORKDIR.value, 'faults.json'), 'w') as f:
+  if fl.trials:
+    result['kill'] = kill_trials(fl.trials, fl.seed, fl.workdir)
+  with open(os.path.join(fl.workdir, 'faults.json'), 'w') as f:
     json.dump(result, f, indent=1)
   print(table(result))
   failures = [x for r in [*result['fuzz'].values(), result.get('kill', {})]
@@ -268,5 +264,9 @@ def main(argv):
   sys.exit(1 if failures else 0)
 
 
-if __name__ == '__main__':
+if __name__ == '__main__':    # flags here: the tests import this module beside other scripts
+  flags.DEFINE_integer('trials', 10, 'kill -9 trials.')
+  flags.DEFINE_integer('fuzz_cases', 200, 'Fuzzed files per format.')
+  flags.DEFINE_string('workdir', 'runs/faults', 'Where runs and results go.')
+  flags.DEFINE_integer('seed', 0, 'Random seed of kill times and fuzz cases.')
   app.run(main)

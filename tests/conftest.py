@@ -55,3 +55,14 @@ def traced_once(method):
   chex.clear_trace_counter()        # chex counts per place of wrapping, across tests
   method.loss_fn = chex.assert_max_traces(method.loss_fn, n=1)
   return method
+
+
+def figure(path):
+  """A report figure as pixels, checked to be a PNG that draws something (not one colour)."""
+  import numpy as np
+  from PIL import Image
+  with Image.open(path) as im:
+    assert im.format == 'PNG', path
+    pixels = np.asarray(im.convert('RGB'))
+  assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 16, f'{path} is (nearly) blank'
+  return pixels

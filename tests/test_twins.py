@@ -73,3 +73,25 @@ def test_memory_twin_parity_and_grads(normalize):
   assert _rel(np.asarray(zh), zh_t.detach().numpy()) < 1e-5
   assert _rel(np.asarray(gz), zt.grad.numpy()) < 1e-4
   assert _rel(np.asarray(gp['memory']), twin.memory.grad.numpy()) < 1e-4
+
+
+def _seed002_parity(name, kwargs, train=False):
+  model = MODELS.get(name)(channels=1, **kwargs)
+  x = np.random.default_rng(1).random((6, 32, 32, 1), np.float32)
+  v = model.init(jax.random.PRNGKey(2), jnp.asarray(x))
+  twin = port(TWINS[name](channels=1, input_size=(32, 32), **kwargs), v)
+  twin.train(train)
+  with torch.no_grad():
+    t = twin(torch.from_numpy(x).permute(0, 3, 1, 2))
+  out = model.apply(v, x, train=train, mutable=['batch_stats'])[0] if train else \
+      model.apply(v, x)
+  for k, a in out.items():
+    b = t[k].numpy()
+    if b.ndim == 4:
+      b = b.transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(a), b, atol=2e-5, rtol=1e-4, err_msg=k)
+
+
+def test_seed002_twins_parity():
+  _seed002_parity('alps', {'latent_dim': 16, 'epsilon': 0.7})
+  _seed002_parity('adacl_cnn', {}, train=True)

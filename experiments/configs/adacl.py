@@ -18,8 +18,6 @@ Launch:
 Expected runtime on a 2-core CPU (measured 2026-11-22): see BUILD_NOTES.md, issue 7.
 """
 
-import ml_collections
-
 from experiments.configs import base
 from experiments.configs.base import apply_variant, base_config, patch_presets
 
@@ -28,7 +26,6 @@ def quick(c):
   base.quick(c)
   if c.dataset == 'walkway':
     c.image_size = 60
-    c.data.update(video_length=24, num_train_videos=1, num_val_videos=1, num_test_videos=2)
 
 
 def only(name):
@@ -70,9 +67,6 @@ PRESETS = {
 def get_config(arg=None):
   c = base_config()
   c.model, c.method, c.dataset, c.image_size = 'adacl_cnn', 'adacl', 'digits', 32
-  c.adacl = ml_collections.ConfigDict(dict(
-      augmentations=('cutpaste', 'puzzle', 'rotate', 'mixup'), normal_interval=(0.0, 0.3),
-      anomaly_interval=(0.7, 1.0), labels='continuous', loss='mse', num_val=150))
   c.lr_schedule, c.learning_rate, c.max_learning_rate = 'cyclic', 1e-4, 1e-3
   c.lr_cycle_steps = 20
   c.plateau_factor = 1.0           # the cyclic schedule sets the learning rate

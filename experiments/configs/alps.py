@@ -24,8 +24,7 @@ def quick(c):
   base.quick(c)
   if c.dataset == 'walkway':
     c.image_size = 64
-    c.data.update(patch_stride=32, patch_test_stride=32, video_length=24, num_train_videos=1,
-                  num_val_videos=1, num_test_videos=2)
+    c.data.update(patch_stride=32, patch_test_stride=32)
 
 
 def patches(c):
@@ -51,8 +50,6 @@ def get_config(arg=None):
   c.model, c.method, c.dataset, c.image_size = 'alps', 'alps', 'digits', 32
   c.model_kwargs = ml_collections.ConfigDict(dict(
       latent_dim=32, perturbation='adversarial', epsilon=0.5))
-  c.alps = ml_collections.ConfigDict(dict(
-      ae_weight=1.0, adversary_weight=0.5, clean_weight=0.0, distorter_every=2, score='mean'))
   # a fixed number of epochs: the validation loss moves with the distorter, so neither
   # ReduceLROnPlateau nor early stopping on it is meaningful
   c.early_stopping_patience = 0

@@ -75,6 +75,7 @@ def quick(c):
   c.num_epochs, c.seeds, c.plots = 2, (0,), False
   c.categories = {'digits': '1', 'textures': 'brick'}.get(c.dataset, c.categories)
   c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
+  c.data.update(video_length=24, num_train_videos=1, num_val_videos=1, num_test_videos=2)
 
 
 def _coerce(old, text: str):

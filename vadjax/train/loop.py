@@ -230,6 +230,10 @@ def train_run(exp, splits, run_dir: str, seed: int, fp: dict) -> dict:
             timings={'train_s': t_train, 'compile_s': compile_s,
                      'steps_per_s': done / max(t_train, 1e-9)}, **calib)
       run.ckpt.wait()
+    if signals:      # received during the stages or calibration: honoured once saved
+      raise Interrupted(f'[{run.name}] {signal.Signals(signals[0]).name} received: the run '
+                        f'finished and is saved; run the same command again to go on',
+                        signals[0])
     return run.meta
   finally:
     run.ckpt.close()
