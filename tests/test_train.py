@@ -228,3 +228,14 @@ def test_validation_loss_ignores_padding(quick_config):
   assert scores.shape == (37,)
   assert evaluate.mean_loss(steps, state, sub, mesh, 16) == pytest.approx(float(scores.mean()),
                                                                       rel=1e-5)
+
+
+def test_lock_file_being_written_is_in_use_and_an_old_broken_one_is_stale(tmp_path):
+  from vadjax.train import workdir as workdir_lib
+  (tmp_path / '.lock').write_text('')                      # another run is writing it now
+  with pytest.raises(UserError, match='in use by the run of process \\? on this host'):
+    with workdir_lib.lock(str(tmp_path)):
+      pass
+  os.utime(tmp_path / '.lock', (0, 0))                     # broken and old: stale
+  with workdir_lib.lock(str(tmp_path)):
+    assert json.loads((tmp_path / '.lock').read_text())['pid'] == os.getpid()

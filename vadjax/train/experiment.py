@@ -173,12 +173,20 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   tuples = lambda x: (tuple(tuples(v) for v in x) if isinstance(x, list) else
                       {k: tuples(v) for k, v in x.items()} if isinstance(x, dict) else x)
   config = ml_collections.ConfigDict(tuples(raw))
+  # score on this machine's devices: the run's own count where it fits, else one
+  n = config.num_devices or jax.device_count()
+  if n > jax.device_count() or config.eval_batch_size % n:
+    logging.info('restoring %s on 1 device (it ran on %d)', workdir, n)
+    config.num_devices = 1
   config.lock()
   return config
 
 
 def _stored_fingerprint(workdir: str) -> dict:
-  with open(os.path.join(workdir, 'experiment.json')) as f:
+  path = os.path.join(workdir, 'experiment.json')
+  if not os.path.exists(path):
+    raise UserError(f'{workdir!r} holds no trained experiment (no experiment.json)')
+  with open(path) as f:
     return json.load(f)
 
 

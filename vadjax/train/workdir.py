@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 
 import jax
 from absl import logging
@@ -102,9 +103,12 @@ def bind(workdir: str, config, fp: dict, claim: bool = True) -> None:
     if diff:
       raise UserError(f'workdir {workdir!r} holds another experiment ({diff}); use another '
                       f'--workdir (nothing was changed)')
-  elif jax.process_index() == 0:
-    _write_json(path, fp)
-    _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  if jax.process_index() == 0:
+    config_path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(config_path):    # first, so an experiment.json always has one
+      _write_json(config_path, config.to_dict())
+    if not os.path.exists(path):
+      _write_json(path, fp)
 
 
 def _write_json(path: str, value) -> None:
@@ -153,11 +157,16 @@ def lock(workdir: str):
 
 def _take_if_stale(path: str, workdir: str) -> None:
   try:
+    age = time.time() - os.path.getmtime(path)
     with open(path) as f:
       holder = json.load(f)
+  except FileNotFoundError:
+    return                   # released meanwhile: try again
   except (OSError, ValueError):
     holder = {}
   here = holder.get('host') == socket.gethostname()
+  if not holder and age < 5:
+    holder = {'pid': '?', 'host': 'this host', 'started': 'just now'}   # being written
   if holder and (not here or _alive(int(holder.get('pid', 0)))):
     raise UserError(f'workdir {workdir!r} is in use by the run of process {holder["pid"]} on '
                     f'{holder["host"]} since {holder.get("started")}; wait for it or use '
