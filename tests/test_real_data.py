@@ -17,7 +17,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from vadjax.data import DATASETS, builders, formats, real
+from vadjax.data import DATASETS, builders, formats, frames, real
 from vadjax.data.sources import field
 from vadjax.registry import UserError
 
@@ -344,8 +344,8 @@ def test_avenue_avi_and_mat(tmp_path):
   root = tmp_path / 'raw'
   train = [np.stack([_pattern(10 * v + t, (8, 10, 3)) for t in range(4)]) for v in range(2)]
   test = np.stack([_pattern(90 + t, (8, 10, 3)) for t in range(5)])
-  for v, frames in enumerate(train):
-    _write_video(root / 'Avenue Dataset' / 'training_videos' / f'{v + 1:02d}.avi', frames)
+  for v, clip in enumerate(train):
+    _write_video(root / 'Avenue Dataset' / 'training_videos' / f'{v + 1:02d}.avi', clip)
   _write_video(root / 'Avenue Dataset' / 'testing_videos' / '01.avi', test)
   masks = np.zeros((5, 8, 10), np.uint8)
   masks[3, 2:4, 5:8] = 1
@@ -403,12 +403,12 @@ def test_subway_video_and_events(tmp_path):
 
 
 def test_crop_option():
-  assert real.parse_crop('code', 'ucsd_ped2') == (80, 0, 160, 360)
-  assert real.parse_crop('1,2,3,4', 'avenue') == (1, 2, 3, 4) and real.parse_crop('', 'x') == ()
+  assert frames.parse_crop('code', 'ucsd_ped2') == (80, 0, 160, 360)
+  assert frames.parse_crop('1,2,3,4', 'avenue') == (1, 2, 3, 4) and frames.parse_crop('', 'x') == ()
   with pytest.raises(UserError, match="'top left height width'"):
-    real.parse_crop('1 2 3', 'avenue')
+    frames.parse_crop('1 2 3', 'avenue')
   with pytest.raises(UserError, match="data.crop='code' exists for"):
-    real.parse_crop('code', 'mnist')
+    frames.parse_crop('code', 'mnist')
 
 
 # --------------------------------------------------------------------------- end to end

@@ -50,6 +50,23 @@ class FrameConfig(tfds.core.BuilderConfig):
   category: str = ''        # subway: 'entrance' | 'exit'
 
 
+def parse_crop(text: str, name: str) -> tuple:
+  text = (text or '').strip()
+  if not text or text == 'none':
+    return ()
+  if text == 'code':
+    if name not in CODE_CROPS:
+      raise UserError(f"data.crop='code' exists for {sorted(CODE_CROPS)}, not {name}")
+    return CODE_CROPS[name]
+  try:
+    crop = tuple(int(v) for v in text.replace(',', ' ').replace(';', ' ').split())
+  except ValueError:
+    crop = ()
+  if len(crop) != 4 or min(crop) < 0 or crop[2] == 0 or crop[3] == 0:
+    raise UserError(f"data.crop must be '', 'code' or 'top left height width', got {text!r}")
+  return crop
+
+
 def frame_config(size: int, channels: int, crop=(), category: str = '') -> FrameConfig:
   name = '_'.join(filter(None, [category, f'{size}px', 'gray' if channels == 1 else 'rgb',
                                 'crop' + 'x'.join(map(str, crop)) if crop else '']))

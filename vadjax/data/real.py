@@ -31,7 +31,7 @@ import threading
 
 import numpy as np
 
-from vadjax.data import builders
+from vadjax.data import builders, frames
 from vadjax.data.sources import DATASETS, Splits, register_categories
 from vadjax.data.video import ClipSource, Video
 from vadjax.registry import UserError
@@ -45,28 +45,11 @@ def tfds_dir(data_cfg) -> str:
   return os.path.expanduser(data_cfg.tfds_dir or '~/tensorflow_datasets')
 
 
-def parse_crop(text: str, name: str) -> tuple:
-  text = (text or '').strip()
-  if not text or text == 'none':
-    return ()
-  if text == 'code':
-    if name not in builders.CODE_CROPS:
-      raise UserError(f"data.crop='code' exists for {sorted(builders.CODE_CROPS)}, not {name}")
-    return builders.CODE_CROPS[name]
-  try:
-    crop = tuple(int(v) for v in text.replace(',', ' ').replace(';', ' ').split())
-  except ValueError:
-    crop = ()
-  if len(crop) != 4 or min(crop) < 0 or crop[2] == 0 or crop[3] == 0:
-    raise UserError(f"data.crop must be '', 'code' or 'top left height width', got {text!r}")
-  return crop
-
-
 def _builder(name: str, image_size: int, data_cfg, category: str = ''):
   channels = data_cfg.channels or (1 if name in GREY_BY_DEFAULT else 3)
   if channels not in (1, 3):
     raise UserError(f'data.channels must be 0 (the dataset default), 1 or 3, got {channels}')
-  cfg = builders.frame_config(image_size, channels, parse_crop(data_cfg.crop, name), category)
+  cfg = builders.frame_config(image_size, channels, frames.parse_crop(data_cfg.crop, name), category)
   return builders.prepare(name, cfg, tfds_dir(data_cfg), data_cfg.manual_dir)
 
 
@@ -334,9 +317,6 @@ CATEGORIES = {
     'cifar10': [str(i) for i in range(10)], 'mvtec': list(builders.MVTEC_CATEGORIES),
     'ham10000': ['default'], 'ddds': ['default'], 'ucsd_ped1': ['default'],
     'ucsd_ped2': ['default'], 'avenue': ['default'], 'subway': ['entrance', 'exit']}
-
-
-REAL_DATASETS = tuple(CATEGORIES)
 
 
 def _register():

@@ -46,7 +46,7 @@ def data_identity(config) -> dict:
     root = os.path.abspath(os.path.expanduser(d.folder_root)) if d.folder_root else ''
     return {'location': root, 'files': _file_digest(root) if os.path.isdir(root) else ''}
   from vadjax.data import real        # noqa: PLC0415  (the real datasets' registry)
-  if config.dataset in real.REAL_DATASETS:
+  if config.dataset in real.CATEGORIES:
     return {'location': os.path.abspath(real.tfds_dir(d))}
   return {}
 
