@@ -98,8 +98,8 @@ def _jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'in
   model_name, kwargs = VARIANTS.get(name, (name, {}))
   model = MODELS.get(model_name)(channels=1, dtype=jnp.dtype(dtype), **kwargs)
   method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
-  steps = steps_lib.build_steps(model, method, method.optimizer(cfg, steps_lib.make_optimizer), mesh,
-                                shape)
+  tx = method.optimizer(cfg, steps_lib.make_optimizer)
+  steps = steps_lib.build_steps(model, method, tx, mesh, shape)
   state = [steps.init(jax.random.PRNGKey(0))]
   x = np.random.default_rng(0).random((batch, *shape), np.float32)
   b = parallel.shard_batch({'image': x}, mesh)

@@ -91,33 +91,39 @@ class Steps:
   score: Callable
 
 
-def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
-  repl = parallel.replicated(mesh)
-  data = parallel.data_sharding(mesh)
+def _variables(state):
+  return {'params': state.params, 'batch_stats': state.batch_stats}
 
-  def variables(state):
-    return {'params': state.params, 'batch_stats': state.batch_stats}
 
-  def init(rng):
+@dataclasses.dataclass(frozen=True, eq=False)     # hashed by identity, as jit wants
+class _StepFns:
+  """The pure step functions of one (model, method, optimizer, input shape)."""
+  model: nn.Module
+  method: object
+  tx: optax.GradientTransformation
+  image_shape: tuple
+
+  def init(self, rng):
     params_rng, state_rng = jax.random.split(rng)
-    v = model.init(params_rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    return TrainState.create(apply_fn=model.apply, params=v['params'], tx=tx,
+    v = self.model.init(params_rng, jnp.zeros((1, *self.image_shape), jnp.float32),
+                        train=False)
+    return TrainState.create(apply_fn=self.model.apply, params=v['params'], tx=self.tx,
                              batch_stats=v.get('batch_stats', {}), rng=state_rng,
                              epoch=jnp.zeros((), jnp.int32))
 
-  def train_step(state, batch):
+  def train(self, state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    batch = method.augment(batch, jax.random.fold_in(rng, 1))   # ADACL: created anomalies
+    batch = self.method.augment(batch, jax.random.fold_in(rng, 1))   # ADACL: anomalies
 
     def loss_of(params):
-      out, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
-                                 batch['image'], train=True, mutable=['batch_stats'],
-                                 rngs={'dropout': rng, 'perturb': jax.random.fold_in(rng, 2)})
-      loss, aux = method.loss_fn(out, batch)
+      out, updates = self.model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+          mutable=['batch_stats'], rngs={'dropout': rng, 'perturb': jax.random.fold_in(rng, 2)})
+      loss, aux = self.method.loss_fn(out, batch)
       return loss, (aux, updates)
 
     (loss, (aux, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    grads = method.adjust_grads(grads)          # ALPS: the distorter ascends
+    grads = self.method.adjust_grads(grads)          # ALPS: the distorter ascends
     deltas, opt_state = state.tx.update(grads, state.opt_state, state.params,
                                         epoch=state.epoch)
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, deltas),
@@ -125,35 +131,41 @@ def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
                           batch_stats=updates.get('batch_stats', state.batch_stats))
     return state, {'loss': loss, **aux}
 
-  def loss_step(state, batch):
-    out = model.apply(variables(state), batch['image'], train=False)
-    return method.loss_fn(out, batch)[0]
+  def loss(self, state, batch):
+    out = self.model.apply(_variables(state), batch['image'], train=False)
+    return self.method.loss_fn(out, batch)[0]
 
-  def score_step(state, batch):
+  def score(self, state, batch):
     x = batch['image']
-    if x.ndim == len(image_shape) + 2:        # patch stacks: a frame's score is its max
-      return _score_patches(state, batch)
-    out = model.apply(variables(state), x, train=False)
-    return _with_recon(method.score_fn(out, batch), out)
+    if x.ndim == len(self.image_shape) + 2:     # patch stacks: a frame's score is its max
+      return self._score_patches(state, batch)
+    out = self.model.apply(_variables(state), x, train=False)
+    return _with_recon(self.method.score_fn(out, batch), out)
 
-  def _score_patches(state, batch):
+  def _score_patches(self, state, batch):
     """(B, P, h, w, C) patch stacks (METHODS.md §0, patch protocol): every patch scored,
     the frame's score the max; the maps and reconstruction are the top patch's."""
     x = batch['image']
     b, p = x.shape[:2]
     flat = {'image': x.reshape(b * p, *x.shape[2:])}
-    out = model.apply(variables(state), flat['image'], train=False)
-    res = _with_recon(method.score_fn(out, flat), out)
+    out = self.model.apply(_variables(state), flat['image'], train=False)
+    res = _with_recon(self.method.score_fn(out, flat), out)
     top = jnp.argmax(res['score'].reshape(b, p), axis=1)
     pick = lambda v: v.reshape(b, p, *v.shape[1:])[jnp.arange(b), top]
     reduced = {k: (jnp.max(v.reshape(b, p), axis=1) if k == 'score' or k.startswith('score/')
                    else pick(v)) for k, v in res.items()}
     return {**reduced, 'patch': top}
 
+
+def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:
+  """The step functions jitted with the batch sharded over the mesh and the state
+  replicated (the train step donates it)."""
+  repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  fns = _StepFns(model, method, tx, tuple(image_shape))
   return Steps(
       model=model,
-      init=jax.jit(init, out_shardings=repl),
-      train=jax.jit(train_step, in_shardings=(repl, data), out_shardings=(repl, repl),
+      init=jax.jit(fns.init, out_shardings=repl),
+      train=jax.jit(fns.train, in_shardings=(repl, data), out_shardings=(repl, repl),
                     donate_argnums=0),
-      loss=jax.jit(loss_step, in_shardings=(repl, data), out_shardings=repl),
-      score=jax.jit(score_step, in_shardings=(repl, data), out_shardings=repl))
+      loss=jax.jit(fns.loss, in_shardings=(repl, data), out_shardings=repl),
+      score=jax.jit(fns.score, in_shardings=(repl, data), out_shardings=repl))
