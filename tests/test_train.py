@@ -179,6 +179,9 @@ def test_finished_run_is_not_run_again_and_restores_exactly(quick_config, tmp_pa
     run.score(np.zeros((2, 16, 16, 1)))
   with pytest.raises(UserError, match='no config.json'):
     restore(str(tmp_path / 'empty'))
+  with pytest.raises(UserError, match=r"no run of category '7', seed 0 .* it holds 1/seed0"):
+    restore(str(work), category='7')
+  assert not (work / '7').exists()
 
 
 def test_a_second_run_in_a_workdir_is_refused_at_once(quick_config, tmp_path):

@@ -9,6 +9,7 @@ start from it.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import time
@@ -153,8 +154,8 @@ class TrainedRun:
     are the scored frames of clips (default: the centre frame)."""
     images = np.asarray(images, np.float32)
     if images.shape[-len(self.image_shape):] != self.image_shape:
-      raise UserError(f'this run scores inputs of shape (N, {", ".join(map(str, self.image_shape))}), '
-                      f'got {images.shape}')
+      shape = ', '.join(map(str, self.image_shape))
+      raise UserError(f'this run scores inputs of shape (N, {shape}), got {images.shape}')
     fields = {'image': images}
     if offsets is not None:
       fields['offset'] = np.asarray(offsets, np.int32)
@@ -199,6 +200,11 @@ def restore(workdir: str, category: str | None = None, seed: int | None = None,
   category = category if category is not None else exp.categories()[0]
   seed = seed if seed is not None else int(config.seeds[0])
   run_dir = os.path.join(workdir, str(category), f'seed{seed}')
+  if not os.path.isdir(os.path.join(run_dir, 'checkpoints')):
+    runs = sorted(os.path.relpath(os.path.dirname(p), workdir) for p in
+                  glob.glob(os.path.join(workdir, '*', 'seed*', 'checkpoints')))
+    raise UserError(f'no run of category {category!r}, seed {seed} in {workdir!r}; it holds '
+                    f'{", ".join(runs) or "none"}')
   fp = _stored_fingerprint(workdir)
   image_shape = tuple(fp['image_shape'])
   steps = exp.steps(image_shape)
