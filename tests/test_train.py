@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -242,3 +243,26 @@ def test_lock_file_being_written_is_in_use_and_an_old_broken_one_is_stale(tmp_pa
   os.utime(tmp_path / '.lock', (0, 0))                     # broken and old: stale
   with workdir_lib.lock(str(tmp_path)):
     assert json.loads((tmp_path / '.lock').read_text())['pid'] == os.getpid()
+
+
+def test_a_method_off_the_protocol_fails_at_trace(quick_config):
+  """The step checks the Method protocol with chex: one scalar loss, one score per sample."""
+  from vadjax.methods.base import Method
+
+  class TwoScoresEach(Method):
+    def loss_fn(self, outputs, batch):
+      return jnp.mean(jnp.square(outputs['recon'] - batch['image']), axis=(1, 2, 3)), {}
+
+    def score_fn(self, outputs, batch):
+      return {'score': jnp.zeros((batch['image'].shape[0], 2))}
+
+  model = MODELS.get('bcae1')(channels=1, filters=(8, 8, 8, 16, 16))
+  cfg = quick_config()
+  steps = steps_lib.build_steps(model, TwoScoresEach(), steps_lib.make_optimizer(cfg),
+                                parallel.make_mesh(1), (32, 32, 1))
+  state = steps.init(jax.random.PRNGKey(0))
+  batch = {'image': np.zeros((4, 32, 32, 1), np.float32)}
+  with pytest.raises(AssertionError, match='rank'):
+    steps.train(state, batch)
+  with pytest.raises(AssertionError, match='shape'):
+    steps.score(state, batch)

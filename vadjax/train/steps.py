@@ -8,6 +8,7 @@ the global batch (shared/PERFORMANCE.md, facts from elsewhere). The state is don
 import dataclasses
 from typing import Any, Callable
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -120,6 +121,7 @@ class _StepFns:
           {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
           mutable=['batch_stats'], rngs={'dropout': rng, 'perturb': jax.random.fold_in(rng, 2)})
       loss, aux = self.method.loss_fn(out, batch)
+      chex.assert_rank(loss, 0)           # the protocol (methods/base.py), checked at trace
       return loss, (aux, updates)
 
     (loss, (aux, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
@@ -140,7 +142,9 @@ class _StepFns:
     if x.ndim == len(self.image_shape) + 2:     # patch stacks: a frame's score is its max
       return self._score_patches(state, batch)
     out = self.model.apply(_variables(state), x, train=False)
-    return _with_recon(self.method.score_fn(out, batch), out)
+    scores = self.method.score_fn(out, batch)
+    chex.assert_shape(scores['score'], (x.shape[0],))     # one score per sample
+    return _with_recon(scores, out)
 
   def _score_patches(self, state, batch):
     """(B, P, h, w, C) patch stacks (METHODS.md §0, patch protocol): every patch scored,
