@@ -47,7 +47,7 @@ def test_bench_writes_every_record(tmp_path):
     assert ('paired_ratio' in r) == (r['framework'] == 'torch')
     if r['framework'] == 'torch':
       assert 0 < r['paired_p25'] <= r['paired_ratio'] <= r['paired_p75']
-  assert 'paired torch/jax' in bench.table(recs)
+  assert 'paired torch/jax' in bench.lib.table(recs)
 
 
 def test_paired_ratios_of_known_durations():

@@ -1,0 +1,250 @@
+"""Benchmark records: one (model, framework, mode) timed for JAX and for its PyTorch twin in
+the same process, as `experiments/bench.py` runs them (its docstring has the method: paper
+input sizes, warm-up, medians, FLOPs from the twin, memory), and the markdown table."""
+
+import datetime
+import importlib.metadata
+import os
+import platform
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import torch
+
+from vadjax import parallel
+from vadjax.bench import harness
+from vadjax.bench.twins import TWINS, Memory as TorchMemory, port
+from vadjax.bench.twins.memae import ENTROPY_WEIGHT
+from vadjax.methods import METHODS
+from vadjax.models import MODELS, conv_rnn_ae
+from vadjax.nn.memory import Memory
+from vadjax.train import steps as steps_lib
+
+PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 32, 1),
+               'memae_3d': (16, 64, 64, 1), 'memory': (512, 256),
+               'se_cae': (128, 128, 1), 'aa_cae': (128, 128, 1), 'sa_cae': (128, 128, 1),
+               'ssa_cae': (128, 128, 1), 'cbam_ae': (32, 32, 1), 'ltpa_ae': (32, 32, 1),
+               'bcae2': (128, 128, 1), 'ks_cae': (128, 128, 1), 'ks_cae_fused': (128, 128, 1),
+               **{n: (8, 128, 128, 1) for n in conv_rnn_ae.NAMES},
+               'alps': (32, 32, 1), 'adacl_cnn': (32, 32, 1)}
+DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8, **{n: 8 for n in conv_rnn_ae.NAMES}}
+# benchmark names that are a registered model with other settings
+VARIANTS = {'ks_cae_fused': ('ks_cae', {'block': 'fused'})}
+METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae', 'alps': 'alps', 'adacl_cnn': 'adacl'}
+# ADACL's JAX step doubles its batch on device (each image and a created anomaly); its twin
+# gets the doubled batch ready-made (the image and its mirror), so torch does no augmenting
+DOUBLED = ('adacl_cnn',)
+
+OUTPUT = {'adacl_cnn': 'prediction'}     # what inference returns (else the reconstruction)
+
+def input_shape(name: str, size: int) -> tuple:
+  shape = PAPER_INPUT[name]
+  if size and name != 'memory':
+    shape = (*shape[:-3], size, size, shape[-1])
+  return shape
+
+
+def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer'),
+                 keep=None):
+  """Timings per mode; `keep` (a dict) gets each mode's (call, sync) for `--paired`."""
+  if name == 'memory':
+    return jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep)
+  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5,
+                                       memae=dict(entropy_weight=ENTROPY_WEIGHT)))
+  mesh = parallel.make_mesh(1)
+  model_name, kwargs = VARIANTS.get(name, (name, {}))
+  model = MODELS.get(model_name)(channels=1, dtype=jnp.dtype(dtype), **kwargs)
+  method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
+  tx = method.optimizer(cfg, steps_lib.make_optimizer)
+  steps = steps_lib.build_steps(model, method, tx, mesh, shape)
+  state = [steps.init(jax.random.PRNGKey(0))]
+  x = np.random.default_rng(0).random((batch, *shape), np.float32)
+  b = parallel.shard_batch({'image': x}, mesh)
+
+  def train():
+    state[0], m = steps.train(state[0], b)
+    return m['loss']
+  infer = jax.jit(lambda s, x: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
+                                           x, train=False)[OUTPUT.get(name, 'recon')])
+  compiled = {'train': lambda: steps.train.lower(state[0], b),
+              'infer': lambda: infer.lower(state[0], b['image'])}
+  out = {}
+  for mode, fn in (('train', train), ('infer', lambda: infer(state[0], b['image']))):
+    if mode not in modes:
+      continue
+    if jax.default_backend() == 'gpu':
+      for d in jax.local_devices():
+        d.memory_stats()      # initialise
+    with harness.PeakRSS() as mem:
+      t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+    if keep is not None:
+      keep[mode] = (fn, jax.block_until_ready)
+    peak = None
+    if jax.default_backend() != 'cpu':
+      peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
+    ma = compiled[mode]().compile().memory_analysis()    # XLA's buffer assignment
+    xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+              - ma.alias_size_in_bytes) / 2**20
+    out[mode] = (t, mem, peak, xla_mb)
+  variables = {'params': state[0].params, 'batch_stats': state[0].batch_stats}
+  return out, jax.device_get(variables)
+
+
+def jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep=None):
+  mod = Memory(num_items=2000, shrink_threshold=1 / 2000, dtype=jnp.dtype(dtype))
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(batch * shape[0], shape[1])),
+                  jnp.float32)
+  params = mod.init(jax.random.PRNGKey(0), z)['params']
+
+  def loss(p, z):   # as the twin's (vadjax.bench.twins.memae.Memory.loss)
+    z_hat, w = mod.apply({'params': p}, z)
+    return (z_hat ** 2).mean() - ENTROPY_WEIGHT * (w * jnp.log(w + 1e-12)).sum(-1).mean()
+  grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+  infer = jax.jit(lambda p, z: mod.apply({'params': p}, z)[0])
+  out = {}
+  for mode, fn, lower in (('train', lambda: grad(params, z), lambda: grad.lower(params, z)),
+                          ('infer', lambda: infer(params, z), lambda: infer.lower(params, z))):
+    if mode not in modes:
+      continue
+    with harness.PeakRSS() as mem:
+      t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+    if keep is not None:
+      keep[mode] = (fn, jax.block_until_ready)
+    ma = lower().compile().memory_analysis()
+    xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+              - ma.alias_size_in_bytes) / 2**20
+    peak = None
+    if jax.default_backend() != 'cpu':
+      peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
+    out[mode] = (t, mem, peak, xla_mb)
+  return out, {'params': {'memory': {'memory': jax.device_get(params['memory'])}}}
+
+
+def torch_twin(name, shape, variables):
+  if name == 'memory':
+    twin = TorchMemory(2000, shape[-1], shrink_threshold=1 / 2000)
+    twin.memory.data = torch.from_numpy(np.array(variables['params']['memory']['memory']))
+    return twin
+  return port(TWINS[name](channels=1, input_size=shape[-3:-1]), variables)
+
+
+def torch_records(name, shape, batch, dtype, repeats, warmup, variables, compiled,
+                   modes=('train', 'infer'), keep=None):
+  dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+  twin = torch_twin(name, shape, variables).to(dev)
+  rng = np.random.default_rng(0)
+  if name == 'memory':
+    x = torch.from_numpy(rng.normal(size=(batch * shape[0], shape[1])).astype(np.float32))
+  else:   # channels first
+    x = torch.from_numpy(rng.random((batch, *shape), np.float32)).movedim(-1, 1).contiguous()
+  if name in DOUBLED:
+    x = torch.cat([x, x.flip(-1)])
+  target = torch.from_numpy(rng.random(len(x), np.float32)).to(dev)   # ADACL's labels
+  x = x.to(dev).requires_grad_(name == 'memory')    # the kernel's gradient w.r.t. queries
+  flops = harness.forward_flops(twin, x)
+  net = torch.compile(twin) if compiled else twin
+  opt = torch.optim.Adam(twin.parameters(), 1e-3, weight_decay=1e-5)
+  amp = torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+
+  def train():
+    twin.train()
+    opt.zero_grad(set_to_none=True)
+    x.grad = None
+    with amp:
+      loss = twin.loss(net(x), x, target)     # each twin's own objective
+    loss.backward()
+    if hasattr(twin, 'after_backward'):  # ALPS: the distorter's ascent
+      twin.after_backward()
+    opt.step()
+    return loss
+
+  def infer():
+    twin.eval()
+    with torch.no_grad(), amp:
+      out = net(x)
+      return out[0] if name == 'memory' else out[OUTPUT.get(name, 'recon')]
+
+  def sync(r):
+    if dev == 'cuda':
+      torch.cuda.synchronize()
+    return r
+  out = {}
+  for mode, fn in (('train', train), ('infer', infer)):
+    if mode not in modes:
+      continue
+    if dev == 'cuda':
+      torch.cuda.reset_peak_memory_stats()
+    with harness.PeakRSS() as mem:
+      t = harness.time_calls(fn, sync, warmup, repeats)
+    if keep is not None:
+      keep[mode] = (fn, sync)
+    peak = torch.cuda.max_memory_allocated() if dev == 'cuda' else None
+    out[mode] = (t, mem, peak, None)
+  return out, flops
+
+
+def record(name, framework, mode, shape, batch, dtype, flops, t, mem, peak, xla_mb):
+  f = flops * (3 if mode == 'train' else 1)
+  return {'model': name, 'framework': framework, 'mode': mode, 'batch': batch,
+          'input': list(shape), 'dtype': dtype, 'first_call_s': t.first_s,
+          'median_s': t.median_s, 'p10_s': t.p10_s, 'p90_s': t.p90_s, 'repeats': t.repeats,
+          'samples_per_s': batch / t.median_s, 'flops': f, 'gflops_per_s': f / t.median_s / 1e9,
+          'peak_rss_mb': mem.peak / 2**20, 'rss_growth_mb': (mem.peak - mem.before) / 2**20,
+          'device_peak_mb': None if peak is None else peak / 2**20,
+          'xla_buffers_mb': xla_mb}
+
+
+def _cpu_name() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def meta():
+  versions = {p: importlib.metadata.version(p) for p in ('jax', 'jaxlib', 'flax', 'torch')}
+  dev = jax.devices()[0]
+  return {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'versions': versions,
+          'jax_device': f'{dev.platform}: {dev.device_kind}', 'cpu': _cpu_name(),
+          'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
+          'torch_device': 'cuda' if torch.cuda.is_available() else 'cpu',
+          'xla_flags': os.environ.get('XLA_FLAGS', '')}
+
+
+def _memory(r) -> str:
+  """Device peak on GPU; on CPU the isolated RSS growth when measured, else the peak RSS."""
+  if r.get('device_peak_mb') is not None:
+    return f'{r["device_peak_mb"]:.0f}'
+  if r.get('isolated_rss_growth_mb') is not None:
+    return f'+{r["isolated_rss_growth_mb"]:.0f}'
+  return f'({r["peak_rss_mb"]:.0f})'
+
+
+def table(records) -> str:
+  paired = any('paired_ratio' in r for r in records)
+  lines = ['| model | mode | framework | median ms | p10–p90 ms | samples/s | GFLOP/s | '
+           'first call s | memory MB | torch/jax |' + (' paired torch/jax (p25–p75) |'
+                                                       if paired else ''),
+           '|' + '---|' * (11 if paired else 10)]
+  base = {(r['model'], r['mode']): r['median_s'] for r in records if r['framework'] == 'jax'}
+  for r in records:
+    ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
+    lines.append(
+        f'| {r["model"]} {"×".join(map(str, r["input"][:-1]))} b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
+        f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
+        f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {r["first_call_s"]:.1f} | '
+        f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |'
+        + (f' {_paired(r)} |' if paired else ''))
+  return '\n'.join(lines)
+
+
+def _paired(r) -> str:
+  if 'paired_ratio' not in r:
+    return ''
+  return f'{r["paired_ratio"]:.2f} ({r["paired_p25"]:.2f}–{r["paired_p75"]:.2f})'
