@@ -28,7 +28,7 @@ def _alps_steps(every=2, perturbation='adversarial', once=False):
   method = METHODS.get('alps')(cfg)
   method = traced_once(method) if once else method
   mesh = parallel.make_mesh(1)
-  return steps_lib.build_steps(model, method, method.optimizer(cfg, steps_lib.make_optimizer),
+  return steps_lib.build_steps(model, method, method.optimizer(cfg.optimizer, steps_lib.make_optimizer),
                                mesh, (32, 32, 1)), method
 
 

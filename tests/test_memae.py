@@ -88,11 +88,11 @@ def test_objective_is_mse_plus_weighted_entropy():
     ('memae_2d', (32, 32, 1), {}),
     ('memae_3d', (8, 16, 16, 1), {'filters': (8, 8, 16, 16), 'memory_items': 50})])
 def test_train_step_learns_without_retracing(name, shape, kw):
-  cfg = memae_config.get_config('learning_rate=0.01')
+  cfg = memae_config.get_config('optimizer.learning_rate=0.01')
   mesh = parallel.make_mesh(2)
   model = MODELS.get(name)(channels=1, **kw)
   steps = steps_lib.build_steps(model, traced_once(METHODS.get('memae')(cfg)),
-                                steps_lib.make_optimizer(cfg), mesh, shape)
+                                steps_lib.make_optimizer(cfg.optimizer), mesh, shape)
   state = steps.init(jax.random.PRNGKey(0))
   yy, xx = np.mgrid[:shape[-3], :shape[-2]]
   base = (np.sin(xx / 3.0) * np.cos(yy / 4.0) * 0.4 + 0.5).astype(np.float32)

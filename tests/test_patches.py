@@ -55,7 +55,7 @@ def test_frame_score_is_the_max_over_patches(name):
                                distorter_filters=(4, 4, 4))
     cfg, extra = alps_cfg.get_config(), 'score/clean'
   method = METHODS.get(name)(cfg)
-  steps = steps_lib.build_steps(model, method, method.optimizer(cfg, steps_lib.make_optimizer),
+  steps = steps_lib.build_steps(model, method, method.optimizer(cfg.optimizer, steps_lib.make_optimizer),
                                 parallel.make_mesh(1), (16, 16, 1))
   state = steps.init(KEYS[0])
   stacks = np.random.default_rng(0).random((3, 5, 16, 16, 1), np.float32)

@@ -26,13 +26,14 @@ from vadjax.train import restore, train_and_evaluate
 def _steps(config, num_devices):
   mesh = parallel.make_mesh(num_devices)
   model = MODELS.get('bcae1')(channels=1, filters=(8, 8, 8, 16, 16))
-  tx = steps_lib.make_optimizer(config)
+  tx = steps_lib.make_optimizer(config.optimizer)
   return steps_lib.build_steps(model, traced_once(METHODS.get('reconstruction')()), tx, mesh,
                                (32, 32, 1)), mesh
 
 
 def test_steps_learn_without_retracing(quick_config):
-  cfg = quick_config(learning_rate=1e-2)
+  cfg = quick_config()
+  cfg.optimizer.learning_rate = 1e-2
   steps, mesh = _steps(cfg, 4)
   state = steps.init(jax.random.PRNGKey(0))
   images = DATASETS.get('digits')('1', 32, cfg.data).train.array('image')[:32]
@@ -117,7 +118,8 @@ def test_resume_after_interruption_matches_uninterrupted(quick_config, tmp_path,
 
 
 def test_nan_loss_stops_and_names_the_step(quick_config, tmp_path):
-  cfg = quick_config(model='deep_ae', learning_rate=1e30, num_epochs=3)
+  cfg = quick_config(model='deep_ae', num_epochs=3)
+  cfg.optimizer.learning_rate = 1e30
   cfg.unlock()
   cfg.model_kwargs = {}
   with pytest.raises(loop.TrainingDiverged, match=r'became (nan|inf) at step \d+'):
@@ -258,7 +260,7 @@ def test_a_method_off_the_protocol_fails_at_trace(quick_config):
 
   model = MODELS.get('bcae1')(channels=1, filters=(8, 8, 8, 16, 16))
   cfg = quick_config()
-  steps = steps_lib.build_steps(model, TwoScoresEach(), steps_lib.make_optimizer(cfg),
+  steps = steps_lib.build_steps(model, TwoScoresEach(), steps_lib.make_optimizer(cfg.optimizer),
                                 parallel.make_mesh(1), (32, 32, 1))
   state = steps.init(jax.random.PRNGKey(0))
   batch = {'image': np.zeros((4, 32, 32, 1), np.float32)}

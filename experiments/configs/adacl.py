@@ -67,9 +67,9 @@ PRESETS = {
 def get_config(arg=None):
   c = base_config()
   c.model, c.method, c.dataset, c.image_size = 'adacl_cnn', 'adacl', 'digits', 32
-  c.lr_schedule, c.learning_rate, c.max_learning_rate = 'cyclic', 1e-4, 1e-3
-  c.lr_cycle_steps = 20
-  c.plateau_factor = 1.0           # the cyclic schedule sets the learning rate
+  c.optimizer.update(lr_schedule='cyclic', learning_rate=1e-4, max_learning_rate=1e-3,
+                     lr_cycle_steps=20,
+                     plateau_factor=1.0)   # the cyclic schedule sets the learning rate
   c.early_stopping_patience = 10   # epochs without a better validation AUROC
   c.num_epochs = 60
   return apply_variant(c, arg, quick, PRESETS, on_dataset)

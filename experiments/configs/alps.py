@@ -53,6 +53,6 @@ def get_config(arg=None):
   # a fixed number of epochs: the validation loss moves with the distorter, so neither
   # ReduceLROnPlateau nor early stopping on it is meaningful
   c.early_stopping_patience = 0
-  c.plateau_factor = 1.0
+  c.optimizer.plateau_factor = 1.0
   c.num_epochs = 60               # ~3 steps per epoch on digits: ~180 steps
   return apply_variant(c, arg, quick, PRESETS, on_dataset)

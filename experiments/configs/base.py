@@ -37,14 +37,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 32
   c.eval_batch_size = 64
   c.num_epochs = 100
-  c.learning_rate = 1e-3
-  c.lr_schedule = 'constant'     # or 'cyclic': triangular, learning_rate ↔ max_learning_rate
-  c.max_learning_rate = 1e-2     # (cyclic) the peak
-  c.lr_cycle_steps = 20          # (cyclic) steps from base to peak
-  c.min_learning_rate = 1e-6
-  c.weight_decay = 1e-5
-  c.plateau_factor = 0.75
-  c.plateau_patience = 4
+  c.optimizer = ml_collections.ConfigDict(dict(   # Adam (vadjax/train/steps.py)
+      learning_rate=1e-3,
+      lr_schedule='constant',    # or 'cyclic': triangular, learning_rate ↔ max_learning_rate
+      max_learning_rate=1e-2,    # (cyclic) the peak
+      lr_cycle_steps=20,         # (cyclic) steps from base to peak
+      weight_decay=1e-5,
+      # ReduceLROnPlateau on the validation loss, down to min_learning_rate
+      plateau_factor=0.75, plateau_patience=4, min_learning_rate=1e-6))
   c.early_stopping_patience = 8  # 0 disables
   c.conv_impl = 'auto'           # stride-2 convs: 's2d' fast form on CPU, 'xla' elsewhere
   c.dtype = 'float32'            # compute dtype; params stay float32 ('bfloat16' for mixed)

@@ -36,7 +36,7 @@ def video_model(c):
   """MemAE-3D with the official code's layers and training (any video dataset)."""
   c.model = 'memae_3d'
   c.model_kwargs.memory_items = 2000
-  c.learning_rate = 1e-4          # the official code's Adam learning rate
+  c.optimizer.learning_rate = 1e-4    # the official code's Adam learning rate
   c.batch_size, c.eval_batch_size = 8, 16
   c.num_epochs = 30
 
@@ -62,7 +62,7 @@ def cpu(c):
   c.image_size = 32
   c.model_kwargs.filters = (32, 48, 64, 64)
   c.data.clip_strides = (1, 2, 4)
-  c.learning_rate = 1e-3
+  c.optimizer.learning_rate = 1e-3
   c.num_epochs = 8
 
 
@@ -89,6 +89,6 @@ def get_config(arg=None):
   # base config's early stopping on the validation loss stopped sparse MemAEs far from
   # converged (digits: 3 steps per epoch, a noisy validation loss; BUILD_NOTES.md).
   c.early_stopping_patience = 0
-  c.plateau_factor = 1.0
+  c.optimizer.plateau_factor = 1.0
   c.num_epochs = 200               # ~3 steps per epoch on digits
   return apply_variant(c, arg, quick, PRESETS, on_dataset)

@@ -64,13 +64,13 @@ class ALPS(Method):
     flip = -self.s['adversary_weight'] / self.s['ae_weight']
     return {**grads, 'distorter': jax.tree.map(lambda g: flip * g, grads['distorter'])}
 
-  def optimizer(self, config, make):
+  def optimizer(self, settings, make):
     every = self.s['distorter_every']
     labels = lambda params: {k: 'distorter' if k == 'distorter' else 'autoencoder'
                              for k in params}
-    gated = optax.conditionally_mask(make(config), lambda _, epoch: epoch % every == 0,
+    gated = optax.conditionally_mask(make(settings), lambda _, epoch: epoch % every == 0,
                                      forward_extra_args=True)
-    return optax.multi_transform({'autoencoder': make(config), 'distorter': gated}, labels)
+    return optax.multi_transform({'autoencoder': make(settings), 'distorter': gated}, labels)
 
   def score_fn(self, outputs, batch):
     x = batch['image']

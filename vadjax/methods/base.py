@@ -68,10 +68,11 @@ class Method(abc.ABC):
     """Changes the gradients before the optimizer (ALPS: the distorter ascends)."""
     return grads
 
-  def optimizer(self, config, make):
-    """The optax transformation; `make(config)` is the default Adam. The train step passes
-    `epoch=` to its update (ALPS gates its distorter on it)."""
-    return make(config)
+  def optimizer(self, settings, make):
+    """The optax transformation from the config's `optimizer` group; `make(settings)` is the
+    default Adam. The train step passes `epoch=` to its update (ALPS gates its distorter
+    on it)."""
+    return make(settings)
 
   def validation_set(self, val_normals, seed: int):
     """With validation = 'auroc': a labelled set built from the normal validation data."""

@@ -51,12 +51,13 @@ def validate(config) -> None:
       raise UserError(f'config {key} must be positive, got {config[key]}')
   if not config.seeds:
     raise UserError('config seeds is empty; give at least one, e.g. --config.seeds="(0,)"')
-  schedule = config.get('lr_schedule', 'constant')
-  if schedule not in ('constant', 'cyclic'):
-    raise UserError(f"config lr_schedule={schedule!r}; use 'constant' or 'cyclic'")
-  if schedule == 'cyclic' and config.plateau_factor != 1.0:
-    raise UserError('lr_schedule=cyclic sets the learning rate every step; set '
-                    'plateau_factor=1.0 (ReduceLROnPlateau would be overridden)')
+  opt = config.optimizer
+  if opt.lr_schedule not in ('constant', 'cyclic'):
+    raise UserError(f"config optimizer.lr_schedule={opt.lr_schedule!r}; use 'constant' or "
+                    "'cyclic'")
+  if opt.lr_schedule == 'cyclic' and opt.plateau_factor != 1.0:
+    raise UserError('optimizer.lr_schedule=cyclic sets the learning rate every step; set '
+                    'optimizer.plateau_factor=1.0 (ReduceLROnPlateau would be overridden)')
 
 
 def _check_groups(config, method) -> None:
@@ -92,7 +93,7 @@ class Experiment:
       kwargs = dict(self.config.model_kwargs)
       model = self.model_cls(channels=image_shape[-1], dtype=jnp.dtype(self.config.dtype),
                              conv_impl=self.config.conv_impl, **kwargs)
-      tx = self.method.optimizer(self.config, steps_lib.make_optimizer)
+      tx = self.method.optimizer(self.config.optimizer, steps_lib.make_optimizer)
       self._steps[image_shape] = steps_lib.build_steps(model, self.method, tx, self.mesh,
                                                        image_shape)
     return self._steps[image_shape]

@@ -46,8 +46,10 @@ class Plateau:
   """ReduceLROnPlateau and early stopping on the validation loss (seed 001 §4.4.1)."""
 
   def __init__(self, config, state: dict | None = None):
-    self.factor, self.patience = config.plateau_factor, config.plateau_patience
-    self.stop_patience, self.min_lr = config.early_stopping_patience, config.min_learning_rate
+    opt = config.optimizer
+    self.factor, self.patience, self.min_lr = (opt.plateau_factor, opt.plateau_patience,
+                                               opt.min_learning_rate)
+    self.stop_patience = config.early_stopping_patience
     self.state = state or {'best': float('inf'), 'since_best': 0, 'since_reduce': 0}
 
   def update(self, val_loss: float, lr: float) -> tuple[float, bool]:
@@ -129,7 +131,7 @@ def _check_finite(losses: np.ndarray, first_step: int, run: _Run) -> None:
     raise TrainingDiverged(
         f'[{run.name}] the training loss became {losses[bad[0]]} at step '
         f'{first_step + int(bad[0])}; stopped without saving it ({where}). Lower '
-        f'learning_rate or check the data for NaN values')
+        f'optimizer.learning_rate or check the data for NaN values')
 
 
 def _validate(run: _Run, state, val) -> tuple[dict, float]:

@@ -34,18 +34,19 @@ def cyclic_learning_rate(base: float, peak: float, half_cycle: int) -> optax.Sch
   return schedule
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(settings) -> optax.GradientTransformation:
   """Adam with PyTorch-style (coupled L2) weight decay and an injectable learning rate,
-  so ReduceLROnPlateau can lower it between epochs without recompiling. With
-  `lr_schedule='cyclic'` the learning rate follows `cyclic_learning_rate` instead."""
+  so ReduceLROnPlateau can lower it between epochs without recompiling. `settings` is the
+  config's `optimizer` group; with `lr_schedule='cyclic'` the learning rate follows
+  `cyclic_learning_rate` instead."""
   def build(learning_rate, weight_decay):
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(),
                        optax.scale_by_learning_rate(learning_rate))
-  lr = config.learning_rate
-  if config.get('lr_schedule', 'constant') == 'cyclic':
-    lr = cyclic_learning_rate(config.learning_rate, config.max_learning_rate,
-                              config.lr_cycle_steps)
-  return optax.inject_hyperparams(build)(learning_rate=lr, weight_decay=config.weight_decay)
+  lr = settings.learning_rate
+  if settings.get('lr_schedule', 'constant') == 'cyclic':
+    lr = cyclic_learning_rate(settings.learning_rate, settings.max_learning_rate,
+                              settings.lr_cycle_steps)
+  return optax.inject_hyperparams(build)(learning_rate=lr, weight_decay=settings.weight_decay)
 
 
 def _is_hp(x):
