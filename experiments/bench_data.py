@@ -67,7 +67,7 @@ def main(_):
   write_ucsd(raw, _TRAIN.value, _TEST.value, _FRAMES.value)
   cfg = ml_collections.ConfigDict(dict(
       manual_dir=raw, tfds_dir=prepared, channels=0, crop='', val_fraction=0.1,
-      label_window=15, source='files', clip_length=8, clip_strides=(1, 2, 4, 8, 16)))
+      label_window=15, source='files', video=dict(clip_length=8, clip_strides=(1, 2, 4, 8, 16))))
   t0 = time.perf_counter()
   splits = DATASETS.get('ucsd_ped2')('default', _SIZE.value, cfg)
   prep_s = time.perf_counter() - t0

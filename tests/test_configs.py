@@ -26,10 +26,10 @@ def _shape(c):
   grey = c.dataset in real.GREY_BY_DEFAULT or c.dataset in ('digits', 'walkway', 'folder',
                                                              'folder_video', 'moving_digits')
   channels = c.data.channels or (1 if grey else 3)
-  if c.data.patch_size:
-    return (c.data.patch_size, c.data.patch_size, channels)
+  if c.data.patches.size:
+    return (c.data.patches.size, c.data.patches.size, channels)
   if c.dataset in base.VIDEO_DATASETS:
-    return (c.data.clip_length, c.image_size, c.image_size, channels)
+    return (c.data.video.clip_length, c.image_size, c.image_size, channels)
   return (c.image_size, c.image_size, channels)
 
 
@@ -41,9 +41,9 @@ def test_every_config_builds_on_every_dataset_kind(name):
     c = module.get_config(f'dataset={dataset}')
     c.num_devices = 1
     if dataset in base.VIDEO_DATASETS:     # how each kind of config meets video
-      how = {'conv_rnn': c.data.clip_length > 1, 'memae': c.model == 'memae_3d',
-             'alps': c.data.patch_size > 0, 'adacl': c.data.patch_size > 0}
-      assert how.get(name, c.model == 'per_frame' and c.data.clip_length == 1), dataset
+      how = {'conv_rnn': c.data.video.clip_length > 1, 'memae': c.model == 'memae_3d',
+             'alps': c.data.patches.size > 0, 'adacl': c.data.patches.size > 0}
+      assert how.get(name, c.model == 'per_frame' and c.data.video.clip_length == 1), dataset
     jax.eval_shape(Experiment(c).steps(_shape(c)).init, jax.random.PRNGKey(0))
 
 

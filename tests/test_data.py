@@ -8,8 +8,9 @@ from vadjax.data import DATASETS, eval_batches, train_dataset, walkway
 from vadjax.data.embedded import _digits, _split_indices
 from vadjax.registry import UserError
 
-CFG = ml_collections.ConfigDict(dict(val_fraction=0.1, test_fraction=0.3, crop_size=32,
-                                     num_train=40, num_val=16, num_test=24))
+CFG = ml_collections.ConfigDict(dict(
+    val_fraction=0.1, test_fraction=0.3,
+    textures=dict(crop_size=32, num_train=40, num_val=16, num_test=24)))
 
 
 def test_digits_one_class_protocol():
@@ -89,7 +90,7 @@ def test_walkway_is_deterministic_labelled_and_colour_or_gray():
 
 
 def test_walkway_speed_range():
-  """data.walk_speed: the default is the scene of every reported run; a wider range is
+  """data.video.walk_speed: the default is the scene of every reported run; a wider range is
   another scene with the same labelling rules; speeds a runner has are refused."""
   default = walkway.make_videos(60, 1, 0, 4, 32)
   explicit = walkway.make_videos(60, 1, 0, 4, 32, speed=(1.0, 1.6))
@@ -98,7 +99,7 @@ def test_walkway_speed_range():
   assert not np.array_equal(default[0][0].frames, wide[0][0].frames)
   for i, v in enumerate(wide[2]):
     assert set(np.unique(v.kinds)) == {0, 1 + i % 4} and v.labels.sum() > 5
-  with pytest.raises(UserError, match='data.walk_speed'):
+  with pytest.raises(UserError, match='data.video.walk_speed'):
     walkway.make_videos(60, 1, 0, 4, 32, speed=(1.0, 4.5))
 
 

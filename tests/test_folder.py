@@ -133,8 +133,8 @@ def video_root(tmp_path):
 
 
 def _video_cfg(root, **kw):
-  return _cfg(root, val_fraction=0.25, test_fraction=0.25, clip_length=2, clip_strides=(1,),
-              **kw)
+  return _cfg(root, val_fraction=0.25, test_fraction=0.25,
+              video=dict(clip_length=2, clip_strides=(1,)), **kw)
 
 
 def test_folder_video_layout_loads_exactly(video_root):

@@ -41,7 +41,7 @@ def test_patch_grid_and_sources():
   assert r['image'].shape == (4, 6, 6, 1) and int(r['video']) == 1 and int(r['frame']) == 2
   np.testing.assert_array_equal(r['image'][3], vids[1].frames[2, 6:, 6:])
   np.testing.assert_array_equal(stacks.array('label'), np.r_[vids[0].labels, vids[1].labels])
-  with pytest.raises(UserError, match='patch_min_change'):
+  with pytest.raises(UserError, match='patches.min_change'):
     patches.TrainPatches(vids, 4, 4, min_change=2.0)
 
 
@@ -73,6 +73,6 @@ def test_frame_score_is_the_max_over_patches(name):
 
 def test_patch_protocol_needs_video():
   cfg = adacl_cfg.get_config('quick')
-  cfg.data.patch_size = 8
+  cfg.data.patches.size = 8
   with pytest.raises(UserError, match='needs a video dataset'):
     train_and_evaluate(cfg, '/tmp/never_written')

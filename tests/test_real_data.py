@@ -25,7 +25,7 @@ from vadjax.registry import UserError
 def _cfg(manual, tfds_dir, **kw):
   base = dict(manual_dir=str(manual), tfds_dir=str(tfds_dir), channels=0, crop='',
               val_fraction=0.2, test_fraction=0.3, label_window=15, source='files',
-              clip_length=2, clip_strides=(1, 2))
+              video=dict(clip_length=2, clip_strides=(1, 2)))
   return ml_collections.ConfigDict({**base, **kw})
 
 
@@ -420,7 +420,7 @@ def test_seed_configs_train_on_real_files(ucsd_files, mnist_files, tmp_path):
   from vadjax.train import train_and_evaluate
   root, _ = ucsd_files
   c = conv_rnn.get_config('quick,dataset=ucsd_ped2,num_epochs=1,batch_size=4,'
-                          'eval_batch_size=4,data.clip_length=2,data.crop=code,'
+                          'eval_batch_size=4,data.video.clip_length=2,data.crop=code,'
                           'data.workers=2')
   c.data.update(manual_dir=str(root), tfds_dir=str(tmp_path / 'tfds'))
   with pytest.raises(UserError, match=r"crop \(80, 0, 160, 360\)"):   # UCSD's frames, not ours
@@ -478,10 +478,10 @@ def test_readme_commands_build_their_models():
     c = module.get_config(variant)
     assert c.dataset == name, command
     channels = c.data.channels or (1 if name in real.GREY_BY_DEFAULT else 3)
-    if c.data.patch_size:
-      shape = (c.data.patch_size, c.data.patch_size, channels)
+    if c.data.patches.size:
+      shape = (c.data.patches.size, c.data.patches.size, channels)
     elif name in ('ucsd_ped1', 'ucsd_ped2', 'avenue', 'subway'):
-      shape = (c.data.clip_length, c.image_size, c.image_size, channels)
+      shape = (c.data.video.clip_length, c.image_size, c.image_size, channels)
     else:
       shape = (c.image_size, c.image_size, channels)
     c.num_devices = 1
@@ -492,7 +492,7 @@ def test_patch_protocol_and_per_frame_on_prepared_video(ucsd_files, tmp_path):
   """Seed 002's patch protocol and one-frame clips read prepared frames on demand."""
   from vadjax.data import patches
   root, _ = ucsd_files
-  cfg = _cfg(root, tmp_path / 'tfds', clip_length=1, clip_strides=(1,))
+  cfg = _cfg(root, tmp_path / 'tfds', video=dict(clip_length=1, clip_strides=(1,)))
   splits = DATASETS.get('ucsd_ped2')('default', 12, cfg)
   assert len(splits.train) == 2 * 6 and splits.train[0]['image'].shape == (1, 12, 12, 1)
   p = patches.patch_splits(splits, 'ucsd_ped2', 6, 6, 3)

@@ -94,7 +94,7 @@ def test_memae_3d_end_to_end_on_clips(tmp_path):
   cfg = memae_config.get_config('video,quick')
   cfg.image_size, cfg.plots, cfg.num_devices = 16, True, 2
   cfg.model_kwargs.filters = (4, 4, 8, 8)
-  cfg.data.update(video_length=24, clip_strides=(1, 8), num_train_videos=1, num_test_videos=4)
+  cfg.data.video.update(length=24, clip_strides=(1, 8), num_train=1, num_test=4)
   splits = DATASETS.get('moving_digits')('scene', 16, cfg.data)
   assert splits.image_shape == (8, 16, 16, 1) and len(splits.test) == 4 * 24
   report = train_and_evaluate(cfg, str(tmp_path))

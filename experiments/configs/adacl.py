@@ -46,7 +46,7 @@ def patches(c):
   """The UCSD patch protocol (seed 002 §3.4.2) on any video dataset: one-frame clips cut
   into patches; a frame scores the max over its patches."""
   c.image_size = 120
-  c.data.update(patch_size=30, patch_stride=15, patch_test_stride=30, patch_min_change=0.01)
+  c.data.patches.update(size=30, stride=15, test_stride=30, min_change=0.01)
   c.batch_size, c.eval_batch_size = 64, 16
 
 

@@ -24,14 +24,14 @@ def quick(c):
   base.quick(c)
   if c.dataset == 'walkway':
     c.image_size = 64
-    c.data.update(patch_stride=32, patch_test_stride=32)
+    c.data.patches.update(stride=32, test_stride=32)
 
 
 def patches(c):
   """The UCSD patch protocol (seed 002 §3.4.2) on any video dataset: one-frame clips cut
   into patches; a frame scores the max over its patches."""
   c.image_size = 128
-  c.data.update(patch_size=32, patch_stride=16, patch_test_stride=32, patch_min_change=0.01)
+  c.data.patches.update(size=32, stride=16, test_stride=32, min_change=0.01)
   c.batch_size, c.eval_batch_size = 64, 16
 
 

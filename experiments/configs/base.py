@@ -19,21 +19,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.seeds = (0,)
   c.image_size = 32
   c.data = ml_collections.ConfigDict(dict(
-      val_fraction=0.1, test_fraction=0.3,                        # digits split
-      crop_size=64, num_train=256, num_val=48, num_test=128,      # textures crops
-      clip_length=16, clip_strides=(1, 2, 4, 8, 16),              # video clips
-      video_length=160, num_train_videos=6, num_val_videos=4, num_test_videos=8,
-      walk_speed=(1.0, 1.6),        # walkway's normal walking speeds, px/frame (min, max)
-      folder_root='', channels=0,                                 # dataset=folder
-      # real datasets (vadjax/data/real.py, README "Real datasets"): raw files, prepared
+      val_fraction=0.1, test_fraction=0.3,      # held-out shares (digits, folder, real data)
+      folder_root='', channels=0,               # dataset=folder / folder_video
+      # real datasets (vadjax/data/real.py, docs/real_datasets.md): raw files, prepared
       # TFDS data (default ~/tensorflow_datasets), crop ('' | 'code' | 'top left h w'),
       # Subway's ±frames around an event, 'files' or 'tfds' (prepared catalog data)
       manual_dir='', tfds_dir='', crop='', label_window=15, source='files',
       workers=0,                  # Grain worker processes that read training batches
-      # patch protocol for video frames (METHODS.md §0): 0 = off; training takes the patches
-      # of normal frames whose mean absolute change from the previous frame is at least
-      # patch_min_change (0 = all); a test frame's score is the max over its patches
-      patch_size=0, patch_stride=30, patch_test_stride=30, patch_min_change=0.0))
+      textures=dict(crop_size=64, num_train=256, num_val=48, num_test=128),   # its crops
+      # clips of every video dataset; the embedded videos' length and counts, and
+      # walkway's normal walking speeds in px/frame (min, max)
+      video=dict(clip_length=16, clip_strides=(1, 2, 4, 8, 16), length=160, num_train=6,
+                 num_val=4, num_test=8, walk_speed=(1.0, 1.6)),
+      # patch protocol for video frames (METHODS.md §0): size 0 = off; training takes the
+      # patches of normal frames whose mean absolute change from the previous frame is at
+      # least min_change (0 = all); a test frame's score is the max over its patches
+      patches=dict(size=0, stride=30, test_stride=30, min_change=0.0)))
   c.batch_size = 32
   c.eval_batch_size = 64
   c.num_epochs = 100
@@ -74,8 +75,8 @@ def quick(c):
   Configs extend it with their own (smaller models, shorter videos)."""
   c.num_epochs, c.seeds, c.plots = 2, (0,), False
   c.categories = {'digits': '1', 'textures': 'brick'}.get(c.dataset, c.categories)
-  c.data.num_train, c.data.num_val, c.data.num_test = 64, 16, 32
-  c.data.update(video_length=24, num_train_videos=1, num_val_videos=1, num_test_videos=2)
+  c.data.textures.update(num_train=64, num_val=16, num_test=32)
+  c.data.video.update(length=24, num_train=1, num_val=1, num_test=2)
 
 
 def _coerce(old, text: str):
@@ -100,7 +101,7 @@ def on_dataset(c):
   if c.dataset in VIDEO_DATASETS and c.model != 'per_frame':
     c.model_kwargs = ml_collections.ConfigDict(dict(image_model=c.model))
     c.model = 'per_frame'
-    c.data.clip_length = 1
+    c.data.video.clip_length = 1
   if c.dataset in VIDEO_DATASETS or c.dataset in ('mvtec', 'ham10000', 'ddds'):
     c.image_size = max(c.image_size, 128)    # the seed 001 code's image_size
 

@@ -30,8 +30,7 @@ def quick(c):
   c.image_size, c.batch_size, c.eval_batch_size = 32, 4, 16
   if c.model != 'per_frame':
     c.model_kwargs.filters = (4, 4, 4, 6, 6)
-  c.data.update(clip_strides=(1, 4), video_length=40, num_train_videos=2, num_val_videos=2,
-                num_test_videos=4)
+  c.data.video.update(clip_strides=(1, 4), length=40, num_train=2, num_val=2, num_test=4)
 
 
 def cpu(c):
@@ -39,7 +38,7 @@ def cpu(c):
   c.image_size, c.batch_size, c.eval_batch_size = 64, 16, 32
   if c.model != 'per_frame':
     c.model_kwargs.filters = (16, 16, 16, 24, 24)
-  c.data.clip_strides = (1, 2, 4)
+  c.data.video.clip_strides = (1, 2, 4)
   c.num_epochs = 6
 
 
@@ -47,7 +46,7 @@ def bcae1(c):
   """The per-frame baseline: BCAE1 on every frame (clips of one frame)."""
   c.model = 'per_frame'
   c.model_kwargs = ml_collections.ConfigDict(dict(image_model='bcae1'))
-  c.data.clip_length = 1
+  c.data.video.clip_length = 1
   c.batch_size *= 8            # as many frames per step as the clip models see
 
 
@@ -60,7 +59,7 @@ def get_config(arg=None):
   c.model_kwargs = ml_collections.ConfigDict(dict(
       recurrent_layers=2, recurrent_decoder=True, filters=(64, 64, 64, 96, 96),
       seed_frames=4, peepholes=True, scan_impl='auto', unroll=1, remat=False))
-  c.data.clip_length = 8
+  c.data.video.clip_length = 8
   c.batch_size, c.eval_batch_size = 32, 32
   c.num_epochs = 300
   return apply_variant(c, arg, quick, PRESETS)

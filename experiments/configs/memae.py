@@ -28,8 +28,8 @@ def quick(c):
     c.image_size, c.batch_size, c.eval_batch_size = 32, 4, 8
     c.model_kwargs.memory_items = 50
     c.model_kwargs.filters = (8, 8, 16, 16)
-    c.data.update(clip_length=8, clip_strides=(1, 4), video_length=40, num_train_videos=2,
-                  num_val_videos=2, num_test_videos=4)
+    c.data.video.update(clip_length=8, clip_strides=(1, 4), length=40, num_train=2,
+                        num_val=2, num_test=4)
 
 
 def video_model(c):
@@ -61,7 +61,7 @@ def cpu(c):
   widths, clip strides 1, 2, 4."""
   c.image_size = 32
   c.model_kwargs.filters = (32, 48, 64, 64)
-  c.data.clip_strides = (1, 2, 4)
+  c.data.video.clip_strides = (1, 2, 4)
   c.optimizer.learning_rate = 1e-3
   c.num_epochs = 8
 

@@ -134,7 +134,7 @@ def _crops(photo: np.ndarray, rows: tuple[int, int], n: int, crop: int, rng):
   lo, hi = rows
   if hi - lo < crop:
     raise UserError(f'textures: a band of {hi - lo} rows cannot hold {crop}-pixel crops; '
-                    f'lower data.crop_size (at most {hi - lo})')
+                    f'lower data.textures.crop_size (at most {hi - lo})')
   ys = rng.integers(lo, hi - crop + 1, size=n)
   xs = rng.integers(0, photo.shape[1] - crop + 1, size=n)
   return np.stack([photo[y:y + crop, x:x + crop] for y, x in zip(ys, xs)])
@@ -181,8 +181,8 @@ def _textures(category: str, image_size: int, crop: int, num_train: int, num_val
 def build_textures(category: str, image_size: int, data_cfg) -> Splits:
   if category not in TEXTURES:
     raise UserError(f'textures has categories {", ".join(TEXTURES)}, got {category!r}')
-  return _textures(category, image_size, data_cfg.crop_size, data_cfg.num_train,
-                   data_cfg.num_val, data_cfg.num_test)
+  t = data_cfg.textures
+  return _textures(category, image_size, t.crop_size, t.num_train, t.num_val, t.num_test)
 
 
 register_categories('textures', lambda: list(TEXTURES))

@@ -28,7 +28,7 @@ Images are resized to image_size × image_size with Pillow (bilinear; masks near
 Whole videos are split like images: normal videos into train / val / test by
 `data.val_fraction` / `data.test_fraction`, anomalous ones into val / test. Frames are
 resized with Pillow's bilinear filter to image_size (RGB, or grey with data.channels=1) and
-held in memory; models see clips (data.clip_length, data.clip_strides) as on `walkway`.
+held in memory; models see clips (data.video.clip_length, data.video.clip_strides) as on `walkway`.
 
   python -m experiments.main --config=experiments/configs/conv_rnn.py:cpu,dataset=folder_video \\
       --config.data.folder_root=/path/to/my_videos --workdir=runs/my_videos
@@ -240,8 +240,8 @@ def build_folder_video(category: str, image_size: int, data_cfg) -> Splits:
     raise UserError(f'{root}: {len(normal)} normal and {len(anomalous)} anomalous videos '
                     f'give {len(train)} train, {len(val)} val and {len(test)} test videos; '
                     f'add videos or change data.val_fraction / data.test_fraction')
-  length = data_cfg.clip_length
-  return Splits(ClipSource(train, length, data_cfg.clip_strides),
+  length = data_cfg.video.clip_length
+  return Splits(ClipSource(train, length, data_cfg.video.clip_strides),
                 ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
                 kind_names=['normal', 'anomalous'],
                 has_masks=all(v.masks is not None for v in test),

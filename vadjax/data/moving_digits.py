@@ -134,10 +134,10 @@ def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: 
 def build_moving_digits(category: str, image_size: int, data_cfg) -> Splits:
   if category != 'scene':
     raise UserError(f'moving_digits has one category, scene; got {category!r}')
-  length = data_cfg.clip_length
-  train, val, test = make_videos(data_cfg.video_length, data_cfg.num_train_videos,
-                                 data_cfg.num_val_videos, data_cfg.num_test_videos, image_size)
-  return Splits(ClipSource(train, length, data_cfg.clip_strides),
+  v = data_cfg.video
+  length = v.clip_length
+  train, val, test = make_videos(v.length, v.num_train, v.num_val, v.num_test, image_size)
+  return Splits(ClipSource(train, length, v.clip_strides),
                 ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
                 kind_names=list(KINDS), has_masks=True,
                 image_shape=(length, image_size, image_size, 1))

@@ -10,7 +10,7 @@
               the max (vadjax.train.steps). Labels, kinds, `video` and `frame` are the frame's.
 
 The thesis says 30×30 patches; ALOCC/OGNet's code uses 45×45 with stride 25 (train) / 10
-(test). All three numbers are config keys (`data.patch_size`, ...). Pixel masks are not
+(test). All three numbers are config keys (`data.patches.size`, ...). Pixel masks are not
 carried (a frame's map would be stitched from patches).
 """
 
@@ -50,7 +50,7 @@ class TrainPatches:
             index.append((vi, t, y, x))
     if not index:
       raise UserError(f'no training patch of {size}×{size} changes by at least '
-                      f'{min_change} between frames; lower data.patch_min_change')
+                      f'{min_change} between frames; lower data.patches.min_change')
     self.index = np.asarray(index, np.int64)
 
   def __len__(self) -> int:
@@ -96,11 +96,11 @@ def patch_splits(splits: Splits, dataset: str, size: int, stride: int, test_stri
   """A video dataset's splits under the patch protocol."""
   sources = (splits.train, splits.val, splits.test)
   if not all(hasattr(s, 'videos') for s in sources):
-    raise UserError(f'the patch protocol (data.patch_size > 0) needs a video dataset; '
-                    f'{dataset!r} is not one. Set data.patch_size=0')
+    raise UserError(f'the patch protocol (data.patches.size > 0) needs a video dataset; '
+                    f'{dataset!r} is not one. Set data.patches.size=0')
   h, w, c = splits.train.videos[0].frames.shape[1:]
   if not 0 < size <= min(h, w) or stride < 1 or test_stride < 1:
-    raise UserError(f'data.patch_size must be in 1..{min(h, w)} (the frames are {h}×{w}) and '
+    raise UserError(f'data.patches.size must be in 1..{min(h, w)} (the frames are {h}×{w}) and '
                     f'the strides >= 1; got size {size}, strides {stride}, {test_stride}')
   return Splits(TrainPatches(splits.train.videos, size, stride, min_change),
                 PatchStacks(splits.val.videos, size, test_stride),

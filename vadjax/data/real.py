@@ -49,7 +49,8 @@ def _builder(name: str, image_size: int, data_cfg, category: str = ''):
   channels = data_cfg.channels or (1 if name in GREY_BY_DEFAULT else 3)
   if channels not in (1, 3):
     raise UserError(f'data.channels must be 0 (the dataset default), 1 or 3, got {channels}')
-  cfg = builders.frame_config(image_size, channels, frames.parse_crop(data_cfg.crop, name), category)
+  crop = frames.parse_crop(data_cfg.crop, name)
+  cfg = builders.frame_config(image_size, channels, crop, category)
   return builders.prepare(name, cfg, tfds_dir(data_cfg), data_cfg.manual_dir)
 
 
@@ -304,8 +305,8 @@ def _video_dataset(name, category, image_size, data_cfg) -> Splits:
     held = set(rng.permutation(len(train))[:n_val].tolist())
     val = [v for i, v in enumerate(train) if i in held]
     train = [v for i, v in enumerate(train) if i not in held]
-  length, channels = data_cfg.clip_length, b.builder_config.channels
-  return Splits(ClipSource(train, length, data_cfg.clip_strides),
+  length, channels = data_cfg.video.clip_length, b.builder_config.channels
+  return Splits(ClipSource(train, length, data_cfg.video.clip_strides),
                 ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
                 kind_names=['normal', 'anomalous'],
                 has_masks=all(v.masks is not None for v in test),

@@ -47,7 +47,7 @@ class ClipSource:
     short = [v.name for v in videos if len(v.frames) < length]
     if short:
       raise UserError(f'videos {short} have fewer frames than a clip ({length}); lower '
-                      f'data.clip_length')
+                      f'data.video.clip_length')
     index = []
     for vi, v in enumerate(videos):
       n = len(v.frames)
@@ -61,7 +61,7 @@ class ClipSource:
             index.append((vi, start, s, start + (length // 2) * s))
     if not index:
       raise UserError(f'no clip of {length} frames with strides {tuple(strides)} fits the '
-                      f'videos; lower data.clip_length or the strides')
+                      f'videos; lower data.video.clip_length or data.video.clip_strides')
     self.index = np.asarray(index, np.int64)
     self.has_masks = all(v.masks is not None for v in videos)
 

@@ -2,7 +2,7 @@
 
 A fixed camera over a one-way paved walkway crossing a lawn, with a lamp post and a bench.
 People (head, coloured shirt, dark trousers, legs that swing as they walk) walk left → right
-along two lanes at 1.0–1.6 px/frame (`data.walk_speed`), one every 25–50 frames per lane.
+along two lanes at 1.0–1.6 px/frame (`data.video.walk_speed`), one every 25–50 frames per lane.
 (One direction for both lanes: with a direction per lane, telling a wrong-way walker needs
 absolute position, which translation-equivariant conv models hardly have.) Test and
 validation videos hold one anomalous event each, of four kinds (cycled over the videos):
@@ -187,7 +187,7 @@ def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: 
     raise UserError(f'walkway categories are {CATEGORIES}, got {category!r}')
   lo, hi = (float(v) for v in speed)
   if not 0 < lo <= hi < 4.0:
-    raise UserError(f'data.walk_speed must be (min, max) px/frame with 0 < min <= max < 4 '
+    raise UserError(f'data.video.walk_speed must be (min, max) px/frame with 0 < min <= max < 4 '
                     f'(runners, at 4–5, stay anomalous); got {tuple(speed)}')
   return tuple([_convert(v, size, category) for v in vs]
                for vs in _make_videos(length, num_train, num_val, num_test, (lo, hi)))
@@ -195,11 +195,11 @@ def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: 
 
 @DATASETS.register('walkway')
 def build_walkway(category: str, image_size: int, data_cfg) -> Splits:
-  train, val, test = make_videos(data_cfg.video_length, data_cfg.num_train_videos,
-                                 data_cfg.num_val_videos, data_cfg.num_test_videos,
-                                 image_size, category, data_cfg.walk_speed)
-  length, channels = data_cfg.clip_length, train[0].frames.shape[-1]
-  return Splits(ClipSource(train, length, data_cfg.clip_strides),
+  v = data_cfg.video
+  train, val, test = make_videos(v.length, v.num_train, v.num_val, v.num_test, image_size,
+                                 category, v.walk_speed)
+  length, channels = v.clip_length, train[0].frames.shape[-1]
+  return Splits(ClipSource(train, length, v.clip_strides),
                 ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
                 kind_names=list(KINDS), has_masks=True,
                 image_shape=(length, image_size, image_size, channels))

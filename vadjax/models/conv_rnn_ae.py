@@ -47,7 +47,7 @@ def check_clip(x, channels: int, model: str, min_frames: int = 1) -> None:
       x.shape[2] % 16 or x.shape[3] % 16):
     raise UserError(
         f'{model} expects clips (batch, T ≥ {min_frames}, H, W, {channels}) with H and W '
-        f'multiples of 16, got {tuple(x.shape)}; set data.clip_length, image_size and the '
+        f'multiples of 16, got {tuple(x.shape)}; set data.video.clip_length, image_size and the '
         f'model channels to match the dataset')
 
 

@@ -143,7 +143,7 @@ def check_input(x, channels: int, model: str, min_size: int = 1) -> None:
     raise UserError(f'{model} is an image model and got video clips of shape '
                     f'{tuple(x.shape)}; on a video dataset run it per frame '
                     f'(model=per_frame with model_kwargs.image_model={model}, '
-                    f'data.clip_length=1, as the zoo configs do)')
+                    f'data.video.clip_length=1, as the zoo configs do)')
   if x.ndim != 4 or x.shape[-1] != channels or min(x.shape[1:3]) < min_size:
     raise UserError(
         f'{model} expects images of shape (batch, height, width, {channels}) with height and '

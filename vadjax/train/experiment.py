@@ -114,10 +114,10 @@ def load_splits(config, category: str):
   """The train/val/test splits of one category, with the patch protocol applied when the
   config asks for it (METHODS.md §0) and the splits' checks done."""
   splits = DATASETS.get(config.dataset)(category, config.image_size, config.data)
-  d = config.data
-  if d.patch_size > 0:
-    splits = patches.patch_splits(splits, config.dataset, d.patch_size, d.patch_stride,
-                                  d.patch_test_stride, d.patch_min_change)
+  p = config.data.patches
+  if p.size > 0:
+    splits = patches.patch_splits(splits, config.dataset, p.size, p.stride, p.test_stride,
+                                  p.min_change)
   splits.check(config.dataset)
   return splits
 
