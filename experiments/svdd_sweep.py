@@ -1,15 +1,15 @@
-"""SVDD fine-tuning: AUROC against learning rate × epochs (seed 001 §4.8.3, Fig. 4.8).
+"""The SVDD study of the sweep harness: AUROC against learning rate × epochs of SVDD
+fine-tuning (seed 001 §4.8.3, Fig. 4.8).
 
-  python -m experiments.svdd_sweep \
-      --config='experiments/configs/svdd_cae.py:categories=0;3;5;8,seeds=0;1;2' \
-      --lrs=5e-8,5e-7,5e-6,5e-5 --epochs=1,2,5,10,20 --workdir=runs/svdd_sweep
+  python -m experiments.sweep --study=svdd --override='categories=0;3;5;8' --seeds=0,1,2 \
+      --lrs=5e-8,5e-7,5e-6,5e-5 --epochs=1,2,5,10,20 --workdir=runs/svdd
 
-Trains (or reuses: the base runs resume and skip when finished) the baseline AE of the config
-in <workdir>/base, then fine-tunes each run's encoder for max(epochs) epochs at each lr and
-scores the test split after every listed epoch count. Writes svdd_sweep.json and
-svdd_sweep.png (one curve per lr, mean over runs; the black dot is the baseline before
-fine-tuning, as in Fig. 4.8). --base_workdir reuses runs made elsewhere (e.g. the comparison
-sweep's BCAE1 runs, same config).
+Unlike the other studies it trains one set of runs, not one per row: the baseline AE
+(BCAE1 of `svdd_cae.py` without the stage) in <workdir>/base (or reused: the runs resume and
+are skipped when finished; `--base_workdir` takes runs made elsewhere with the same config),
+then fine-tunes each restored run's encoder for max(epochs) epochs at each lr and scores the
+test split after every listed epoch count. Writes svdd.json, svdd.md (lr × epochs) and
+svdd.png (one curve per lr, mean over runs; the black dot is the baseline, as in Fig. 4.8).
 Expected runtime on a 2-core CPU: ~1 min per (category, seed) for 4 lrs × 20 epochs on digits,
 after the base runs.
 """
@@ -18,24 +18,17 @@ import json
 import os
 
 import matplotlib
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.configs import zoo  # noqa: E402
 from vadjax.eval.metrics import auroc, mean_ci  # noqa: E402
 from vadjax.methods import svdd  # noqa: E402
 from vadjax.train import load_splits, restore, train_and_evaluate  # noqa: E402
 from vadjax.train.evaluate import EvalSet, score_split  # noqa: E402
 from vadjax.train.experiment import Experiment  # noqa: E402
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'The baseline AE config.')
-_LRS = flags.DEFINE_list('lrs', ['5e-8', '5e-7', '5e-6', '5e-5'], 'Fine-tuning lrs.')
-_EPOCHS = flags.DEFINE_list('epochs', ['1', '2', '5', '10', '20'], 'Epoch counts scored.')
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/svdd_sweep', 'Where results go.')
-_BASE = flags.DEFINE_string('base_workdir', None, 'Baseline runs (default <workdir>/base).')
-
 
 def _test_auroc(run, test, params) -> float:
   """The test AUROC of a trained run with other (fine-tuned) parameters."""
@@ -98,18 +91,30 @@ def figure(result, path) -> str:
   return path
 
 
-def main(argv):
-  del argv
-  config = _CONFIG.value
-  config.unlock()
-  result = sweep(config, [float(x) for x in _LRS.value], [int(x) for x in _EPOCHS.value],
-                 _WORKDIR.value, _BASE.value)
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  with open(os.path.join(_WORKDIR.value, 'svdd_sweep.json'), 'w') as f:
+def table(result) -> str:
+  """Test AUROC (mean ± 95% CI over runs) per lr and epoch count, the baseline first."""
+  fmt = lambda m: f'{m["mean"]:.4f}' + ('' if m['ci95'] is None else f' ± {m["ci95"]:.4f}')
+  lines = ['| lr | ' + ' | '.join(f'{e} epochs' for e in result['epochs']) + ' |',
+           '|---' * (1 + len(result['epochs'])) + '|',
+           f'| baseline (no fine-tuning) | {fmt(result["summary"]["baseline"])} |'
+           + ' |' * (len(result['epochs']) - 1)]
+  for lr in result['lrs']:
+    lines.append(f'| {float(lr):.0e} | '
+                 + ' | '.join(fmt(m) for m in result['summary']['lrs'][lr]) + ' |')
+  return '\n'.join(lines)
+
+
+def run(workdir, seeds, override, lrs, epochs, base_workdir=None) -> dict:
+  """The study as `experiments.sweep` runs it: writes svdd.json, .md and .png."""
+  config = zoo.make('svdd_cae', override or None)
+  config.seeds = tuple(int(s) for s in seeds)
+  result = sweep(config, [float(x) for x in lrs], [int(x) for x in epochs], workdir,
+                 base_workdir)
+  result['table'] = table(result)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'svdd.json'), 'w') as f:
     json.dump(result, f, indent=1)
-  print(figure(result, os.path.join(_WORKDIR.value, 'svdd_sweep.png')))
-  print(json.dumps(result['summary'], indent=1))
-
-
-if __name__ == '__main__':
-  app.run(main)
+  with open(os.path.join(workdir, 'svdd.md'), 'w') as f:
+    f.write(result['table'] + '\n')
+  result['figure'] = figure(result, os.path.join(workdir, 'svdd.png'))
+  return result

@@ -19,6 +19,8 @@ Studies (runtimes on a 2-core CPU, 3 seeds):
   seed002, seed002_ablations   ALPS and ADACL (Tabs. 3.1, 3.3, 4.1, 4.4); ~1 h
   memory_size            MemAE's AUROC against the memory size N (seed 003 Fig. 7), with a
                          figure; ~30 min with --override='categories=0;3;5;8'
+  svdd                   SVDD fine-tuning, AUROC against lr × epochs (seed 001 Fig. 4.8):
+                         one set of trained AEs fine-tuned per lr (experiments/svdd_sweep.py)
 """
 
 import dataclasses
@@ -30,6 +32,7 @@ from typing import Callable
 import numpy as np
 from absl import app, flags, logging
 
+from experiments import svdd_sweep
 from experiments.configs import adacl, alps, conv_rnn, memae, zoo
 from vadjax.eval import plots
 from vadjax.eval.metrics import mean_ci
@@ -216,7 +219,7 @@ def run(name: str, workdir: str, seeds, override: str = '', only=None,
   return result
 
 
-_STUDY = flags.DEFINE_enum('study', None, sorted(STUDIES), 'Which study.')
+_STUDY = flags.DEFINE_enum('study', None, sorted([*STUDIES, 'svdd']), 'Which study.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the runs go (default runs/<study>).')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (≥ 3 for a CI).')
 _OVERRIDE = flags.DEFINE_string('override', '', 'key=value,... for every row.')
@@ -226,13 +229,22 @@ _ONLY = flags.DEFINE_list('only', None, 'Run only the rows with these labels.')
 _DATA = flags.DEFINE_list('data', None, 'Run only the rows on these data (digits, ...): '
                           'per-dataset overrides are separate runs with --override.')
 _COLLECT = flags.DEFINE_bool('collect_only', False, 'Only gather rows already run.')
+_LRS = flags.DEFINE_list('lrs', ['5e-8', '5e-7', '5e-6', '5e-5'], '(svdd) fine-tuning lrs.')
+_EPOCHS = flags.DEFINE_list('epochs', ['1', '2', '5', '10', '20'], '(svdd) epoch counts '
+                            'scored.')
+_BASE = flags.DEFINE_string('base_workdir', None, '(svdd) the trained AE runs to fine-tune '
+                            '(default <workdir>/base).')
 
 
 def main(argv):
   del argv
-  result = run(_STUDY.value, _WORKDIR.value or os.path.join('runs', _STUDY.value),
-               _SEEDS.value, _OVERRIDE.value, _ONLY.value, _COLLECT.value, _PRESET.value,
-               _DATA.value)
+  workdir = _WORKDIR.value or os.path.join('runs', _STUDY.value)
+  if _STUDY.value == 'svdd':
+    result = svdd_sweep.run(workdir, _SEEDS.value, _OVERRIDE.value, _LRS.value, _EPOCHS.value,
+                            _BASE.value)
+  else:
+    result = run(_STUDY.value, workdir, _SEEDS.value, _OVERRIDE.value, _ONLY.value,
+                 _COLLECT.value, _PRESET.value, _DATA.value)
   print(result['table'])
 
 

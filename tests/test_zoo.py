@@ -306,4 +306,7 @@ def test_svdd_stage_attention_plots_and_the_svdd_sweep(tmp_path, quick_config):
   assert set(run['lrs']) == {'0.0001'} and all(len(v) == 1 for v in run['lrs'].values())
   assert all(0 <= a <= 1 for v in run['lrs'].values() for a in v)
   assert abs(run['baseline'] - report['runs'][0]['image']['auroc']) < 1e-6
-  assert svdd_sweep.figure(result, str(tmp_path / 'f.png')).endswith('f.png')
+  figure(svdd_sweep.figure(result, str(tmp_path / 'f.png')))
+  lines = svdd_sweep.table(result).splitlines()     # lr × epochs: baseline, then the lr row
+  assert lines[2].startswith(f"| baseline (no fine-tuning) | {run['baseline']:.4f} |")
+  assert lines[3] == f"| 1e-04 | {run['lrs']['0.0001'][0]:.4f} |"
