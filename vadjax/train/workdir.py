@@ -79,7 +79,7 @@ def first_difference(old: dict, new: dict, prefix: str = '') -> str | None:
 def check_writable(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
+    probe = os.path.join(workdir, f'.write_test{os.getpid()}')   # per process: hosts share it
     with open(probe, 'w') as f:
       f.write('ok')
     os.remove(probe)
