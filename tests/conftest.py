@@ -66,3 +66,17 @@ def figure(path):
     pixels = np.asarray(im.convert('RGB'))
   assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 16, f'{path} is (nearly) blank'
   return pixels
+
+
+def sweep_in_fresh_process(calls: str, workdir):
+  """The JSON of `calls` (Python using `sweep` and `w`, the workdir) run in a fresh
+  process: the experiment scripts' absl flags (--workdir, ...) clash in one process."""
+  import json
+  import subprocess
+  import sys
+  code = ('import json, sys\nfrom experiments import sweep\nw = sys.argv[1]\n'
+          f'print(json.dumps({calls}))\n')
+  proc = subprocess.run([sys.executable, '-c', code, str(workdir)], capture_output=True,
+                        text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])

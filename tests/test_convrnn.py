@@ -3,7 +3,6 @@
 loop, whole models), JAX's own autodiff of the scan, scipy (Savitzky–Golay), a moving
 average (its polyorder-1 interior), the seed's Tab. 4.12."""
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +11,7 @@ import pytest
 import scipy.signal
 import torch
 
-from conftest import assert_restore_scores_as_the_run, figure
+from conftest import assert_restore_scores_as_the_run, figure, sweep_in_fresh_process
 from vadjax.bench.twins import TWINS, port
 from vadjax.bench.twins import Recurrent as TorchRecurrent
 from vadjax.data import walkway
@@ -237,10 +236,12 @@ def test_score_window_is_the_worst_window_mean():
   s1 = method.score_fn(zero, {'image': jnp.asarray(one)})['score']
   s2 = method.score_fn(zero, {'image': jnp.asarray(two)})['score']
   np.testing.assert_allclose([s1[0], s2[0]], [1.0, 1.0])
-  mean = Reconstruction({'reconstruction': {'score_window': 0}}).score_fn(zero, {'image': jnp.asarray(two)})
+  frame_mean = Reconstruction({'reconstruction': {'score_window': 0}})
+  mean = frame_mean.score_fn(zero, {'image': jnp.asarray(two)})
   np.testing.assert_allclose(mean['score'], 18 / 256)
   with pytest.raises(UserError, match='score_window'):
-    Reconstruction({'reconstruction': {'score_window': 17}}).score_fn(zero, {'image': jnp.asarray(one)})
+    too_wide = Reconstruction({'reconstruction': {'score_window': 17}})
+    too_wide.score_fn(zero, {'image': jnp.asarray(one)})
 
 
 def test_sweep_harness_video_study(tmp_path):
@@ -248,21 +249,10 @@ def test_sweep_harness_video_study(tmp_path):
   run's report (with the derived motion mean), and collect-only over what exists. In a
   fresh process: its absl flags (--workdir, ...) clash with other experiment scripts'."""
   import json
-  import subprocess
-  import sys
-  code = (
-      'import json, sys\n'
-      'from experiments import sweep\n'
-      'w = sys.argv[1]\n'
-      "a = sweep.run('video', w, ['0'], preset='quick', override='num_epochs=1',\n"
-      "              only=['BCAE1 (per frame)'])\n"
-      "b = sweep.run('video', w, ['0'], only=['BCAE1 (per frame)', 'CRNN(2,N)'],\n"
-      "              collect_only=True)\n"
-      'print(json.dumps([a, b]))\n')
-  proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True,
-                        text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  result, again = json.loads(proc.stdout.strip().splitlines()[-1])
+  result, again = sweep_in_fresh_process(
+      "[sweep.run('video', w, ['0'], preset='quick', override='num_epochs=1', "
+      "only=['BCAE1 (per frame)']), sweep.run('video', w, ['0'], "
+      "only=['BCAE1 (per frame)', 'CRNN(2,N)'], collect_only=True)]", tmp_path)
   (row,) = result['rows']
   report = json.loads((tmp_path / 'BCAE1_per_frame_walkway' / 'report.json').read_text())
   assert row['result'] == report['mean'] and report['mean']['auroc']['n'] == 1

@@ -1,14 +1,13 @@
 """MemAE-2D/3D: shapes, parameter counts, the objective, one step learns, no retrace."""
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import traced_once
+from conftest import sweep_in_fresh_process, traced_once
 from experiments.configs import memae as memae_config
 from vadjax import parallel
 from vadjax.methods import METHODS
@@ -110,21 +109,13 @@ def test_train_step_learns_without_retracing(name, shape, kw):
 def test_memory_size_study_reads_reports_and_draws_the_figure(tmp_path):
   """The sweep harness's table and figure from finished rows (collect-only: no training),
   in a fresh process (the sweep's absl flags)."""
-  import subprocess
-  import sys
   for n, per_seed in ((10, [0.8, 0.9]), (100, [0.95, 0.97])):
     row = tmp_path / f'N_{n}_digits'
     row.mkdir()
     mean = {'auroc': {**mean_ci(per_seed), 'per_seed': per_seed}}
     (row / 'report.json').write_text(json.dumps({'mean': mean}))
-  code = ('import json, sys\n'
-          'from experiments import sweep\n'
-          "print(json.dumps(sweep.run('memory_size', sys.argv[1], ['0', '1'], "
-          'collect_only=True)))\n')
-  proc = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True,
-                        text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  result = sweep_in_fresh_process("sweep.run('memory_size', w, ['0', '1'], collect_only=True)",
+                                  tmp_path)
   lines = result['table'].splitlines()
   ci = mean_ci([0.8, 0.9])['ci95']
   assert lines[2] == f'| N=10 | digits | 2 | 0.8500 ± {ci:.4f} | – |'
