@@ -20,11 +20,11 @@ import time
 import jax
 from absl import logging
 
+from vadjax.methods import GROUP_DEFAULTS
 from vadjax.registry import UserError
 
 # data settings that change what a run sees (the rest are speed or location settings)
 _DATA_KEYS_NOT_IDENTITY = ('workers', 'tfds_dir', 'manual_dir', 'folder_root')
-_METHOD_GROUPS = ('reconstruction', 'memae', 'ssim', 'alps', 'adacl', 'svdd')
 
 
 def _file_digest(root: str) -> str:
@@ -53,7 +53,7 @@ def data_identity(config) -> dict:
 
 def fingerprint(config, image_shape) -> dict:
   """What a workdir's results depend on (see the module docstring)."""
-  groups = {g: config[g].to_dict() for g in _METHOD_GROUPS if g in config}
+  groups = {g: config[g].to_dict() for g in GROUP_DEFAULTS if g in config}
   data = {k: v for k, v in config.data.to_dict().items() if k not in _DATA_KEYS_NOT_IDENTITY}
   return json.loads(json.dumps({
       'model': config.model, 'model_kwargs': config.model_kwargs.to_dict(),
