@@ -8,14 +8,13 @@ already holds a run resumes it from its last checkpoint.
 """
 
 import ast
-import logging as logging_lib
 import os
-import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.cli import fail, quiet_libraries
 from vadjax.registry import UserError
 from vadjax.train import train_and_evaluate
 from vadjax.train.loop import Interrupted
@@ -24,11 +23,6 @@ _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'quickstart
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default runs/<config name>).')
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'],
                           'What to do.')
-
-
-def _fail(message: str, code: int = 2) -> None:
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(code)
 
 
 def _message(e: BaseException) -> str:
@@ -67,14 +61,7 @@ def _define_config_flag() -> None:
     config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG,
                                     'Experiment config file[:variant].', lock_config=True)
   except (AttributeError, KeyError) as e:
-    _fail(_unknown_key(e))
-
-
-class _QuietLibraries(logging_lib.Filter):
-  """Drops the INFO chatter of Orbax (one line per checkpoint thread event)."""
-
-  def filter(self, record):
-    return record.levelno > logging_lib.INFO or '/orbax/' not in record.pathname
+    fail(_unknown_key(e))
 
 
 def _parse_flags(argv):
@@ -82,20 +69,20 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:   # an unknown --config.key (parsed lazily)
-    _fail(_unknown_key(e))
+    fail(_unknown_key(e))
   except Exception as e:  # noqa: BLE001  (flags and config files raise many kinds)
-    _fail(_last_line(e))
+    fail(_last_line(e))
 
 
 def main(argv):
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  quiet_libraries()
   if len(argv) > 1:
-    _fail(f'unexpected arguments: {argv[1:]}')
+    fail(f'unexpected arguments: {argv[1:]}')
   try:
     config = flags.FLAGS.config
     config.model  # noqa: B018  (the file is loaded lazily; fail here, not mid-run)
   except Exception as e:  # noqa: BLE001  (a config file that cannot be loaded)
-    _fail(f'cannot load --config: {_last_line(e)}')
+    fail(f'cannot load --config: {_last_line(e)}')
   config_path = flags.FLAGS['config'].config_filename.split(':')[0]
   workdir = _WORKDIR.value or os.path.join(
       'runs', os.path.splitext(os.path.basename(config_path))[0])
@@ -105,11 +92,11 @@ def main(argv):
   try:
     train_and_evaluate(config, workdir, _MODE.value)
   except Interrupted as e:
-    _fail(str(e), e.exit_code)
+    fail(str(e), e.exit_code)
   except UserError as e:
-    _fail(' '.join(str(e).split()))
+    fail(str(e))
   except KeyboardInterrupt:
-    _fail('interrupted before training started; nothing to resume from yet', 130)
+    fail('interrupted before training started; nothing to resume from yet', 130)
 
 
 if __name__ == '__main__':

@@ -97,9 +97,9 @@ def read_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def read_image(path: str) -> np.ndarray:
-  """An image as uint8, (H, W) for grey files and (H, W, 3) otherwise (16-bit grey is
-  rescaled to 8 bits)."""
+def read_image(path, name: str | None = None) -> np.ndarray:
+  """An image (a path, or an open binary file called `name`) as uint8, (H, W) for grey
+  files and (H, W, 3) otherwise (16-bit grey is rescaled to 8 bits)."""
   try:
     with Image.open(path) as im:
       im.load()
@@ -110,7 +110,8 @@ def read_image(path: str) -> np.ndarray:
       return np.asarray(im.convert(mode), np.uint8)
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
           Image.DecompressionBombError) as e:
-    raise UserError(f'cannot read image {path}: {e}; replace or delete the file') from None
+    raise UserError(f'cannot read image {name or path}: {e}; replace or delete the file'
+                    ) from None
 
 
 def _is_grey(im) -> bool:
@@ -266,3 +267,19 @@ def video_fps(path: str) -> float:
   except (av.error.FFmpegError, IndexError) as e:
     raise UserError(f'cannot open video {path}: {e}') from None
   return float(rate) if rate else 25.0
+
+
+def write_video(path: str, frames, rate: float = 25.0, codec: str = 'libx264') -> None:
+  """Writes uint8 RGB frames (H, W, 3) to a video file with PyAV (H.264 in yuv420p, so
+  the frame sides must be even; 'png' keeps them lossless)."""
+  import av
+  with av.open(path, 'w') as container:
+    stream = None
+    for frame in frames:
+      if stream is None:
+        stream = container.add_stream(codec, rate=round(rate))
+        stream.height, stream.width = frame.shape[:2]
+        stream.pix_fmt = 'rgb24' if codec == 'png' else 'yuv420p'
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+    if stream is not None:
+      container.mux(stream.encode())

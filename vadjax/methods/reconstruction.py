@@ -72,16 +72,23 @@ class Reconstruction(Method):
     pixel = jnp.mean(err, axis=-1)
     if pixel.ndim == 4:                       # clips: the map of the frame scored
       t = batch['image'].shape[1]
-      offset = batch.get('offset', jnp.full(pixel.shape[:1], t // 2))
+      offset = batch['offset'] if 'offset' in batch else jnp.full(pixel.shape[:1], t // 2)
       # a prediction covers the clip's last frames: the nearest predicted one
       offset = jnp.clip(offset - (t - pixel.shape[1]), 0, pixel.shape[1] - 1)
-      pixel = pixel[jnp.arange(pixel.shape[0]), offset]
+      pixel = frame_at(pixel, offset)
     return {'score': self._score(err), 'pixel': pixel}
 
   def _score(self, err):
     if not self.window:
       return jnp.mean(err, axis=tuple(range(1, err.ndim)))
     return window_max(jnp.mean(err, axis=-1), self.window)
+
+
+def frame_at(clips, offset):
+  """(B, T, ...) → (B, ...): each clip's frame `offset` (a gather without an arange over
+  the batch, so that it exports with a symbolic batch size)."""
+  index = offset.reshape((-1,) + (1,) * (clips.ndim - 1))
+  return jnp.take_along_axis(clips, index, axis=1)[:, 0]
 
 
 def window_max(maps, k: int):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vadjax.methods import METHODS
-from vadjax.methods.reconstruction import Reconstruction, target, weighted_mean
+from vadjax.methods.reconstruction import Reconstruction, frame_at, target, weighted_mean
 from vadjax.registry import UserError
 
 
@@ -95,8 +95,9 @@ class SSIMCompound(Reconstruction):
     per_sample, _, _ = self._compound(outputs, batch)
     x, r = target(outputs, batch), outputs['recon']
     if x.ndim == 5:              # clips: the map of the scored frame
-      offset = batch.get('offset', jnp.full(x.shape[:1], x.shape[1] // 2))
-      x, r = x[jnp.arange(x.shape[0]), offset], r[jnp.arange(r.shape[0]), offset]
+      offset = (batch['offset'] if 'offset' in batch else
+                jnp.full(x.shape[:1], x.shape[1] // 2))
+      x, r = frame_at(x, offset), frame_at(r, offset)
     m = 1 - jnp.mean(ssim_map(r, x), axis=-1)
     pad = ((x.shape[1] - m.shape[1]) // 2, (x.shape[2] - m.shape[2]) // 2)
     m = jnp.pad(m, ((0, 0), (pad[0], x.shape[1] - m.shape[1] - pad[0]),

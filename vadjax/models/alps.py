@@ -34,7 +34,7 @@ PERTURBATIONS = ('adversarial', 'noise', 'none')
 
 
 def _act(h):
-  return nn.leaky_relu(h, 0.2)
+  return nn.leaky_relu(h, negative_slope=0.2)
 
 
 class Encoder(nn.Module):

@@ -128,7 +128,8 @@ class BCAE1(nn.Module):
     for i, (f, (k, s)) in enumerate(zip(out_channels, decoder)):
       h = ConvTranspose(f, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < 4:
-        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), self.leaky_slope)
+        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h),
+                        negative_slope=self.leaky_slope)
         h = self._se(h, f'dec{i}_se')
     recon = nn.sigmoid(h.astype(jnp.float32))
     return _with_maps({'recon': recon, 'latent': latent.reshape(latent.shape[0], -1)
@@ -204,7 +205,7 @@ class DeepAE(nn.Module):
     maps, locals_ = {}, []
     for i, (f, s) in enumerate(zip(self.filters, self.strides)):
       h = Conv(f, 3, s, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
-      h = nn.leaky_relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h), 0.2)
+      h = nn.leaky_relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h), negative_slope=0.2)
       if i + 1 in self.attention_blocks and self.attention == 'cbam':
         h, maps[f'cbam{i + 1}'] = CBAM(dtype=self.dtype, name=f'cbam{i + 1}')(h, train)
       elif i + 1 in self.attention_blocks and self.attention == 'ltpa':
@@ -233,7 +234,7 @@ class DeepAE(nn.Module):
     for i, (f, s) in enumerate(zip(out_channels, self.strides[::-1])):
       h = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < len(out_channels) - 1:
-        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), 0.2)
+        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), negative_slope=0.2)
     return _with_maps({'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)},
                       maps)
 

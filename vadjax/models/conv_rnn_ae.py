@@ -113,7 +113,7 @@ class ConvRecurrentAE(nn.Module):
       h = _frames(ConvTranspose(f, 3, stride, 1, stride - 1, impl=self.conv_impl,
                                 dtype=self.dtype, name=f'dec{i}'), h)
       if i < 4:
-        h = nn.leaky_relu(self._bn(h, train, f'dec{i}_bn'), self.leaky_slope)
+        h = nn.leaky_relu(self._bn(h, train, f'dec{i}_bn'), negative_slope=self.leaky_slope)
     return nn.sigmoid(h.astype(jnp.float32))
 
   @nn.compact

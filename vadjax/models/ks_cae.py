@@ -84,7 +84,7 @@ class BCAE2(nn.Module):
     latent = h
     for i, ((k, s), f) in enumerate(zip(DECODER, dec)):
       h = self._layer(h, f, k, s, f'dec{i}', True, train, True)
-      h = nn.leaky_relu(h, self.leaky_slope)
+      h = nn.leaky_relu(h, negative_slope=self.leaky_slope)
     last = last_kernel(x.shape[1:3])
     if min(last) < 1:
       raise ValueError(f'bcae2 decodes to {h.shape[1:3]}, larger than the input {x.shape[1:3]}')

@@ -33,7 +33,7 @@ from vadjax.registry import UserError
 
 
 def _act(h, train, dtype, name):
-  return nn.leaky_relu(batch_norm(train, dtype, name)(h), 0.2)
+  return nn.leaky_relu(batch_norm(train, dtype, name)(h), negative_slope=0.2)
 
 
 class _Encoder2D(nn.Module):

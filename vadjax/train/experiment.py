@@ -160,7 +160,11 @@ class TrainedRun:
     fields = {'image': images}
     if offsets is not None:
       fields['offset'] = np.asarray(offsets, np.int32)
-    return evaluate_lib.score_split(self.steps, self.state, ArraySource(**fields), self.mesh,
+    return self.score_source(ArraySource(**fields))
+
+  def score_source(self, source) -> dict:
+    """Raw scores of every record of a source (records as the test split's)."""
+    return evaluate_lib.score_split(self.steps, self.state, source, self.mesh,
                                     self.config.eval_batch_size)
 
 

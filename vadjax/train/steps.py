@@ -139,27 +139,37 @@ class _StepFns:
     return self.method.loss_fn(out, batch)[0]
 
   def score(self, state, batch):
+    return self.score_with(_variables(state), batch)
+
+  def score_with(self, variables, batch):
+    """The method's scores of a batch under `variables` (params, batch_stats)."""
     x = batch['image']
     if x.ndim == len(self.image_shape) + 2:     # patch stacks: a frame's score is its max
-      return self._score_patches(state, batch)
-    out = self.model.apply(_variables(state), x, train=False)
+      return self._score_patches(variables, batch)
+    out = self.model.apply(variables, x, train=False)
     scores = self.method.score_fn(out, batch)
     chex.assert_shape(scores['score'], (x.shape[0],))     # one score per sample
     return _with_recon(scores, out)
 
-  def _score_patches(self, state, batch):
+  def _score_patches(self, variables, batch):
     """(B, P, h, w, C) patch stacks (METHODS.md §0, patch protocol): every patch scored,
     the frame's score the max; the maps and reconstruction are the top patch's."""
     x = batch['image']
     b, p = x.shape[:2]
     flat = {'image': x.reshape(b * p, *x.shape[2:])}
-    out = self.model.apply(_variables(state), flat['image'], train=False)
+    out = self.model.apply(variables, flat['image'], train=False)
     res = _with_recon(self.method.score_fn(out, flat), out)
     top = jnp.argmax(res['score'].reshape(b, p), axis=1)
     pick = lambda v: v.reshape(b, p, *v.shape[1:])[jnp.arange(b), top]
     reduced = {k: (jnp.max(v.reshape(b, p), axis=1) if k == 'score' or k.startswith('score/')
                    else pick(v)) for k, v in res.items()}
     return {**reduced, 'patch': top}
+
+
+def scorer(model: nn.Module, method, image_shape) -> Callable:
+  """The pure score function `(variables, batch) -> scores` of a model and method, as the
+  score step computes it (export builds it with the plain convolution forms)."""
+  return _StepFns(model, method, None, tuple(image_shape)).score_with
 
 
 def build_steps(model: nn.Module, method, tx, mesh, image_shape) -> Steps:

@@ -1,0 +1,202 @@
+"""Exports a trained run for use without vadjax (`experiments/export.py`).
+
+  stablehlo  `jax.export` with a symbolic batch dimension, for CPU, CUDA and TPU: the
+             serialised graph (`model.jaxexport`), its StableHLO text (`model.mlir`, for
+             other StableHLO runtimes) and the parameters beside it (`params.npz`)
+  onnx       jax2onnx (the optional `onnx` extra, requirements-onnx.txt), run with
+             onnxruntime; parameters are in the graph
+
+Both take float32 inputs in [0, 1] prepared as the training data was (frames for image and
+patch models, whose patches are cut inside the graph; clips plus the scored frame's offset
+for clip models) and return the method's raw scores and pixel maps. The normaliser and
+every persisted threshold go to `meta.json` beside the graph, never into it: users choose
+the threshold at use time. `exported.py` (copied beside the model) loads either with JAX or
+onnxruntime alone. The graph uses the plain convolution forms (the CPU training forms are
+custom-gradient rewrites that only help training on XLA:CPU), and an export is checked
+against the run's own scores before it is kept.
+"""
+
+import contextlib
+import datetime
+import io
+import json
+import logging
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vadjax.data import patches as patches_lib
+from vadjax.registry import UserError
+from vadjax.serving.predict import input_kind
+from vadjax.train import steps as steps_lib
+
+FORMATS = ('stablehlo', 'onnx')
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+STABLEHLO_FORMS = {'conv_impl': 'xla'}
+# jax2onnx 0.12.5 drops the input dilation of a plain transposed convolution (its output
+# comes out too small), so ONNX takes the sub-pixel forms (exact rewrites into stride-1
+# convolutions); and it converts only scans that are not unrolled
+ONNX_FORMS = {'conv_impl': 's2d', 'scan_impl': 'autodiff', 'unroll': 1}
+TOLERANCE = {'stablehlo': 1e-5, 'onnx': 1e-4}      # max |exported − in-process| raw score
+
+
+def input_shape(run) -> tuple:
+  """The shape of one input of the exported graph (no batch dimension)."""
+  if input_kind(run.config, run.image_shape) == 'patches':
+    s = run.config.image_size
+    return (s, s, run.image_shape[-1])
+  return tuple(run.image_shape)
+
+
+def patch_corners(run) -> list[tuple[int, int]]:
+  p = run.config.data.patches
+  return patches_lib.grid(run.config.image_size, run.config.image_size, p.size, p.test_stride)
+
+
+def frame_scorer(run, forms: dict | None = None):
+  """The pure function (variables, inputs[, offsets]) → {'score', 'pixel', 'score/<name>'}
+  of a run, on inputs of `input_shape(run)`, its model built with the computation `forms`
+  (model fields such as conv_impl that change how, not what, it computes; None: the
+  run's own)."""
+  fields = {k: v for k, v in (forms or {}).items() if hasattr(run.model, k)}
+  model = run.model.clone(**fields) if fields else run.model
+  score = steps_lib.scorer(model, run.method, run.image_shape)
+  kind = input_kind(run.config, run.image_shape)
+  corners, size = (patch_corners(run), run.config.data.patches.size) if kind == 'patches' \
+      else (None, 0)
+
+  def fn(variables, images, offsets=None):
+    x = images
+    if corners:           # (B, S, S, C) frames → (B, P, size, size, C) patch stacks
+      x = jnp.stack([images[:, y:y + size, c:c + size] for y, c in corners], axis=1)
+    batch = {'image': x} if offsets is None else {'image': x, 'offset': offsets}
+    out = score(variables, batch)
+    return {k: v for k, v in out.items() if k in ('score', 'pixel') or k.startswith('score/')}
+  return fn
+
+
+def reference_scores(run, images, offsets=None) -> dict:
+  """The run's own in-process scores (its training conv forms, the evaluation path) of
+  export inputs."""
+  x = np.asarray(images, np.float32)
+  if input_kind(run.config, run.image_shape) == 'patches':
+    s = run.config.data.patches.size
+    x = np.stack([x[:, y:y + s, c:c + s] for y, c in patch_corners(run)], axis=1)
+  return run.score(x, offsets)
+
+
+def _example(run, n: int = 3):
+  """Deterministic example inputs for the export check: smooth random images."""
+  rng = np.random.default_rng(0)
+  shape = input_shape(run)
+  x = rng.uniform(0, 1, (n, *shape)).astype(np.float32)
+  offsets = (np.arange(n, dtype=np.int32) % shape[0]
+             if input_kind(run.config, run.image_shape) == 'clip' else None)
+  return x, offsets
+
+
+def _meta(run, fmt: str, outputs: list[str]) -> dict:
+  kind = input_kind(run.config, run.image_shape)
+  return {'format': fmt, 'run': run.name, 'workdir': os.path.dirname(os.path.dirname(run.run_dir)),
+          'model': run.config.model, 'method': run.config.method,
+          'input': {'kind': kind, 'shape': list(input_shape(run)), 'offsets': kind == 'clip',
+                    'range': [0.0, 1.0], 'dtype': 'float32',
+                    'channels': 'grey' if input_shape(run)[-1] == 1 else 'rgb'},
+          'outputs': outputs, 'normalizer': run.meta['normalizer'],
+          'thresholds': run.thresholds, 'jax': jax.__version__,
+          'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+
+
+def _stablehlo(run, folder: str, platforms) -> list[str]:
+  fn, variables = frame_scorer(run, STABLEHLO_FORMS), run.variables
+  leaves, tree = jax.tree.flatten(variables)
+  clip = input_kind(run.config, run.image_shape) == 'clip'
+
+  def graph(params, images, *offsets):
+    return fn(jax.tree.unflatten(tree, params), images, *offsets)
+
+  b, = jax.export.symbolic_shape('b')
+  specs = [[jax.ShapeDtypeStruct(np.shape(v), v.dtype) for v in leaves],
+           jax.ShapeDtypeStruct((b, *input_shape(run)), jnp.float32)]
+  if clip:
+    specs.append(jax.ShapeDtypeStruct((b,), jnp.int32))
+  exported = jax.export.export(jax.jit(graph), platforms=tuple(platforms))(*specs)
+  with open(os.path.join(folder, 'model.jaxexport'), 'wb') as f:
+    f.write(exported.serialize())
+  with open(os.path.join(folder, 'model.mlir'), 'w') as f:
+    f.write(exported.mlir_module())
+  np.savez(os.path.join(folder, 'params.npz'),
+           **{f'leaf_{i:05d}': np.asarray(v) for i, v in enumerate(leaves)})
+  return sorted(exported.out_tree.unflatten(range(exported.out_tree.num_leaves)))
+
+
+def _onnx(run, folder: str) -> list[str]:
+  for name in ('jax2onnx', 'onnx_ir'):        # their notes on plugins and value types
+    logging.getLogger(name).setLevel(logging.ERROR)
+  try:
+    from jax2onnx import to_onnx
+  except ImportError:
+    raise UserError('ONNX export needs the onnx extra: pip install -r requirements-onnx.txt'
+                    ) from None
+  fn, variables = frame_scorer(run, ONNX_FORMS), run.variables
+  x, offsets = _example(run, 1)
+  names = sorted(jax.eval_shape(lambda *a: fn(variables, *a), x,
+                                *([] if offsets is None else [offsets])))
+  shape = input_shape(run)
+  b, = jax.export.symbolic_shape('B')      # one scope: images and offsets share B
+  specs = [jax.ShapeDtypeStruct((b, *shape), jnp.float32)]
+  if offsets is not None:
+    specs.append(jax.ShapeDtypeStruct((b,), jnp.int32))
+  # the parameters are closed over: ONNX holds them as initializers. jax2onnx prints
+  # debug lines to stdout; they are dropped
+  with contextlib.redirect_stdout(io.StringIO()):
+    model = to_onnx(lambda *a: tuple(fn(variables, *a)[k] for k in names), specs,
+                    model_name=run.config.model, output_names=names,
+                    input_names=['images', 'offsets'][:len(specs)])
+  with open(os.path.join(folder, 'model.onnx'), 'wb') as f:
+    f.write(model.SerializeToString())
+  return names
+
+
+def _check(run, folder: str, fmt: str) -> float:
+  """The largest |exported − in-process| raw score on example inputs (loaded as a user
+  would, through exported.py); an export over the tolerance is an error."""
+  from vadjax.serving import exported as exported_lib
+  x, offsets = _example(run)
+  got = exported_lib.load(folder).raw(x, offsets)
+  want = reference_scores(run, x, offsets)
+  diff = max(float(np.max(np.abs(got[k] - want[k]))) for k in got if k in want)
+  if not diff <= TOLERANCE[fmt]:
+    raise UserError(f'the {fmt} export of {run.name} scores differ from the run by {diff:.3g}'
+                    f' (tolerance {TOLERANCE[fmt]}); nothing was written')
+  return diff
+
+
+def export(run, fmt: str, out: str, platforms=PLATFORMS) -> dict:
+  """Exports `run` to the folder `out` (replacing an earlier export there, never other
+  files); returns meta.json's content."""
+  if fmt not in FORMATS:
+    raise UserError(f'unknown export format {fmt!r}; use one of {", ".join(FORMATS)}')
+  if os.path.exists(out) and (not os.path.isdir(out) or (
+      os.listdir(out) and not os.path.exists(os.path.join(out, 'meta.json')))):
+    raise UserError(f'{out!r} exists and is not an earlier export; choose another --out')
+  tmp = f'{out.rstrip(os.sep)}.partial-{os.getpid()}'
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    names = _stablehlo(run, tmp, platforms) if fmt == 'stablehlo' else _onnx(run, tmp)
+    meta = _meta(run, fmt, names)
+    with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+      json.dump(meta, f, indent=1)
+    shutil.copy(os.path.join(os.path.dirname(__file__), 'exported.py'), tmp)
+    meta['check'] = {'max_abs_diff': _check(run, tmp, fmt), 'tolerance': TOLERANCE[fmt]}
+    with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+      json.dump(meta, f, indent=1)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return meta

@@ -1,0 +1,216 @@
+"""Scores new images, folders and videos with a trained run (`experiments/predict.py`).
+
+Each scored frame gives one JSON line: the input, the frame index (null for an image), the
+raw score, the score normalised by the run's normaliser (fitted on normal training and
+validation scores, vadjax/eval/thresholds.py) and the decision `normalized > threshold`,
+with the threshold chosen at use time: any threshold the run persisted, by name, or a
+number in the normalised space. The threshold changes the decisions and nothing else.
+
+Frames are scored as evaluation scores the test split (vadjax/train/evaluate.py): clip
+models (video) score frame f with the stride-1 clip that has f at its centre, moved
+inward at a video's ends (vadjax/data/video.py); patch models score a frame by its worst
+patch on the `data.patches.test_stride` grid; image models score each frame on its own.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
+
+from vadjax.data import formats
+from vadjax.data.patches import PatchStacks
+from vadjax.data.sources import ArraySource, Subset
+from vadjax.data.video import ClipSource, Video
+from vadjax.registry import UserError
+from vadjax.serving import inputs as inputs_lib
+
+
+def input_kind(config, image_shape) -> str:
+  """'clip' (the model sees clips), 'patches' (frames scored by their patches) or 'image'."""
+  if len(image_shape) == 4:
+    return 'clip'
+  return 'patches' if config.data.patches.size > 0 else 'image'
+
+
+def threshold_of(thresholds: dict, choice) -> tuple[str, float]:
+  """(name, value) of a persisted threshold's name, or of a number given as text."""
+  if choice in thresholds:
+    return str(choice), float(thresholds[choice])
+  try:
+    value = float(choice)
+  except (TypeError, ValueError):
+    value = float('nan')
+  if not np.isfinite(value):
+    raise UserError(f'unknown threshold {choice!r}; this run has {", ".join(thresholds)} '
+                    f'(or give a number, in the normalised score space)')
+  return str(choice), value
+
+
+class Progress:
+  """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+
+  def __init__(self, name: str, total: int, enabled: bool = True):
+    self.name, self.total, self.done, self.enabled = name, total, 0, enabled
+    self.t0 = self.shown = time.perf_counter()
+
+  def update(self, n: int) -> None:
+    self.done += n
+    now = time.perf_counter()
+    if self.enabled and (now - self.shown > 0.2 or self.done >= self.total):
+      self.shown = now
+      width = 24
+      filled = int(width * self.done / max(self.total, 1))
+      rate = self.done / max(now - self.t0, 1e-9)
+      sys.stderr.write(f'\r{self.name}: [{"#" * filled}{"." * (width - filled)}] '
+                       f'{self.done}/{self.total} frames, {rate:.1f} frames/s')
+      if self.done >= self.total:
+        sys.stderr.write('\n')
+      sys.stderr.flush()
+
+
+@dataclasses.dataclass
+class Scores:
+  """The scores of a run of frames: raw, normalised, decided; pixel maps when kept."""
+  raw: np.ndarray
+  normalized: np.ndarray
+  anomalous: np.ndarray
+  pixel: np.ndarray | None          # (N, h, w): the frame's map (patches: its top patch's)
+  corner: np.ndarray | None         # (N, 2): where a patch model's top patch sits
+
+
+class Predictor:
+  """A trained run, ready to score frames, with a threshold chosen at use time."""
+
+  def __init__(self, run, threshold='gmean'):
+    self.run = run
+    self.kind = input_kind(run.config, run.image_shape)
+    self.format = inputs_lib.FrameFormat(run.config, run.image_shape[-1])
+    self.clip_length = run.image_shape[0] if self.kind == 'clip' else 1
+    self.threshold_name, self.threshold = threshold_of(run.thresholds, threshold)
+    self.normalizer = run.normalizer
+
+  def source(self, frames: np.ndarray, video: bool):
+    """The records that score `frames` ((N, S, S, C); one video when `video`)."""
+    if self.kind == 'clip':
+      if not video:
+        raise UserError(f'this run scores clips of {self.clip_length} frames of a video; '
+                        f'give a video file or a folder of frames, not single images')
+      if len(frames) < self.clip_length:
+        raise UserError(f'a video of {len(frames)} frames is shorter than one clip of this '
+                        f'run ({self.clip_length} frames)')
+    if self.kind == 'image':
+      return ArraySource(image=frames)
+    zeros = np.zeros(len(frames), np.int32)
+    v = Video(frames, zeros, zeros)
+    if self.kind == 'patches':
+      p = self.run.config.data.patches
+      return PatchStacks([v], p.size, p.test_stride)
+    return ClipSource([v], self.clip_length, per_frame=True)
+
+  def score(self, frames: np.ndarray, video: bool = False, keep_maps: bool = False,
+            progress: Progress | None = None) -> Scores:
+    src = self.source(np.asarray(frames, np.float32), video)
+    chunk, parts = self.run.config.eval_batch_size, []
+    for start in range(0, len(src), chunk):
+      part = self.run.score_source(Subset(src, np.arange(start, min(start + chunk, len(src)))))
+      parts.append({k: v for k, v in part.items()
+                    if k in ('score', 'patch') or (keep_maps and k == 'pixel')})
+      if progress:
+        progress.update(len(part['score']))
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    corner = (np.asarray(src.corners)[out['patch']] if 'patch' in out and keep_maps else None)
+    return self.decide(out['score'], out.get('pixel'), corner)
+
+  def decide(self, raw, pixel=None, corner=None) -> Scores:
+    normalized = self.normalizer(raw)
+    return Scores(np.asarray(raw, np.float64), normalized, normalized > self.threshold,
+                  pixel, corner)
+
+  def rows(self, name: str, s: Scores, video: bool) -> list[dict]:
+    return [{'input': name, 'frame': i if video else None, 'score': float(s.raw[i]),
+             'normalized': float(s.normalized[i]), 'anomalous': bool(s.anomalous[i]),
+             'threshold': self.threshold_name, 'threshold_value': self.threshold}
+            for i in range(len(s.raw))]
+
+
+def predict(predictor: Predictor, path: str, out, overlays: str = '',
+            progress: bool = True) -> dict:
+  """Scores everything at `path`, writing JSON lines to the open text file `out` and, with
+  `overlays` (a folder), heat-map overlays: a PNG per image, an annotated MP4 per video.
+  Returns counts."""
+  items = inputs_lib.find(path, sequences=predictor.kind == 'clip')
+  singles = [it for it in items if not it.sequence]
+  videos = [it for it in items if it.sequence]
+  if overlays:
+    os.makedirs(overlays, exist_ok=True)
+  counts = {'inputs': len(items), 'frames': 0, 'anomalous': 0}
+  bar = Progress(os.path.basename(path.rstrip('/')) or path, len(singles), progress)
+  batch = predictor.run.config.eval_batch_size
+  for start in range(0, len(singles), batch):
+    group = singles[start:start + batch]
+    frames = np.concatenate([predictor.format.load(it) for it in group])
+    s = predictor.score(frames, keep_maps=bool(overlays), progress=bar)
+    for i, it in enumerate(group):
+      one = Scores(*(None if a is None else a[i:i + 1] for a in dataclasses.astuple(s)))
+      _emit(out, predictor.rows(it.name, one, video=False), counts)
+      if overlays:
+        scale = _map_scale(s.pixel)
+        Image.fromarray(annotate(frames[i], one, 0, scale)).save(
+            os.path.join(overlays, _overlay_name(it.name, path) + '.png'))
+  for it in videos:
+    frames = predictor.format.load(it)
+    bar = Progress(os.path.basename(it.name.rstrip('/')), len(frames), progress)
+    s = predictor.score(frames, video=True, keep_maps=bool(overlays), progress=bar)
+    _emit(out, predictor.rows(it.name, s, video=True), counts)
+    if overlays:
+      scale = _map_scale(s.pixel)
+      formats.write_video(os.path.join(overlays, _overlay_name(it.name, path) + '.mp4'),
+                          (annotate(f, s, i, scale) for i, f in enumerate(frames)))
+  return counts
+
+
+def _emit(out, rows, counts) -> None:
+  for r in rows:
+    out.write(json.dumps(r) + '\n')
+    counts['frames'] += 1
+    counts['anomalous'] += int(r['anomalous'])
+  out.flush()
+
+
+def _overlay_name(name: str, root: str) -> str:
+  rel = os.path.relpath(name, root) if name != root else os.path.basename(name.rstrip('/'))
+  return os.path.splitext(rel.replace(os.sep, '__'))[0] or 'input'
+
+
+def _map_scale(pixel) -> float:
+  """One colour scale for all the maps of a call: their largest value."""
+  return float(np.max(pixel)) if pixel is not None and pixel.size else 1.0
+
+
+def annotate(frame: np.ndarray, s: Scores, i: int, scale: float) -> np.ndarray:
+  """uint8 RGB: the frame beside its heat-map overlay (where the method makes maps), a red
+  (anomalous) or green frame border and the normalised score; drawn at ≥ 128 px high."""
+  rgb = np.repeat(frame, 3, -1) if frame.shape[-1] == 1 else frame
+  panels = [rgb]
+  if s.pixel is not None:
+    heat = np.zeros(frame.shape[:2], np.float32)
+    m = s.pixel[i] / max(scale, 1e-12)
+    y, x = s.corner[i] if s.corner is not None else (0, 0)
+    heat[y:y + m.shape[0], x:x + m.shape[1]] = m
+    colour = colormaps['jet'](np.clip(heat, 0, 1))[..., :3]
+    panels.append(0.5 * rgb + 0.5 * colour)
+  im = Image.fromarray((np.clip(np.concatenate(panels, 1), 0, 1) * 255).astype(np.uint8))
+  zoom = max(1, -(-128 // im.height))
+  im = im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
+  draw = ImageDraw.Draw(im)
+  colour = (230, 30, 30) if s.anomalous[i] else (30, 200, 30)
+  draw.rectangle([0, 0, im.width - 1, im.height - 1], outline=colour, width=3)
+  draw.text((6, 4), f'{s.normalized[i]:.3f}', fill=colour)
+  out = np.asarray(im)
+  return out[:out.shape[0] // 2 * 2, :out.shape[1] // 2 * 2]    # H.264 wants even sides
+
