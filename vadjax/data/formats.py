@@ -239,14 +239,15 @@ def read_video(path: str) -> np.ndarray:
   return np.stack(list(iter_video(path)))
 
 
-def iter_video(path: str):
-  """Yields the frames of a video file as uint8 (H, W, 3) arrays, in order."""
+def iter_video(path: str, container_format: str | None = None):
+  """Yields the frames of a video as uint8 (H, W, 3) arrays, in order: a file, a stream URL
+  (rtsp://, http://, ...) or a device with its FFmpeg `container_format` ('v4l2')."""
   import av   # PyAV: FFmpeg bindings; imported here so image-only users need no FFmpeg
-  if not os.path.isfile(path):
+  if '://' not in path and container_format is None and not os.path.isfile(path):
     raise UserError(f'video {path} does not exist')
   n = 0
   try:
-    with av.open(path) as container:
+    with av.open(path, format=container_format) as container:
       if not container.streams.video:
         raise UserError(f'{path} holds no video stream')
       for frame in container.decode(video=0):
