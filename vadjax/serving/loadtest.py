@@ -1,0 +1,119 @@
+"""A bounded load test of a scoring server (`experiments/serve_load.py`, and the tests):
+N concurrent clients, each on its own keep-alive connection, send valid requests and
+record the latency of each; then a fixed set of malformed requests, each of which must get
+its 4xx answer; then the server must still answer /health and a valid request."""
+
+import base64
+import concurrent.futures
+import http.client
+import io
+import json
+import time
+
+import numpy as np
+from PIL import Image
+
+
+def png(frame: np.ndarray) -> bytes:
+  """A float frame (H, W, C) in [0, 1] as PNG bytes."""
+  a = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format='PNG')
+  return buf.getvalue()
+
+
+def valid_request(frames: np.ndarray, clip: bool) -> tuple[dict, bytes]:
+  """(headers, body) scoring one frame (image models) or a clip's frames (clip models)."""
+  if clip:
+    body = json.dumps({'frames': [base64.b64encode(png(f)).decode() for f in frames]})
+    return {'Content-Type': 'application/json'}, body.encode()
+  return {'Content-Type': 'image/png'}, png(frames[0])
+
+
+def malformed_requests(clip_length: int) -> list[tuple[str, str, dict, bytes, int]]:
+  """(name, method + path, headers, body, expected status) of requests a server must
+  refuse."""
+  big = io.BytesIO()
+  Image.new('L', (5000, 5000)).save(big, format='PNG')   # 25 M pixels, ~25 KB of PNG
+  tiny = base64.b64encode(png(np.zeros((8, 8, 1)))).decode()
+  j = {'Content-Type': 'application/json'}
+  cases = [
+      ('not an image', 'POST /score', {'Content-Type': 'image/png'}, b'GIF89a? no', 400),
+      ('malformed JSON', 'POST /score', j, b'{"image": ', 400),
+      ('JSON not an object', 'POST /score', j, b'[1, 2]', 400),
+      ('bad base64', 'POST /score', j, b'{"image": "%%%"}', 400),
+      ('no image key', 'POST /score', j, b'{"picture": "AAAA"}', 400),
+      ('wrong content type', 'POST /score', {'Content-Type': 'text/plain'}, b'hello', 415),
+      ('image too large', 'POST /score', {'Content-Type': 'image/png'}, big.getvalue(), 413),
+      ('body too large', 'POST /score', {'Content-Type': 'image/png',
+                                         'Content-Length': str(1 << 40)}, b'', 413),
+      ('unknown path', 'GET /nothing', {}, b'', 404),
+      ('wrong method', 'GET /score', {}, b'', 405),
+      ('unknown threshold', 'POST /score?threshold=best', {'Content-Type': 'image/png'},
+       base64.b64decode(tiny), 400)]
+  if clip_length > 1:
+    cases.append(('too few frames', 'POST /score', j,
+                  json.dumps({'frames': [tiny] * (clip_length - 1)}).encode(), 400))
+  return cases
+
+
+def _request(conn, method_path: str, headers: dict, body: bytes):
+  method, path = method_path.split(' ', 1)
+  t = time.perf_counter()
+  conn.request(method, path, body=body or None, headers=headers)
+  resp = conn.getresponse()
+  data = resp.read()
+  return resp.status, data, time.perf_counter() - t
+
+
+def run(host: str, port: int, headers: dict, body: bytes, clients: int, requests: int,
+        clip_length: int = 1, timeout_s: float = 120.0) -> dict:
+  """The load test's numbers: valid latencies (p50, p99), failures, rejections."""
+  def client(_):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    out = []
+    try:
+      for _ in range(requests):
+        try:
+          status, data, dt = _request(conn, 'POST /score', headers, body)
+          ok = status == 200 and 'results' in json.loads(data)
+        except (OSError, http.client.HTTPException, ValueError):
+          ok, dt = False, float('nan')
+          conn.close()
+          conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+        out.append((ok, dt))
+    finally:
+      conn.close()
+    return out
+
+  t0 = time.perf_counter()
+  with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+    results = [r for rs in pool.map(client, range(clients)) for r in rs]
+  wall = time.perf_counter() - t0
+  lat = np.asarray([dt for ok, dt in results if ok]) * 1e3
+  rejected = {}
+  for name, mp, h, b, want in malformed_requests(clip_length):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+      status = _request(conn, mp, h, b)[0]
+    except (OSError, http.client.HTTPException) as e:
+      status = f'{type(e).__name__}'
+    finally:
+      conn.close()
+    rejected[name] = {'status': status, 'expected': want}
+  conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+  try:
+    up = _request(conn, 'GET /health', {}, b'')[0] == 200 and \
+        _request(conn, 'POST /score', headers, body)[0] == 200
+  except (OSError, http.client.HTTPException):
+    up = False
+  finally:
+    conn.close()
+  return {'clients': clients, 'requests': len(results),
+          'failed': sum(not ok for ok, _ in results), 'wall_s': wall,
+          'requests_per_s': len(results) / wall,
+          'p50_ms': float(np.percentile(lat, 50)) if len(lat) else None,
+          'p99_ms': float(np.percentile(lat, 99)) if len(lat) else None,
+          'malformed': rejected,
+          'malformed_rejected': sum(r['status'] == r['expected'] for r in rejected.values()),
+          'up_at_end': up}
