@@ -80,3 +80,49 @@ def sweep_in_fresh_process(calls: str, workdir):
                         text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert proc.returncode == 0, proc.stderr[-2000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_LOAD_EXPORTED = r'''
+import importlib.util, json, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location('exported', sys.argv[1] + '/exported.py')
+exported = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(exported)
+data = np.load(sys.argv[2])
+model = exported.load(sys.argv[1])
+out = model.score(data['x'], data['offsets'] if 'offsets' in data else None)
+assert not [m for m in sys.modules if m.split('.')[0] in ('vadjax', 'flax')], 'not standalone'
+np.savez(sys.argv[3], **out)
+'''
+
+
+def assert_exports_score_as_the_run(workdir, formats=('stablehlo', 'onnx')):
+  """The run's StableHLO and ONNX exports, loaded in a fresh process with exported.py
+  alone (no vadjax, no Flax), score example inputs as the run does in-process (raw scores
+  within 1e-5 / 1e-4, pixel maps too)."""
+  import subprocess
+  import sys
+  import numpy as np
+  from vadjax.serving import export as export_lib
+  from vadjax.train import restore
+  run = restore(str(workdir))
+  x, offsets = export_lib._example(run, 5)
+  want = export_lib.reference_scores(run, x, offsets)
+  inputs = os.path.join(str(workdir), 'export_inputs.npz')
+  np.savez(inputs, x=x, **({} if offsets is None else {'offsets': offsets}))
+  for fmt in formats:
+    folder = os.path.join(str(workdir), f'export_{fmt}')
+    meta = export_lib.export(run, fmt, folder)
+    assert meta['thresholds'] == run.thresholds and meta['normalizer'] == run.meta['normalizer']
+    got_path = os.path.join(str(workdir), f'export_{fmt}_scores.npz')
+    proc = subprocess.run([sys.executable, '-c', _LOAD_EXPORTED, folder, inputs, got_path],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = np.load(got_path)
+    tol = export_lib.TOLERANCE[fmt]
+    np.testing.assert_allclose(got['score'], want['score'], rtol=0, atol=tol, err_msg=fmt)
+    np.testing.assert_allclose(got['normalized'], run.normalizer(want['score']), rtol=0,
+                               atol=tol / max(run.normalizer.high - run.normalizer.low, 1e-12))
+    if 'pixel' in want:
+      np.testing.assert_allclose(got['pixel'], want['pixel'], rtol=0, atol=tol, err_msg=fmt)
+  return run

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_restore_scores_as_the_run, figure
+from conftest import (assert_exports_score_as_the_run, assert_restore_scores_as_the_run, figure)
 from experiments.configs import adacl as adacl_cfg
 from vadjax.methods import METHODS
 from vadjax.models.adacl import MAX_PARAMS, count_params
@@ -94,3 +94,4 @@ def test_adacl_end_to_end_with_patches(tmp_path):
   figure(run / 'created_anomalies.png')
   figure(run / 'score_timelines.png')
   assert assert_restore_scores_as_the_run(tmp_path).config.method == 'adacl'
+  assert_exports_score_as_the_run(tmp_path)         # StableHLO and ONNX, fresh process

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from conftest import assert_restore_scores_as_the_run, traced_once
+from conftest import (assert_exports_score_as_the_run, assert_restore_scores_as_the_run,
+                      traced_once)
 from experiments.configs import alps as alps_cfg
 from vadjax import parallel
 from vadjax.data import DATASETS
@@ -111,3 +112,4 @@ def test_alps_end_to_end(tmp_path):
   assert mean['auroc']['mean'] == mean['auroc_mean']['mean']          # alps.score = mean
   assert os.path.exists(tmp_path / '1' / 'seed0' / 'reconstructions.png')
   assert assert_restore_scores_as_the_run(tmp_path).config.method == 'alps'
+  assert_exports_score_as_the_run(tmp_path)         # StableHLO and ONNX, fresh process

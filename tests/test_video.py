@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_restore_scores_as_the_run, figure
+from conftest import (assert_exports_score_as_the_run, assert_restore_scores_as_the_run, figure)
 from sklearn.metrics import roc_auc_score
 
 from experiments.configs import memae as memae_config
@@ -108,3 +108,4 @@ def test_memae_3d_end_to_end_on_clips(tmp_path):
   with open(os.path.join(run_dir, 'metrics.json')) as f:
     assert json.load(f)['image']['auroc_per_video_norm'] == run['image']['auroc_per_video_norm']
   assert assert_restore_scores_as_the_run(tmp_path).config.model == 'memae_3d'
+  assert_exports_score_as_the_run(tmp_path)         # StableHLO and ONNX, fresh process

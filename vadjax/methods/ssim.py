@@ -99,8 +99,10 @@ class SSIMCompound(Reconstruction):
                 jnp.full(x.shape[:1], x.shape[1] // 2))
       x, r = frame_at(x, offset), frame_at(r, offset)
     m = 1 - jnp.mean(ssim_map(r, x), axis=-1)
-    pad = ((x.shape[1] - m.shape[1]) // 2, (x.shape[2] - m.shape[2]) // 2)
-    m = jnp.pad(m, ((0, 0), (pad[0], x.shape[1] - m.shape[1] - pad[0]),
-                    (pad[1], x.shape[2] - m.shape[2] - pad[1])), mode='edge')
+    # the border filled from the edge: a gather of clipped rows and columns (what
+    # jnp.pad(mode='edge') computes, in a form that exports with a symbolic batch)
+    rows = np.clip(np.arange(x.shape[1]) - (x.shape[1] - m.shape[1]) // 2, 0, m.shape[1] - 1)
+    cols = np.clip(np.arange(x.shape[2]) - (x.shape[2] - m.shape[2]) // 2, 0, m.shape[2] - 1)
+    m = jnp.take(jnp.take(m, rows, axis=1), cols, axis=2)
     pixel = self.eta * jnp.mean(jnp.square(r - x), axis=-1) + (1 - self.eta) * m
     return {'score': per_sample, 'pixel': pixel}

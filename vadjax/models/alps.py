@@ -112,6 +112,6 @@ class ALPS(nn.Module):
     if self.perturbation == 'none':
       recon = recon_p = decoder(z)
     else:      # one decoder pass over both latents
-      both = decoder(jnp.concatenate([z, z + p]))
-      recon, recon_p = both[:x.shape[0]], both[x.shape[0]:]
+      both = decoder(jnp.stack([z, z + p]).reshape(-1, *z.shape[1:]))
+      recon, recon_p = both.reshape(2, x.shape[0], *both.shape[1:])
     return {'recon': recon, 'recon_perturbed': recon_p, 'latent': z, 'perturbation': p}
