@@ -3,7 +3,7 @@
 import logging as logging_lib
 import sys
 
-from absl import logging
+from absl import flags, logging
 
 from vadjax.registry import UserError
 
@@ -32,3 +32,24 @@ def run_or_fail(fn, *args, **kwargs):
     fail(str(e))
   except KeyboardInterrupt:
     fail('interrupted', 130)
+
+
+def start(argv) -> None:
+  """What every entry point does first: no stray arguments, quiet library logs."""
+  if len(argv) > 1:
+    fail(f'unexpected arguments: {argv[1:]}')
+  quiet_libraries()
+
+
+def define_run_flags():
+  """--workdir, --category and --seed, the trained run an entry point uses; returns the
+  function that restores it."""
+  workdir = flags.DEFINE_string('workdir', None, 'A trained experiment (python -m '
+                                'experiments.main --workdir=...).', required=True)
+  category = flags.DEFINE_string('category', None, "The run's category (default: its first).")
+  seed = flags.DEFINE_integer('seed', None, "The run's seed (default: its first).")
+
+  def restore_run():
+    from vadjax.train import restore
+    return restore(workdir.value, category.value, seed.value)
+  return restore_run

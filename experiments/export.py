@@ -10,29 +10,24 @@ pip install -r requirements-onnx.txt.
 
 from absl import app, flags
 
-from experiments.cli import fail, quiet_libraries, run_or_fail
+from experiments.cli import define_run_flags, run_or_fail, start
 from vadjax.serving import export as export_lib
-from vadjax.train import restore
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained experiment.', required=True)
+_RESTORE = define_run_flags()
 _FORMAT = flags.DEFINE_enum('format', 'stablehlo', export_lib.FORMATS, 'Export format.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (an earlier export there is '
                            'replaced).', required=True)
-_CATEGORY = flags.DEFINE_string('category', None, 'The run\'s category (default: its first).')
-_SEED = flags.DEFINE_integer('seed', None, 'The run\'s seed (default: its first).')
 _PLATFORMS = flags.DEFINE_list('platforms', list(export_lib.PLATFORMS),
                                'StableHLO: the platforms the graph is lowered for.')
 
 
 def _export() -> dict:
-  run = restore(_WORKDIR.value, _CATEGORY.value, _SEED.value)
+  run = _RESTORE()
   return export_lib.export(run, _FORMAT.value, _OUT.value, _PLATFORMS.value)
 
 
 def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments: {argv[1:]}')
-  quiet_libraries()
+  start(argv)
   meta = run_or_fail(_export)
   print(f'exported {meta["run"]} ({meta["model"]}, {meta["method"]}) as {meta["format"]} to '
         f'{_OUT.value}: inputs (N, {", ".join(map(str, meta["input"]["shape"]))}), outputs '

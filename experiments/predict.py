@@ -13,12 +13,10 @@ import sys
 
 from absl import app, flags
 
-from experiments.cli import fail, quiet_libraries, run_or_fail
+from experiments.cli import define_run_flags, run_or_fail, start
 from vadjax.serving.predict import Predictor, predict
-from vadjax.train import restore
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained experiment (python -m '
-                               'experiments.main --workdir=...).', required=True)
+_RESTORE = define_run_flags()
 _INPUT = flags.DEFINE_string('input', None, 'An image, a folder of images, a video file or '
                              'a folder of frames.', required=True)
 _THRESHOLD = flags.DEFINE_string('threshold', 'gmean', 'A threshold the run persisted (mean, '
@@ -26,14 +24,11 @@ _THRESHOLD = flags.DEFINE_string('threshold', 'gmean', 'A threshold the run pers
                                  'normalised score space.')
 _OUTPUT = flags.DEFINE_string('output', '-', 'JSON-lines file; - for stdout.')
 _OVERLAYS = flags.DEFINE_string('overlays', '', 'Folder for heat-map overlays (none if empty).')
-_CATEGORY = flags.DEFINE_string('category', None, 'The run\'s category (default: its first).')
-_SEED = flags.DEFINE_integer('seed', None, 'The run\'s seed (default: its first).')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar on stderr.')
 
 
 def _predict() -> dict:
-  predictor = Predictor(restore(_WORKDIR.value, _CATEGORY.value, _SEED.value),
-                        _THRESHOLD.value)
+  predictor = Predictor(_RESTORE(), _THRESHOLD.value)
   if _OUTPUT.value == '-':
     return predict(predictor, _INPUT.value, sys.stdout, _OVERLAYS.value, _PROGRESS.value)
   with open(_OUTPUT.value, 'w') as out:
@@ -41,9 +36,7 @@ def _predict() -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments: {argv[1:]}')
-  quiet_libraries()
+  start(argv)
   counts = run_or_fail(_predict)
   print(f'{counts["frames"]} frames of {counts["inputs"]} inputs scored, '
         f'{counts["anomalous"]} anomalous', file=sys.stderr)

@@ -9,11 +9,10 @@
 
 from absl import app, flags, logging
 
-from experiments.cli import fail, quiet_libraries, run_or_fail
+from experiments.cli import define_run_flags, fail, run_or_fail, start
 from vadjax.serving.server import Limits, make_server
-from vadjax.train import restore
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained experiment.', required=True)
+_RESTORE = define_run_flags()
 _HOST = flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every '
                             'interface).')
 _PORT = flags.DEFINE_integer('port', 8080, 'Port to listen on (0: any free one).')
@@ -22,12 +21,10 @@ _THRESHOLD = flags.DEFINE_string('threshold', 'gmean', 'Default threshold (reque
 _MAX_BYTES = flags.DEFINE_integer('max_bytes', Limits.max_bytes, 'Largest request body.')
 _MAX_PIXELS = flags.DEFINE_integer('max_pixels', Limits.max_pixels, 'Largest image.')
 _MAX_FRAMES = flags.DEFINE_integer('max_frames', Limits.max_frames, 'Most images per request.')
-_CATEGORY = flags.DEFINE_string('category', None, 'The run\'s category (default: its first).')
-_SEED = flags.DEFINE_integer('seed', None, 'The run\'s seed (default: its first).')
 
 
 def _server():
-  run = restore(_WORKDIR.value, _CATEGORY.value, _SEED.value)
+  run = _RESTORE()
   limits = Limits(_MAX_BYTES.value, _MAX_PIXELS.value, _MAX_FRAMES.value)
   try:
     return make_server(run, _HOST.value, _PORT.value, _THRESHOLD.value, limits)
@@ -36,9 +33,7 @@ def _server():
 
 
 def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments: {argv[1:]}')
-  quiet_libraries()
+  start(argv)
   server = run_or_fail(_server)
   host, port = server.server_address[:2]
   logging.info('serving %s on http://%s:%d (GET /health, POST /score)',

@@ -12,20 +12,19 @@ import threading
 
 from absl import app, flags
 
-from experiments.cli import fail, quiet_libraries, run_or_fail
+from experiments.cli import define_run_flags, run_or_fail, start
 from vadjax.data import DATASETS
 from vadjax.serving import loadtest
 from vadjax.serving.server import make_server
-from vadjax.train import restore
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained experiment.', required=True)
+_RESTORE = define_run_flags()
 _CLIENTS = flags.DEFINE_integer('clients', 8, 'Concurrent clients.')
 _REQUESTS = flags.DEFINE_integer('requests', 50, 'Valid requests per client.')
 _OUT = flags.DEFINE_string('out', '', 'Write the numbers to this JSON file too.')
 
 
 def _load_test() -> dict:
-  run = restore(_WORKDIR.value)
+  run = _RESTORE()
   server = make_server(run, '127.0.0.1', 0)
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
@@ -51,9 +50,7 @@ def _test_frames(run, clip_length: int):
 
 
 def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments: {argv[1:]}')
-  quiet_libraries()
+  start(argv)
   result = run_or_fail(_load_test)
   print(json.dumps(result, indent=1))
   if _OUT.value:

@@ -17,12 +17,11 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments.cli import fail, quiet_libraries, run_or_fail
+from experiments.cli import define_run_flags, run_or_fail, start
 from vadjax.data import formats
 from vadjax.serving.stream import StreamScorer
-from vadjax.train import restore
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained experiment.', required=True)
+_RESTORE = define_run_flags()
 _INPUT = flags.DEFINE_string('input', None, 'A video file, a stream URL or a device.',
                              required=True)
 _INPUT_FORMAT = flags.DEFINE_string('input_format', None, 'FFmpeg input format of a device '
@@ -33,8 +32,6 @@ _SMOOTHING = flags.DEFINE_integer('smoothing', 5, 'Frames in the causal moving m
 _MAX_FRAMES = flags.DEFINE_integer('max_frames', 0, 'Stop after this many frames (0: the '
                                    'end of the stream).')
 _OUTPUT = flags.DEFINE_string('output', '-', 'JSON-lines file; - for stdout.')
-_CATEGORY = flags.DEFINE_string('category', None, 'The run\'s category (default: its first).')
-_SEED = flags.DEFINE_integer('seed', None, 'The run\'s seed (default: its first).')
 
 
 def _write(out, scored) -> None:
@@ -46,7 +43,7 @@ def _write(out, scored) -> None:
 
 
 def _stream(out) -> dict:
-  run = restore(_WORKDIR.value, _CATEGORY.value, _SEED.value)
+  run = _RESTORE()
   t0 = time.perf_counter()
   scorer = StreamScorer(run, _THRESHOLD.value, _SMOOTHING.value)
   compile_s = time.perf_counter() - t0
@@ -67,9 +64,7 @@ def _stream(out) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments: {argv[1:]}')
-  quiet_libraries()
+  start(argv)
   if _OUTPUT.value == '-':
     r = run_or_fail(_stream, sys.stdout)
   else:

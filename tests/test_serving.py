@@ -39,10 +39,22 @@ def _uint8(frames):
   return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
-def _serve(run):
+def _load_test(run, frames, clients, requests):
+  """The loopback load test against a server of `run` started here; also checks that no
+  valid request failed, every malformed one got its 4xx and the server is still up."""
   server = make_server(run, '127.0.0.1', 0)
   threading.Thread(target=server.serve_forever, daemon=True).start()
-  return server
+  clip = len(run.image_shape) == 4
+  try:
+    headers, body = loadtest.valid_request(frames, clip)
+    r = loadtest.run('127.0.0.1', server.server_address[1], headers, body, clients, requests,
+                     clip_length=run.image_shape[0] if clip else 1)
+  finally:
+    server.shutdown()
+    server.server_close()
+  assert r['failed'] == 0 and r['requests'] == clients * requests and r['up_at_end']
+  assert r['malformed_rejected'] == len(r['malformed']), r['malformed']
+  assert server.counts['failed'] == 0 and server.counts['rejected'] == len(r['malformed'])
 
 
 def test_threshold_by_name_or_number():
@@ -150,17 +162,7 @@ def test_export_keeps_other_files(image_run, tmp_path):
 
 def test_server_under_load_rejects_every_malformed_request(image_run):
   _, run, frames = image_run
-  server = _serve(run)
-  try:
-    headers, body = loadtest.valid_request(frames[:1], clip=False)
-    r = loadtest.run('127.0.0.1', server.server_address[1], headers, body, clients=4,
-                     requests=5)
-  finally:
-    server.shutdown()
-    server.server_close()
-  assert r['failed'] == 0 and r['requests'] == 20 and r['up_at_end']
-  assert r['malformed_rejected'] == len(r['malformed']), r['malformed']
-  assert server.counts['failed'] == 0
+  _load_test(run, frames[:1], clients=4, requests=5)
 
 
 @pytest.fixture(scope='module')
@@ -234,13 +236,4 @@ def test_clip_run_exports_with_parity(clip_run):
 
 def test_server_scores_frame_sequences(clip_run):
   _, run, frames = clip_run
-  server = _serve(run)
-  try:
-    headers, body = loadtest.valid_request(frames[:10], clip=True)
-    r = loadtest.run('127.0.0.1', server.server_address[1], headers, body, clients=2,
-                     requests=2, clip_length=run.image_shape[0])
-  finally:
-    server.shutdown()
-    server.server_close()
-  assert r['failed'] == 0 and r['up_at_end']
-  assert r['malformed_rejected'] == len(r['malformed']), r['malformed']
+  _load_test(run, frames[:10], clients=2, requests=2)

@@ -28,10 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vadjax.data import patches as patches_lib
 from vadjax.registry import UserError
-from vadjax.serving.predict import input_kind
-from vadjax.train import steps as steps_lib
+from vadjax.serving.predict import frame_scorer, input_kind, input_shape, patch_corners
 
 FORMATS = ('stablehlo', 'onnx')
 PLATFORMS = ('cpu', 'cuda', 'tpu')
@@ -41,41 +39,6 @@ STABLEHLO_FORMS = {'conv_impl': 'xla'}
 # convolutions); and it converts only scans that are not unrolled
 ONNX_FORMS = {'conv_impl': 's2d', 'scan_impl': 'autodiff', 'unroll': 1}
 TOLERANCE = {'stablehlo': 1e-5, 'onnx': 1e-4}      # max |exported − in-process| raw score
-
-
-def input_shape(run) -> tuple:
-  """The shape of one input of the exported graph (no batch dimension)."""
-  if input_kind(run.config, run.image_shape) == 'patches':
-    s = run.config.image_size
-    return (s, s, run.image_shape[-1])
-  return tuple(run.image_shape)
-
-
-def patch_corners(run) -> list[tuple[int, int]]:
-  p = run.config.data.patches
-  return patches_lib.grid(run.config.image_size, run.config.image_size, p.size, p.test_stride)
-
-
-def frame_scorer(run, forms: dict | None = None):
-  """The pure function (variables, inputs[, offsets]) → {'score', 'pixel', 'score/<name>'}
-  of a run, on inputs of `input_shape(run)`, its model built with the computation `forms`
-  (model fields such as conv_impl that change how, not what, it computes; None: the
-  run's own)."""
-  fields = {k: v for k, v in (forms or {}).items() if hasattr(run.model, k)}
-  model = run.model.clone(**fields) if fields else run.model
-  score = steps_lib.scorer(model, run.method, run.image_shape)
-  kind = input_kind(run.config, run.image_shape)
-  corners, size = (patch_corners(run), run.config.data.patches.size) if kind == 'patches' \
-      else (None, 0)
-
-  def fn(variables, images, offsets=None):
-    x = images
-    if corners:           # (B, S, S, C) frames → (B, P, size, size, C) patch stacks
-      x = jnp.stack([images[:, y:y + size, c:c + size] for y, c in corners], axis=1)
-    batch = {'image': x} if offsets is None else {'image': x, 'offset': offsets}
-    out = score(variables, batch)
-    return {k: v for k, v in out.items() if k in ('score', 'pixel') or k.startswith('score/')}
-  return fn
 
 
 def reference_scores(run, images, offsets=None) -> dict:

@@ -10,6 +10,8 @@ Frames are scored as evaluation scores the test split (vadjax/train/evaluate.py)
 models (video) score frame f with the stride-1 clip that has f at its centre, moved
 inward at a video's ends (vadjax/data/video.py); patch models score a frame by its worst
 patch on the `data.patches.test_stride` grid; image models score each frame on its own.
+`frame_scorer` is the same scoring as one pure function of frames (patches cut inside it),
+for export and streaming.
 """
 
 import dataclasses
@@ -18,16 +20,18 @@ import os
 import sys
 import time
 
+import jax.numpy as jnp
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
 from vadjax.data import formats
-from vadjax.data.patches import PatchStacks
+from vadjax.data import patches as patches_lib
 from vadjax.data.sources import ArraySource, Subset
 from vadjax.data.video import ClipSource, Video
 from vadjax.registry import UserError
 from vadjax.serving import inputs as inputs_lib
+from vadjax.train import steps as steps_lib
 
 
 def input_kind(config, image_shape) -> str:
@@ -35,6 +39,41 @@ def input_kind(config, image_shape) -> str:
   if len(image_shape) == 4:
     return 'clip'
   return 'patches' if config.data.patches.size > 0 else 'image'
+
+
+def input_shape(run) -> tuple:
+  """The shape of one input of the exported graph (no batch dimension)."""
+  if input_kind(run.config, run.image_shape) == 'patches':
+    s = run.config.image_size
+    return (s, s, run.image_shape[-1])
+  return tuple(run.image_shape)
+
+
+def patch_corners(run) -> list[tuple[int, int]]:
+  p = run.config.data.patches
+  return patches_lib.grid(run.config.image_size, run.config.image_size, p.size, p.test_stride)
+
+
+def frame_scorer(run, forms: dict | None = None):
+  """The pure function (variables, inputs[, offsets]) → {'score', 'pixel', 'score/<name>'}
+  of a run, on inputs of `input_shape(run)`, its model built with the computation `forms`
+  (model fields such as conv_impl that change how, not what, it computes; None: the
+  run's own)."""
+  fields = {k: v for k, v in (forms or {}).items() if hasattr(run.model, k)}
+  model = run.model.clone(**fields) if fields else run.model
+  score = steps_lib.scorer(model, run.method, run.image_shape)
+  kind = input_kind(run.config, run.image_shape)
+  corners, size = (patch_corners(run), run.config.data.patches.size) if kind == 'patches' \
+      else (None, 0)
+
+  def fn(variables, images, offsets=None):
+    x = images
+    if corners:           # (B, S, S, C) frames → (B, P, size, size, C) patch stacks
+      x = jnp.stack([images[:, y:y + size, c:c + size] for y, c in corners], axis=1)
+    batch = {'image': x} if offsets is None else {'image': x, 'offset': offsets}
+    out = score(variables, batch)
+    return {k: v for k, v in out.items() if k in ('score', 'pixel') or k.startswith('score/')}
+  return fn
 
 
 def threshold_of(thresholds: dict, choice) -> tuple[str, float]:
@@ -109,7 +148,7 @@ class Predictor:
     v = Video(frames, zeros, zeros)
     if self.kind == 'patches':
       p = self.run.config.data.patches
-      return PatchStacks([v], p.size, p.test_stride)
+      return patches_lib.PatchStacks([v], p.size, p.test_stride)
     return ClipSource([v], self.clip_length, per_frame=True)
 
   def score(self, frames: np.ndarray, video: bool = False, keep_maps: bool = False,

@@ -26,8 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vadjax.registry import UserError
-from vadjax.serving.export import frame_scorer
-from vadjax.serving.predict import Predictor
+from vadjax.serving.predict import Predictor, frame_scorer
 
 
 @dataclasses.dataclass
