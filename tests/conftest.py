@@ -83,16 +83,17 @@ def sweep_in_fresh_process(calls: str, workdir):
 
 
 _LOAD_EXPORTED = r'''
-import importlib.util, json, sys
+import importlib.util, sys
 import numpy as np
-spec = importlib.util.spec_from_file_location('exported', sys.argv[1] + '/exported.py')
-exported = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(exported)
-data = np.load(sys.argv[2])
-model = exported.load(sys.argv[1])
-out = model.score(data['x'], data['offsets'] if 'offsets' in data else None)
+inputs, *folders = sys.argv[1:]
+data = np.load(inputs)
+for folder in folders:
+  spec = importlib.util.spec_from_file_location('exported', folder + '/exported.py')
+  exported = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(exported)
+  out = exported.load(folder).score(data['x'], data['offsets'] if 'offsets' in data else None)
+  np.savez(folder + '/scores.npz', **out)
 assert not [m for m in sys.modules if m.split('.')[0] in ('vadjax', 'flax')], 'not standalone'
-np.savez(sys.argv[3], **out)
 '''
 
 
@@ -110,16 +111,15 @@ def assert_exports_score_as_the_run(workdir, formats=('stablehlo', 'onnx')):
   want = export_lib.reference_scores(run, x, offsets)
   inputs = os.path.join(str(workdir), 'export_inputs.npz')
   np.savez(inputs, x=x, **({} if offsets is None else {'offsets': offsets}))
-  for fmt in formats:
-    folder = os.path.join(str(workdir), f'export_{fmt}')
+  folders = {fmt: os.path.join(str(workdir), f'export_{fmt}') for fmt in formats}
+  for fmt, folder in folders.items():
     meta = export_lib.export(run, fmt, folder)
     assert meta['thresholds'] == run.thresholds and meta['normalizer'] == run.meta['normalizer']
-    got_path = os.path.join(str(workdir), f'export_{fmt}_scores.npz')
-    proc = subprocess.run([sys.executable, '-c', _LOAD_EXPORTED, folder, inputs, got_path],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = np.load(got_path)
-    tol = export_lib.TOLERANCE[fmt]
+  proc = subprocess.run([sys.executable, '-c', _LOAD_EXPORTED, inputs, *folders.values()],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  for fmt, folder in folders.items():
+    got, tol = np.load(os.path.join(folder, 'scores.npz')), export_lib.TOLERANCE[fmt]
     np.testing.assert_allclose(got['score'], want['score'], rtol=0, atol=tol, err_msg=fmt)
     np.testing.assert_allclose(got['normalized'], run.normalizer(want['score']), rtol=0,
                                atol=tol / max(run.normalizer.high - run.normalizer.low, 1e-12))

@@ -1,6 +1,8 @@
 """Using a trained run: predict on files, folders and videos, export with parity, the
 streaming scorer and the scoring server (vadjax/serving)."""
 
+import concurrent.futures
+import http.client
 import json
 import os
 import subprocess
@@ -22,12 +24,21 @@ from vadjax.serving.stream import StreamScorer
 ROOT = os.path.dirname(os.path.dirname(__file__))
 
 
-def _cli(module, *args, check=True):
+def _cli(module, *args):
   proc = subprocess.run([sys.executable, '-m', f'experiments.{module}', *args],
                         capture_output=True, text=True, timeout=600, cwd=ROOT)
-  if check:
-    assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.returncode == 0, proc.stderr[-2000:]
   return proc
+
+
+def _post_image(port, frame):
+  conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+  try:
+    conn.request('POST', '/score', body=loadtest.png(frame),
+                 headers={'Content-Type': 'image/png'})
+    return json.loads(conn.getresponse().read())['results'][0]['score']
+  finally:
+    conn.close()
 
 
 def _rows(path):
@@ -41,7 +52,8 @@ def _uint8(frames):
 
 def _load_test(run, frames, clients, requests):
   """The loopback load test against a server of `run` started here; also checks that no
-  valid request failed, every malformed one got its 4xx and the server is still up."""
+  valid request failed, every malformed one got its 4xx, the server is still up and
+  scores concurrent requests' frames as the run does."""
   server = make_server(run, '127.0.0.1', 0)
   threading.Thread(target=server.serve_forever, daemon=True).start()
   clip = len(run.image_shape) == 4
@@ -49,6 +61,10 @@ def _load_test(run, frames, clients, requests):
     headers, body = loadtest.valid_request(frames, clip)
     r = loadtest.run('127.0.0.1', server.server_address[1], headers, body, clients, requests,
                      clip_length=run.image_shape[0] if clip else 1)
+    if not clip:      # distinct images from concurrent clients, batched together
+      with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda f: _post_image(server.server_address[1], f), frames))
+      np.testing.assert_allclose(got, run.score(frames)['score'], rtol=1e-6)
   finally:
     server.shutdown()
     server.server_close()
@@ -89,6 +105,10 @@ def test_inputs_are_found_by_kind(tmp_path):
     inputs_lib.find(str(tmp_path / 'empty'), sequences=False)
 
 
+IMAGE_RUN = pytest.mark.xdist_group('serving_image_run')   # one worker builds each run
+CLIP_RUN = pytest.mark.xdist_group('serving_clip_run')
+
+
 @pytest.fixture(scope='module')
 def image_run(tmp_path_factory):
   """BCAE1 on digits class 1, one epoch, and PNGs of its first test images."""
@@ -111,10 +131,13 @@ def image_run(tmp_path_factory):
   return workdir, run, images.astype(np.float32) / 255.0
 
 
+@IMAGE_RUN
 def test_predict_on_a_folder_with_thresholds_and_overlays(image_run, tmp_path):
   workdir, run, frames = image_run
-  _cli('predict', f'--workdir={workdir}', f'--input={workdir}/inputs',
-       f'--output={tmp_path}/low.jsonl', '--threshold=-1e9', f'--overlays={tmp_path}/overlays')
+  proc = _cli('predict', f'--workdir={workdir}', f'--input={workdir}/inputs',
+              f'--output={tmp_path}/low.jsonl', '--threshold=-1e9',
+              f'--overlays={tmp_path}/overlays')
+  assert proc.stderr.splitlines()[-1] == '12 frames of 12 inputs scored, 12 anomalous'
   with open(tmp_path / 'high.jsonl', 'w') as f:
     predict(Predictor(run, '1e9'), f'{workdir}/inputs', f, progress=False)
   low, high = _rows(tmp_path / 'low.jsonl'), _rows(tmp_path / 'high.jsonl')
@@ -134,22 +157,23 @@ def test_predict_on_a_folder_with_thresholds_and_overlays(image_run, tmp_path):
   assert [r['anomalous'] for r in named] == list(run.normalizer(want) > run.thresholds['gmean'])
 
 
+@IMAGE_RUN
 def test_predict_refuses_bad_inputs_with_one_line(image_run, tmp_path):
   workdir, _, _ = image_run
   (tmp_path / 'ok.png').write_bytes((workdir / 'inputs' / '00.png').read_bytes())
   (tmp_path / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
-  proc = _cli('predict', f'--workdir={workdir}', f'--input={tmp_path}', check=False)
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith('error: cannot read image')
-  assert 'broken.png' in proc.stderr.strip().splitlines()[-1]
+  with open(tmp_path / 'out.jsonl', 'w') as f, pytest.raises(UserError, match='broken.png'):
+    predict(Predictor(image_run[1]), str(tmp_path), f, progress=False)
   with pytest.raises(UserError, match='unknown threshold'):
     Predictor(image_run[1], 'best')
 
 
+@IMAGE_RUN
 def test_image_run_exports_with_parity(image_run):
   assert_exports_score_as_the_run(image_run[0])
 
 
+@IMAGE_RUN
 def test_export_keeps_other_files(image_run, tmp_path):
   from vadjax.serving.export import export
   (tmp_path / 'mine.txt').write_text('keep')
@@ -160,9 +184,10 @@ def test_export_keeps_other_files(image_run, tmp_path):
   assert (tmp_path / 'mine.txt').read_text() == 'keep'
 
 
+@IMAGE_RUN
 def test_server_under_load_rejects_every_malformed_request(image_run):
   _, run, frames = image_run
-  _load_test(run, frames[:1], clients=4, requests=5)
+  _load_test(run, frames, clients=4, requests=5)
 
 
 @pytest.fixture(scope='module')
@@ -188,11 +213,12 @@ def clip_run(tmp_path_factory):
   return workdir, run, frames.astype(np.float32) / 255.0
 
 
+@CLIP_RUN
 def test_predict_on_a_video_scores_clips_as_evaluation(clip_run, tmp_path):
   from vadjax.data.video import ClipSource, Video
   workdir, run, frames = clip_run
-  _cli('predict', f'--workdir={workdir}', f'--input={workdir}/test.avi',
-       f'--output={tmp_path}/video.jsonl', f'--overlays={tmp_path}/overlays')
+  with open(tmp_path / 'video.jsonl', 'w') as f:
+    predict(Predictor(run), f'{workdir}/test.avi', f, f'{tmp_path}/overlays', progress=False)
   with open(tmp_path / 'frames.jsonl', 'w') as f:
     predict(Predictor(run), f'{workdir}/frames', f, progress=False)
   video, folder = _rows(tmp_path / 'video.jsonl'), _rows(tmp_path / 'frames.jsonl')
@@ -206,6 +232,7 @@ def test_predict_on_a_video_scores_clips_as_evaluation(clip_run, tmp_path):
   assert len(overlay) == len(frames) and overlay.std() > 10
 
 
+@CLIP_RUN
 def test_streamed_scores_equal_offline_scores(clip_run):
   _, run, frames = clip_run
   offline = Predictor(run).score(frames, video=True)
@@ -230,10 +257,12 @@ def test_streamed_scores_equal_offline_scores(clip_run):
     scorer.push(frames[0][:8])
 
 
+@CLIP_RUN
 def test_clip_run_exports_with_parity(clip_run):
   assert_exports_score_as_the_run(clip_run[0])
 
 
+@CLIP_RUN
 def test_server_scores_frame_sequences(clip_run):
   _, run, frames = clip_run
   _load_test(run, frames[:10], clients=2, requests=2)

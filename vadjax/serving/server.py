@@ -1,8 +1,9 @@
 """A small scoring server over HTTP/1.1 (`experiments/serve.py`), on the standard library's
-ThreadingHTTPServer: no web framework to install, and nothing it would add is needed here;
-every request ends in the same jitted scoring call, which runs one at a time (a lock), so
-a thread per connection only waits for it, and requests are padded to the run's eval batch
-size so that no request compiles.
+ThreadingHTTPServer: no web framework to install, and nothing it would add is needed here.
+A thread per connection decodes and checks its request; the scoring runs in one thread
+that batches the frames of concurrent requests (image and patch models) up to the run's
+eval batch size, the size every call is padded to, so that no request compiles. A clip
+model's request (one video) is scored on its own, one at a time.
 
   GET  /health   the run, its input, its thresholds and the limits
   POST /score    an image file (Content-Type image/* or application/octet-stream), or JSON
@@ -23,6 +24,7 @@ import binascii
 import dataclasses
 import io
 import json
+import queue
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +60,7 @@ class ScoringServer(ThreadingHTTPServer):
     self.counts = {'ok': 0, 'rejected': 0, 'failed': 0}
     super().__init__(address, _Handler)
     self._warm_up()
+    self.batcher = _Batcher(predictor)
 
   def _warm_up(self) -> None:
     """Compiles the scoring call before the first request."""
@@ -96,12 +99,59 @@ class ScoringServer(ThreadingHTTPServer):
     p = self.predictor
     name, value = threshold_of(p.run.thresholds, threshold if threshold is not None
                                else p.threshold_name)
-    with self.lock:
-      s = p.score(frames, video=video)
+    if p.kind == 'clip':        # one video: its clips overlap, scored in one call
+      with self.lock:
+        s = p.score(frames, video=video)
+      raw, normalized = s.raw, s.normalized
+    else:
+      raw, normalized = self.batcher.score(frames)
     return {'results': [{'frame': i, 'score': float(r), 'normalized': float(n),
                          'anomalous': bool(n > value)}
-                        for i, (r, n) in enumerate(zip(s.raw, s.normalized))],
+                        for i, (r, n) in enumerate(zip(raw, normalized))],
             'threshold': name, 'threshold_value': value}
+
+
+class _Batcher:
+  """Scores the frames of concurrent requests together (image and patch models): one
+  thread takes every waiting request, up to the eval batch, into one scoring call, which
+  is padded to that batch anyway. Under load this turns N single-image calls into one."""
+
+  def __init__(self, predictor: Predictor):
+    self.predictor, self.size = predictor, predictor.run.config.eval_batch_size
+    self.queue = queue.Queue()
+    threading.Thread(target=self._loop, daemon=True, name='scoring').start()
+
+  def score(self, frames: np.ndarray):
+    """(raw, normalised) scores of `frames`, each scored on its own."""
+    job = {'frames': frames, 'done': threading.Event()}
+    self.queue.put(job)
+    job['done'].wait()
+    if 'error' in job:
+      raise job['error']
+    return job['raw'], job['normalized']
+
+  def _loop(self) -> None:
+    while True:
+      jobs = [self.queue.get()]
+      n = len(jobs[0]['frames'])
+      while n < self.size:
+        try:
+          jobs.append(self.queue.get_nowait())
+        except queue.Empty:
+          break
+        n += len(jobs[-1]['frames'])
+      try:
+        s = self.predictor.score(np.concatenate([j['frames'] for j in jobs]))
+        start = 0
+        for j in jobs:
+          stop = start + len(j['frames'])
+          j['raw'], j['normalized'] = s.raw[start:stop], s.normalized[start:stop]
+          start = stop
+      except Exception as e:  # noqa: BLE001  (handed to every waiting request)
+        for j in jobs:
+          j['error'] = e
+      for j in jobs:
+        j['done'].set()
 
 
 class _Handler(BaseHTTPRequestHandler):
