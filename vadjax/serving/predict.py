@@ -136,7 +136,7 @@ class Predictor:
   def source(self, frames: np.ndarray, video: bool):
     """The records that score `frames` ((N, S, S, C); one video when `video`)."""
     if self.kind == 'clip':
-      if not video:
+      if not video and self.clip_length > 1:
         raise UserError(f'this run scores clips of {self.clip_length} frames of a video; '
                         f'give a video file or a folder of frames, not single images')
       if len(frames) < self.clip_length:

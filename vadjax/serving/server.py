@@ -1,9 +1,9 @@
 """A small scoring server over HTTP/1.1 (`experiments/serve.py`), on the standard library's
 ThreadingHTTPServer: no web framework to install, and nothing it would add is needed here.
 A thread per connection decodes and checks its request; the scoring runs in one thread
-that batches the frames of concurrent requests (image and patch models) up to the run's
-eval batch size, the size every call is padded to, so that no request compiles. A clip
-model's request (one video) is scored on its own, one at a time.
+that batches the frames of concurrent requests (image, patch and one-frame clip models)
+up to the run's eval batch size, the size every call is padded to, so that no request
+compiles. A clip model's request (one video) is scored on its own, one at a time.
 
   GET  /health   the run, its input, its thresholds and the limits
   POST /score    an image file (Content-Type image/* or application/octet-stream), or JSON
@@ -99,7 +99,7 @@ class ScoringServer(ThreadingHTTPServer):
     p = self.predictor
     name, value = threshold_of(p.run.thresholds, threshold if threshold is not None
                                else p.threshold_name)
-    if p.kind == 'clip':        # one video: its clips overlap, scored in one call
+    if p.clip_length > 1:       # one video: its clips overlap, scored in one call
       with self.lock:
         s = p.score(frames, video=video)
       raw, normalized = s.raw, s.normalized
