@@ -14,7 +14,8 @@ from vadjax.train.experiment import Experiment
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'configs')
 CONFIGS = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
-                 if f.endswith('.py') and f not in ('__init__.py', 'base.py', 'zoo.py'))
+                 if f.endswith('.py') and f not in ('__init__.py', 'base.py', 'zoo.py',
+                                                    'maml.py'))   # a meta-learning protocol
 VIDEO_ONLY = {'conv_rnn'}
 # one dataset of each kind: grey / colour images (small, large), grey / colour video, folders
 IMAGE_KINDS = ('digits', 'mnist', 'cifar10', 'mvtec', 'folder')

@@ -18,8 +18,14 @@ event's figure is visible and behaving anomalously; the masks are its pixels the
 `category` 'gray' (luminance, 1 channel, as UCSD) or 'color' (3 channels). Frames are
 rendered at 64×64 and resized to `image_size`. Everything depends only on `SPLIT_SEED` and
 the config.
+
+Scenes (few-shot scene adaptation, seed 000 §2.2): `scene` > 0 is another camera, drawn
+deterministically from the scene id: lawn and paving colours, the walkway's position, the
+direction of the flow, the walking-speed range, the camera's scale (people's size) and its
+contrast and brightness. Scene 0 is the default walkway above, unchanged.
 """
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -37,16 +43,47 @@ CATEGORIES = ('gray', 'color')
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def background() -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  """What one camera sees; the defaults are scene 0, the default walkway."""
+  lawn: tuple = (0.30, 0.55, 0.25)
+  paving: tuple = (0.62, 0.60, 0.56)
+  shift: int = 0               # the walkway and its lanes moved down (+) or up (−), px
+  direction: int = +1          # the flow: +1 left → right, −1 right → left
+  zoom: float = 1.0            # camera scale: the central 64/zoom px shown at 64
+  contrast: float = 1.0
+  brightness: float = 0.0
+  speed: tuple | None = None   # normal walking speeds; None: data.video.walk_speed
+
+
+def scene(scene_id: int) -> Scene:
+  """The scene of a camera id, the same on every machine; 0 is the default walkway."""
+  if scene_id < 0:
+    raise UserError(f'walkway scene ids are >= 0, got {scene_id}')
+  if scene_id == 0:
+    return Scene()
+  rng = np.random.default_rng((SPLIT_SEED, scene_id))
+  grey = rng.uniform(0.45, 0.75)
+  slow = rng.uniform(0.8, 1.5)
+  return Scene(lawn=tuple(float(v) for v in rng.uniform((0.15, 0.3, 0.1), (0.5, 0.7, 0.4))),
+               paving=tuple(float(grey + v) for v in rng.uniform(-0.04, 0.04, 3)),
+               shift=int(rng.integers(-6, 7)), direction=int(rng.choice((-1, 1))),
+               zoom=float(rng.uniform(1.0, 1.5)), contrast=float(rng.uniform(0.6, 1.2)),
+               brightness=float(rng.uniform(-0.12, 0.12)),
+               speed=(float(slow), float(slow + rng.uniform(0.2, 0.6))))
+
+
+@functools.lru_cache(maxsize=16)
+def background(view: Scene = Scene()) -> np.ndarray:
   """The static scene (64, 64, 3): lawn, walkway with paving joints, a lamp post, a bench."""
   rng = np.random.default_rng(7)
+  top, bottom = 10 + view.shift, 42 + view.shift
   bg = np.empty((SIZE, SIZE, 3), np.float32)
-  bg[:] = (0.30, 0.55, 0.25)                                    # lawn
+  bg[:] = view.lawn                                             # lawn
   bg += rng.normal(0, 0.03, bg.shape).astype(np.float32)        # grass texture
-  bg[10:42] = (0.62, 0.60, 0.56)                                # walkway
-  bg[10:42, ::8] -= 0.08                                        # paving joints
-  bg[[10, 26, 41]] -= 0.08
+  bg[top:bottom] = view.paving                                  # walkway
+  bg[top:bottom, ::8] -= 0.08                                   # paving joints
+  bg[[top, top + 16, bottom - 1]] -= 0.08
   bg[44:60, 50:52] = (0.2, 0.2, 0.22)                           # lamp post
   bg[42:45, 48:54] = (0.9, 0.85, 0.5)
   bg[50:53, 8:26] = (0.45, 0.30, 0.18)                          # bench
@@ -82,19 +119,19 @@ def _cart(_phase: float, _shirt) -> tuple[np.ndarray, np.ndarray]:
   return rgb, alpha
 
 
-def _walker(rng, lane, t0, speed, direction=None, draw=_person):
+def _walker(rng, lane, t0, speed, direction=None, draw=_person, view: Scene = Scene()):
   row, lane_dir = LANES[lane]
-  d = lane_dir if direction is None else direction
+  d = lane_dir * view.direction if direction is None else direction
   return {'draw': draw, 'shirt': rng.uniform(0.1, 0.95, 3).astype(np.float32),
-          'feet': row + int(rng.integers(-2, 3)), 't0': t0, 'x0': -8.0 if d > 0 else SIZE + 1.0,
+          'feet': row + view.shift + int(rng.integers(-2, 3)), 't0': t0, 'x0': -8.0 if d > 0 else SIZE + 1.0,
           'v': d * speed, 'stop': None, 'anomalous': None, 'lane': lane,
           # a random stride phase, so that the pose at a place tells neither the direction
           # nor where the figure entered
           'phase': rng.uniform(0, 2 * np.pi)}
 
 
-def _render(walkers, length, rng):
-  frames = np.repeat(background()[None], length, axis=0)
+def _render(walkers, length, rng, view: Scene = Scene()):
+  frames = np.repeat(background(view)[None], length, axis=0)
   labels, kinds = np.zeros(length, np.int32), np.zeros(length, np.int32)
   masks = np.zeros((length, SIZE, SIZE), np.float32)
   for t in range(length):
@@ -116,21 +153,38 @@ def _render(walkers, length, rng):
         labels[t], kinds[t] = 1, kind
         masks[t, y0:y0 + h, lo:hi] = np.maximum(masks[t, y0:y0 + h, lo:hi], a[..., 0])
   frames += rng.normal(0, 0.01, frames.shape).astype(np.float32)   # sensor noise
+  frames, masks = _camera(frames, masks, view)
   return np.clip(frames, 0, 1), labels, kinds, masks
 
 
-def _traffic(rng, length: int, speed) -> list:
+def _camera(frames, masks, view: Scene):
+  """The scene's camera: scale (a central crop shown at full size), contrast, brightness."""
+  if view.zoom != 1.0:
+    side = int(round(SIZE / view.zoom))
+    a = (SIZE - side) // 2
+    crop = lambda x, order: skimage.transform.resize(x[a:a + side, a:a + side], x.shape,
+                                                     order=order)
+    frames = np.stack([crop(f, 1) for f in frames]).astype(np.float32)
+    masks = np.stack([crop(m, 0) for m in masks]).astype(np.float32)
+  if view.contrast != 1.0 or view.brightness:
+    mean = frames.mean()
+    frames = (mean + view.contrast * (frames - mean) + view.brightness).astype(np.float32)
+  return frames, masks
+
+
+def _traffic(rng, length: int, speed, view: Scene = Scene()) -> list:
   """The normal walkers of a video: each lane gets one every 25–50 frames."""
   walkers = []
   for lane in range(2):
     t = int(rng.integers(-70, 0))
     while t < length:
-      walkers.append(_walker(rng, lane, t, rng.uniform(*speed)))
+      walkers.append(_walker(rng, lane, t, rng.uniform(*speed), view=view))
       t += int(rng.integers(25, 51))
   return walkers
 
 
-def _add_event(rng, walkers: list, length: int, kind: int, speed) -> None:
+def _add_event(rng, walkers: list, length: int, kind: int, speed,
+               view: Scene = Scene()) -> None:
   """Turns the lane's first walker entering after a random time into the anomalous
   figure: same lane, same entry frame. So every frame has the number of figures the normal
   traffic would have, and a per-frame model cannot find the event by counting people."""
@@ -139,8 +193,8 @@ def _add_event(rng, walkers: list, length: int, kind: int, speed) -> None:
   later = [i for i, n in enumerate(walkers) if n['lane'] == lane and n['t0'] >= start]
   t0 = walkers.pop(min(later, key=lambda i: walkers[i]['t0']))['t0'] if later else start
   v = rng.uniform(4.0, 5.0) if event == 'fast' else rng.uniform(*speed)
-  w = _walker(rng, lane, t0, v, -LANES[lane][1] if event == 'wrong_way' else None,
-              _cart if event == 'object' else _person)
+  w = _walker(rng, lane, t0, v, -LANES[lane][1] * view.direction if event == 'wrong_way'
+              else None, _cart if event == 'object' else _person, view)
   window = (t0, t0 + int((SIZE + 12) / v) + 1)                  # while crossing
   if event == 'loiter':
     s0 = t0 + int((SIZE / 2) / v)                               # stops mid-scene
@@ -150,11 +204,12 @@ def _add_event(rng, walkers: list, length: int, kind: int, speed) -> None:
   walkers.append(w)
 
 
-def _video(rng, length: int, kind: int, name: str, speed=(1.0, 1.6)) -> Video:
-  walkers = _traffic(rng, length, speed)
+def _video(rng, length: int, kind: int, name: str, speed=(1.0, 1.6),
+           view: Scene = Scene()) -> Video:
+  walkers = _traffic(rng, length, speed, view)
   if kind:
-    _add_event(rng, walkers, length, kind, speed)
-  frames, labels, kinds, masks = _render(walkers, length, rng)
+    _add_event(rng, walkers, length, kind, speed, view)
+  frames, labels, kinds, masks = _render(walkers, length, rng, view)
   return Video(frames, labels, kinds, masks, name)
 
 
@@ -170,19 +225,22 @@ def _convert(v: Video, size: int, category: str) -> Video:
                v.name)
 
 
-@functools.lru_cache(maxsize=2)
-def _make_videos(length, num_train, num_val, num_test, speed=(1.0, 1.6)):
-  rng = np.random.default_rng(SPLIT_SEED)
-  train = [_video(rng, length, 0, f'train{i}', speed) for i in range(num_train)]
-  val = [_video(rng, length, 1 + i % 4, f'val{i}', speed) for i in range(num_val)]
-  test = [_video(rng, length, 1 + i % 4, f'test{i}', speed) for i in range(num_test)]
+@functools.lru_cache(maxsize=4)
+def _make_videos(length, num_train, num_val, num_test, speed=(1.0, 1.6), scene_id=0):
+  view = scene(scene_id)
+  rng = np.random.default_rng(SPLIT_SEED if scene_id == 0 else (SPLIT_SEED, scene_id, 1))
+  speed = view.speed or speed
+  train = [_video(rng, length, 0, f'train{i}', speed, view) for i in range(num_train)]
+  val = [_video(rng, length, 1 + i % 4, f'val{i}', speed, view) for i in range(num_val)]
+  test = [_video(rng, length, 1 + i % 4, f'test{i}', speed, view) for i in range(num_test)]
   return train, val, test
 
 
 def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: int,
-                category: str = 'gray', speed=(1.0, 1.6)):
-  """(train, val, test) lists of videos; anomalous kinds cycle over the four kinds;
-  normal walkers (and the non-running events) walk at `speed` = (min, max) px/frame."""
+                category: str = 'gray', speed=(1.0, 1.6), scene_id: int = 0):
+  """(train, val, test) lists of videos of camera `scene_id` (0: the default walkway);
+  anomalous kinds cycle over the four kinds; normal walkers (and the non-running events)
+  walk at `speed` = (min, max) px/frame, or at the scene's own speeds (scene > 0)."""
   if category not in CATEGORIES:
     raise UserError(f'walkway categories are {CATEGORIES}, got {category!r}')
   lo, hi = (float(v) for v in speed)
@@ -190,7 +248,8 @@ def make_videos(length: int, num_train: int, num_val: int, num_test: int, size: 
     raise UserError(f'data.video.walk_speed must be (min, max) px/frame with 0 < min <= max < 4 '
                     f'(runners, at 4–5, stay anomalous); got {tuple(speed)}')
   return tuple([_convert(v, size, category) for v in vs]
-               for vs in _make_videos(length, num_train, num_val, num_test, (lo, hi)))
+               for vs in _make_videos(length, num_train, num_val, num_test, (lo, hi),
+                                      int(scene_id)))
 
 
 @DATASETS.register('walkway')

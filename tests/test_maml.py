@@ -1,0 +1,150 @@
+"""Few-shot scene adaptation: walkway scenes, tasks, the MAML kernels and the protocol."""
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from conftest import figure
+from vadjax.data import scenes, walkway
+from vadjax.methods import maml
+
+
+def test_scenes_are_deterministic_and_differ():
+  assert walkway.scene(0) == walkway.Scene()
+  assert walkway.scene(3) == walkway.scene(3) and walkway.scene(3) != walkway.scene(4)
+  a = walkway.make_videos(30, 1, 0, 1, 32, scene_id=5)
+  b = walkway.make_videos(30, 1, 0, 1, 32, scene_id=5)
+  np.testing.assert_array_equal(a[0][0].frames, b[0][0].frames)
+  np.testing.assert_array_equal(a[2][0].labels, b[2][0].labels)
+  other = walkway.make_videos(30, 1, 0, 1, 32, scene_id=6)[0][0].frames
+  default = walkway.make_videos(30, 1, 0, 1, 32)[0][0].frames
+  assert np.abs(a[0][0].frames - other).mean() > 0.02
+  assert np.abs(a[0][0].frames - default).mean() > 0.02
+  assert a[2][0].labels.any() and a[2][0].masks.shape == (30, 32, 32)
+  # the flow of a scene goes one way: its wrong-way event against it
+  views = [walkway.scene(i) for i in range(1, 40)]
+  assert {v.direction for v in views} == {-1, 1} and len({v.shift for v in views}) > 3
+  with pytest.raises(Exception, match='>= 0'):
+    walkway.scene(-1)
+
+
+def test_tasks_hold_disjoint_pairs_of_consecutive_frames():
+  data = scenes.load(2, 16, 30, 1, 0)
+  rng = np.random.default_rng(0)
+  task = scenes.task(rng, data.train, t=3, k=4)
+  frames = data.train[0].frames
+  starts = []
+  for split in ('train', 'val'):
+    x, y = task[split]['x'], task[split]['y']
+    assert x.shape == (4, 3, 16, 16, 1) and y.shape == (4, 16, 16, 1)
+    for xi, yi in zip(x, y):
+      s = next(s for s in range(len(frames) - 3) if np.array_equal(frames[s], xi[0]))
+      np.testing.assert_array_equal(frames[s + 3], yi)
+      starts.append(s)
+  assert len(set(starts)) == 8          # D^tr and D^val disjoint
+  with pytest.raises(Exception, match='needs 60 segments'):
+    scenes.task(rng, data.train, t=3, k=30)
+
+
+def _linear(p, x):
+  return x @ p['w'] + p['b']
+
+
+def test_one_inner_step_is_a_hand_written_sgd_step():
+  rng = np.random.default_rng(1)
+  x, y = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
+  p = {'w': rng.normal(size=(3, 2)).astype(np.float32), 'b': np.zeros(2, np.float32)}
+  err = x @ p['w'] + p['b'] - y
+  scale = 2 / err.size                  # d mean(err²) / d err
+  want = {'w': p['w'] - 0.1 * scale * x.T @ err, 'b': p['b'] - 0.1 * scale * err.sum(0)}
+  got = maml.adapt(_linear, p, {'x': x, 'y': y}, 0.1, steps=1)
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+def _mlp(p, x):
+  return jnp.tanh(x @ p['w1']) @ p['w2']
+
+
+def _tasks(rng, n=3, k=4, dtype=np.float64):
+  def split():
+    return {'x': rng.normal(size=(n, k, 3)).astype(dtype),
+            'y': rng.normal(size=(n, k, 2)).astype(dtype)}
+  return {'train': split(), 'val': split()}
+
+
+def test_meta_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(2)
+    meta = {'params': {'w1': rng.normal(size=(3, 4)), 'w2': rng.normal(size=(4, 2))}}
+    tasks = _tasks(rng)
+    loss = lambda m: maml.meta_loss(_mlp, m, tasks, 0.3, 2, first_order=False)
+    grad = jax.grad(loss)(meta)['params']
+    eps = 1e-6
+    for name, index in (('w1', (0, 1)), ('w1', (2, 3)), ('w2', (1, 0)), ('w2', (3, 1))):
+      plus, minus = (jax.tree.map(np.copy, meta) for _ in range(2))
+      plus['params'][name][index] += eps
+      minus['params'][name][index] -= eps
+      fd = (float(loss(plus)) - float(loss(minus))) / (2 * eps)
+      np.testing.assert_allclose(grad[name][index], fd, rtol=1e-6, atol=1e-9)
+
+
+def test_first_order_is_the_stop_gradient_form():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    meta = {'params': {'w1': rng.normal(size=(3, 4)), 'w2': rng.normal(size=(4, 2))}}
+    tasks = _tasks(rng)
+    first = jax.grad(lambda m: maml.meta_loss(_mlp, m, tasks, 0.3, 2, True))(meta)['params']
+    second = jax.grad(lambda m: maml.meta_loss(_mlp, m, tasks, 0.3, 2, False))(meta)['params']
+    # FOMAML: the mean over tasks of the validation gradient at the adapted parameters
+    per_task = []
+    for i in range(3):
+      task = jax.tree.map(lambda a: a[i], tasks)
+      adapted = maml.adapt(_mlp, meta['params'], task['train'], 0.3, 2)
+      per_task.append(jax.grad(lambda p: maml.mse(_mlp, p, task['val']))(adapted))
+    want = jax.tree.map(lambda *g: np.mean(g, axis=0), *per_task)
+    for k in want:
+      np.testing.assert_allclose(first[k], want[k], rtol=1e-10)
+      assert not np.allclose(first[k], second[k], rtol=1e-3)
+
+
+def test_meta_sgd_learns_the_inner_rates():
+  import optax
+  rng = np.random.default_rng(4)
+  params = {'w1': rng.normal(size=(3, 4)).astype(np.float32),
+            'w2': rng.normal(size=(4, 2)).astype(np.float32)}
+  meta = maml.init_meta(params, 0.3, learn_inner_lr=True)
+  tx = optax.adam(1e-2)
+  step = maml.make_meta_step(_mlp, tx, 0.3, 1, first_order=False)
+  new, _, loss = step(meta, tx.init(meta), _tasks(rng, dtype=np.float32))
+  assert np.isfinite(float(loss))
+  for k in params:
+    assert not np.allclose(new['alpha'][k], 0.3) and new['alpha'][k].shape == params[k].shape
+  with pytest.raises(Exception, match='inner_lr must be positive'):
+    maml.init_meta(params, 0.0, False)
+
+
+def test_frame_predictor_keeps_no_statistics():
+  from vadjax.models.frame_predictor import UNetPredictor
+  model = UNetPredictor(channels=1, features=(4, 8))
+  v = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 3, 16, 16, 1)))
+  assert set(v) == {'params'}
+  assert model.apply(v, jnp.ones((2, 3, 16, 16, 1))).shape == (2, 16, 16, 1)
+  with pytest.raises(ValueError, match='divisible by 2'):
+    model.apply(v, jnp.ones((2, 3, 15, 16, 1)))
+
+
+def test_quick_protocol_runs_every_method(tmp_path):
+  from experiments import maml as experiment
+  from experiments.configs import maml as config
+  report = experiment.run(config.get_config('quick'), str(tmp_path))
+  for name in experiment.METHODS:
+    for k in (1, 2):
+      for pooling in experiment.POOLINGS:
+        assert 0 <= report['summary'][f'{name}/k{k}'][pooling]['mean'] <= 1
+  assert len(report['rows']) == len(experiment.METHODS) * 2
+  assert len(report['curves']['maml/seed0']) == 3
+  figure(tmp_path / 'scenes.png')
+  assert (tmp_path / 'report.md').read_text().startswith('| method |')

@@ -1,0 +1,85 @@
+"""Model-agnostic meta-learning of a frame predictor over scenes (seed 000 §2.2, eqs.
+2.2–2.3; Lu et al., ECCV 2020).
+
+Everything is a pure function of an `apply(params, x) -> prediction`:
+  inner update  θ'_i = θ − α ∇θ L(θ; D_i^tr), repeated `steps` times (eq. 2.2), with L the
+                mean squared prediction error over the task's K pairs (the seed's sum over
+                pairs is K times it: α here is per mean, not per sum);
+  outer update  θ ← θ − β ∇θ Σ_i L(θ'_i; D_i^val) (eq. 2.3), tasks vmapped, Adam for β.
+`first_order` stops the gradient through the inner gradients (FOMAML): the meta-gradient is
+then the gradient of the validation loss at θ'_i. `learn_inner_lr` makes α a learned
+per-parameter pytree (Meta-SGD). In JAX the second-order meta-gradient is `jax.grad` of a
+function that calls `jax.grad`.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vadjax.registry import UserError
+
+
+def mse(apply, params, batch) -> jax.Array:
+  """Mean squared error of the predicted next frames over a batch of pairs."""
+  return jnp.mean(jnp.square(apply(params, batch['x']) - batch['y']))
+
+
+def frame_errors(apply, params, x, y) -> jax.Array:
+  """Per-pair prediction error (N,), the anomaly score of the predicted frame."""
+  err = jnp.square(apply(params, x) - y)
+  return jnp.mean(err, axis=tuple(range(1, err.ndim)))
+
+
+def adapt(apply, params, batch, alpha, steps: int, first_order: bool = False):
+  """θ' after `steps` SGD steps on `batch` (eq. 2.2); `alpha` a number or a pytree like
+  params (Meta-SGD)."""
+  rates = alpha if isinstance(alpha, dict) else jax.tree.map(lambda _: alpha, params)
+  for _ in range(steps):
+    grads = jax.grad(functools.partial(mse, apply))(params, batch)
+    if first_order:
+      grads = jax.lax.stop_gradient(grads)
+    params = jax.tree.map(lambda p, g, a: p - a * g, params, grads, rates)
+  return params
+
+
+def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,
+              first_order: bool) -> jax.Array:
+  """The mean over tasks of the adapted models' validation loss (eq. 2.3); `meta` holds
+  'params' and, for Meta-SGD, 'alpha'."""
+  rate = meta.get('alpha', alpha)
+
+  def one(task):
+    adapted = adapt(apply, meta['params'], task['train'], rate, steps, first_order)
+    return mse(apply, adapted, task['val'])
+  return jnp.mean(jax.vmap(one)(tasks))
+
+
+def init_meta(params, alpha: float, learn_inner_lr: bool) -> dict:
+  if alpha <= 0:
+    raise UserError(f'maml.inner_lr must be positive, got {alpha}')
+  meta = {'params': params}
+  if learn_inner_lr:
+    meta['alpha'] = jax.tree.map(lambda p: jnp.full_like(p, alpha), params)
+  return meta
+
+
+def make_meta_step(apply, tx: optax.GradientTransformation, alpha: float, steps: int,
+                   first_order: bool):
+  """The jitted outer update: (meta, opt_state, tasks) → (meta, opt_state, loss)."""
+  def step(meta, opt_state, tasks):
+    loss, grads = jax.value_and_grad(
+        lambda m: meta_loss(apply, m, tasks, alpha, steps, first_order))(meta)
+    updates, opt_state = tx.update(grads, opt_state, meta)
+    return optax.apply_updates(meta, updates), opt_state, loss
+  return jax.jit(step)
+
+
+def make_train_step(apply, tx: optax.GradientTransformation):
+  """The jitted plain step (joint pretraining, fine-tuning and training from scratch)."""
+  def step(params, opt_state, batch):
+    loss, grads = jax.value_and_grad(functools.partial(mse, apply))(params, batch)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+  return jax.jit(step)
