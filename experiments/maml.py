@@ -39,6 +39,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(__file__), 'configs', 'maml.py'),
     'The maml config file[:variant].', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/maml', 'Where report.json goes.')
+_MODE = flags.DEFINE_enum('mode', 'protocol', ['protocol', 'speed'], 'protocol: the few-shot '
+                          'study; speed: one meta-training step against the PyTorch twin.')
+_REPEATS = flags.DEFINE_integer('repeats', 20, 'speed: paired calls timed.')
 
 METHODS = ('maml', 'maml_no_adapt', 'pretrained', 'finetuned', 'scratch')
 POOLINGS = ('auroc', 'auroc_per_video_norm', 'auroc_regularity')
@@ -66,7 +69,7 @@ def meta_train(c, apply, params, train_scenes, rng):
   meta = maml.init_meta(params, c.maml.inner_lr, c.maml.learn_inner_lr)
   state = tx.init(meta)
   step = maml.make_meta_step(apply, tx, c.maml.inner_lr, c.maml.inner_steps,
-                             c.maml.order == 'first')
+                             c.maml.order == 'first', c.maml.task_map)
   losses = []
   for i in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
@@ -200,9 +203,67 @@ def run(c, workdir: str) -> dict:
   return report
 
 
+def speed(c, repeats: int) -> dict:
+  """One meta-training step (meta_batch tasks of k pairs, the config's inner loop and
+  order, Adam outer update) in JAX and in the PyTorch twin (torch.func, higher-order
+  autograd), on the same weights and tasks: paired ratios torch / JAX (bench/harness.py)."""
+  import torch
+  from vadjax.bench import harness
+  from vadjax.bench.twins import TWINS, port
+  from vadjax.bench.twins.frame_predictor import meta_loss as torch_meta_loss
+  train_scenes = _load(c, range(1, c.maml.meta_batch + 1), 0)
+  model = UNetPredictor(channels=1, features=tuple(c.model.features), groups=c.model.groups)
+  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, c.frames_in, c.image_size,
+                                                   c.image_size, 1)))
+  rng = np.random.default_rng(0)
+  tasks = scenes.stack([scenes.task(rng, s.train, c.frames_in, c.maml.k) for s in train_scenes])
+  tx = optax.adam(c.maml.outer_lr)
+  first = c.maml.order == 'first'
+  step = maml.make_meta_step(model.apply, tx, c.maml.inner_lr, c.maml.inner_steps, first,
+                             c.maml.task_map)
+  meta = maml.init_meta(v, c.maml.inner_lr, False)
+  state = [meta, tx.init(meta)]
+
+  def jax_step():
+    state[0], state[1], loss = step(state[0], state[1], tasks)
+    return loss
+
+  twin = port(TWINS['unet_predictor'](channels=1, frames_in=c.frames_in,
+                                      features=tuple(c.model.features),
+                                      groups=c.model.groups), v)
+  opt = torch.optim.Adam(twin.parameters(), lr=c.maml.outer_lr)
+  as_torch = [[(torch.from_numpy(tasks[s]['x'][i]), torch.from_numpy(tasks[s]['y'][i]))
+               for s in ('train', 'val')] for i in range(c.maml.meta_batch)]
+
+  def torch_step():
+    opt.zero_grad()
+    loss = torch_meta_loss(twin, dict(twin.named_parameters()), as_torch, c.maml.inner_lr,
+                           c.maml.inner_steps, first)
+    loss.backward()
+    opt.step()
+    return loss
+
+  t0 = time.perf_counter()
+  jax.block_until_ready(jax_step())
+  compile_s = time.perf_counter() - t0
+  ratios = harness.paired_ratios((torch_step, lambda x: x), (jax_step, jax.block_until_ready),
+                                 repeats)
+  jt = harness.time_calls(jax_step, jax.block_until_ready, 2, repeats)
+  tt = harness.time_calls(torch_step, lambda x: x, 2, repeats)
+  return {'order': c.maml.order, 'task_map': c.maml.task_map, 'meta_batch': c.maml.meta_batch,
+          'k': c.maml.k, 'inner_steps': c.maml.inner_steps, 'image_size': c.image_size,
+          'jax_compile_s': compile_s, 'jax_median_s': jt.median_s,
+          'torch_median_s': tt.median_s, 'paired_torch_over_jax': float(np.median(ratios)),
+          'paired_quartiles': [float(np.percentile(ratios, q)) for q in (25, 75)],
+          'torch': torch.__version__, 'jax': jax.__version__}
+
+
 def main(argv):
   start(argv)
-  run_or_fail(run, _CONFIG.value, _WORKDIR.value)
+  if _MODE.value == 'speed':
+    print(json.dumps(run_or_fail(speed, _CONFIG.value, _REPEATS.value), indent=1))
+  else:
+    run_or_fail(run, _CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':

@@ -91,6 +91,19 @@ def test_meta_gradient_matches_finite_differences():
       np.testing.assert_allclose(grad[name][index], fd, rtol=1e-6, atol=1e-9)
 
 
+def test_vmapped_and_unrolled_tasks_agree():
+  rng = np.random.default_rng(5)
+  meta = {'params': {'w1': rng.normal(size=(3, 4)).astype(np.float32),
+                     'w2': rng.normal(size=(4, 2)).astype(np.float32)}}
+  tasks = _tasks(rng, dtype=np.float32)
+  grads = [jax.grad(lambda m: maml.meta_loss(_mlp, m, tasks, 0.3, 2, False, how))(meta)
+           for how in ('vmap', 'loop')]
+  for k in meta['params']:
+    np.testing.assert_allclose(grads[0]['params'][k], grads[1]['params'][k], rtol=1e-5)
+  with pytest.raises(Exception, match='task_map'):
+    maml.meta_loss(_mlp, meta, tasks, 0.3, 1, False, 'pmap')
+
+
 def test_first_order_is_the_stop_gradient_form():
   with jax.enable_x64(True):
     rng = np.random.default_rng(3)
@@ -148,3 +161,35 @@ def test_quick_protocol_runs_every_method(tmp_path):
   assert len(report['curves']['maml/seed0']) == 3
   figure(tmp_path / 'scenes.png')
   assert (tmp_path / 'report.md').read_text().startswith('| method |')
+
+
+def test_meta_gradient_equals_the_pytorch_twin():
+  """The JAX meta step against MAML written the usual PyTorch way (torch.func and
+  higher-order autograd) on the same weights and tasks."""
+  import torch
+  from vadjax.bench.twins import TWINS, port
+  from vadjax.bench.twins.frame_predictor import meta_loss as torch_meta_loss
+  from vadjax.models.frame_predictor import UNetPredictor
+  model = UNetPredictor(channels=1, features=(4, 8), groups=2)
+  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 16, 16, 1)))
+  twin = port(TWINS['unet_predictor'](channels=1, frames_in=3, features=(4, 8), groups=2), v)
+  rng = np.random.default_rng(6)
+  x = rng.uniform(size=(2, 3, 16, 16, 1)).astype(np.float32)
+  np.testing.assert_allclose(twin(torch.from_numpy(x)).detach().numpy(),
+                             model.apply(v, x), rtol=1e-4, atol=1e-5)
+  tasks = {s: {'x': rng.uniform(size=(2, 3, 3, 16, 16, 1)).astype(np.float32),
+               'y': rng.uniform(size=(2, 3, 16, 16, 1)).astype(np.float32)}
+           for s in ('train', 'val')}
+  for first_order in (False, True):
+    loss, grads = jax.value_and_grad(lambda m: maml.meta_loss(
+        model.apply, m, tasks, 0.5, 2, first_order, 'loop'))({'params': v})
+    params = {k: p.detach().requires_grad_() for k, p in twin.named_parameters()}
+    as_torch = [[(torch.from_numpy(tasks[s]['x'][i]), torch.from_numpy(tasks[s]['y'][i]))
+                 for s in ('train', 'val')] for i in range(2)]
+    want = torch_meta_loss(twin, params, as_torch, 0.5, 2, first_order)
+    want.backward()
+    np.testing.assert_allclose(float(loss), float(want.detach()), rtol=1e-5)
+    for name in ('down0_conv0', 'dec0_conv1', 'out'):
+      g = np.asarray(grads['params']['params'][name]['kernel'])
+      np.testing.assert_allclose(g.transpose(3, 2, 0, 1), params[f'{name}.weight'].grad.numpy(),
+                                 rtol=2e-3, atol=1e-6)

@@ -29,7 +29,8 @@ def get_config(arg=None):
       learn_inner_lr=False,        # Meta-SGD: α learned per parameter
       meta_batch=4,                # scenes per outer update
       k=5,                         # pairs in D^tr and in D^val while meta-training
-      outer_lr=1e-3, meta_steps=400))
+      outer_lr=1e-3, meta_steps=400,
+      task_map='auto'))            # tasks: 'vmap', 'loop' (unrolled), 'auto' (loop on CPU)
   c.shots = (1, 5, 10)             # K at meta-test
   c.scratch_steps = 100            # Adam steps of the from-scratch baseline on K pairs
   c.eval_batch_size = 32

@@ -5,7 +5,8 @@ Everything is a pure function of an `apply(params, x) -> prediction`:
   inner update  θ'_i = θ − α ∇θ L(θ; D_i^tr), repeated `steps` times (eq. 2.2), with L the
                 mean squared prediction error over the task's K pairs (the seed's sum over
                 pairs is K times it: α here is per mean, not per sum);
-  outer update  θ ← θ − β ∇θ Σ_i L(θ'_i; D_i^val) (eq. 2.3), tasks vmapped, Adam for β.
+  outer update  θ ← θ − β ∇θ Σ_i L(θ'_i; D_i^val) (eq. 2.3), tasks vmapped (or unrolled
+                on CPU, `task_map`), Adam for β.
 `first_order` stops the gradient through the inner gradients (FOMAML): the meta-gradient is
 then the gradient of the validation loss at θ'_i. `learn_inner_lr` makes α a learned
 per-parameter pytree (Meta-SGD). In JAX the second-order meta-gradient is `jax.grad` of a
@@ -44,16 +45,27 @@ def adapt(apply, params, batch, alpha, steps: int, first_order: bool = False):
   return params
 
 
+TASK_MAPS = ('auto', 'vmap', 'loop')
+
+
 def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,
-              first_order: bool) -> jax.Array:
+              first_order: bool, task_map: str = 'auto') -> jax.Array:
   """The mean over tasks of the adapted models' validation loss (eq. 2.3); `meta` holds
-  'params' and, for Meta-SGD, 'alpha'."""
+  'params' and, for Meta-SGD, 'alpha'. `task_map`: 'vmap' maps the tasks with jax.vmap;
+  'loop' unrolls them. A vmapped conv with per-task weights becomes a grouped conv, which
+  XLA:CPU runs 16× slower than the unrolled convs (BUILD_NOTES.md); 'auto' loops on CPU
+  and vmaps elsewhere."""
+  if task_map not in TASK_MAPS:
+    raise UserError(f'maml.task_map must be one of {TASK_MAPS}, got {task_map!r}')
   rate = meta.get('alpha', alpha)
 
   def one(task):
     adapted = adapt(apply, meta['params'], task['train'], rate, steps, first_order)
     return mse(apply, adapted, task['val'])
-  return jnp.mean(jax.vmap(one)(tasks))
+  if task_map == 'vmap' or (task_map == 'auto' and jax.default_backend() != 'cpu'):
+    return jnp.mean(jax.vmap(one)(tasks))
+  n = jax.tree.leaves(tasks)[0].shape[0]
+  return jnp.mean(jnp.stack([one(jax.tree.map(lambda a: a[i], tasks)) for i in range(n)]))
 
 
 def init_meta(params, alpha: float, learn_inner_lr: bool) -> dict:
@@ -66,11 +78,11 @@ def init_meta(params, alpha: float, learn_inner_lr: bool) -> dict:
 
 
 def make_meta_step(apply, tx: optax.GradientTransformation, alpha: float, steps: int,
-                   first_order: bool):
+                   first_order: bool, task_map: str = 'auto'):
   """The jitted outer update: (meta, opt_state, tasks) → (meta, opt_state, loss)."""
   def step(meta, opt_state, tasks):
     loss, grads = jax.value_and_grad(
-        lambda m: meta_loss(apply, m, tasks, alpha, steps, first_order))(meta)
+        lambda m: meta_loss(apply, m, tasks, alpha, steps, first_order, task_map))(meta)
     updates, opt_state = tx.update(grads, opt_state, meta)
     return optax.apply_updates(meta, updates), opt_state, loss
   return jax.jit(step)

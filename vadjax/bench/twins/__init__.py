@@ -7,7 +7,8 @@ parity tests (same weights, same input → same outputs) and the speed compariso
 `experiments/bench.py`.
 """
 
-from vadjax.bench.twins import conv_ae, conv_rnn, ks_cae, memae, seed002  # noqa: F401  (register)
+from vadjax.bench.twins import (conv_ae, conv_rnn, frame_predictor, ks_cae, memae,  # noqa: F401
+                                 seed002)  # (register)
 from vadjax.bench.twins.ks_cae import AsymmetricBlock
 from vadjax.bench.twins.conv_rnn import Recurrent
 from vadjax.bench.twins.memae import Memory

@@ -58,7 +58,8 @@ def _copy_layer(m, p):
 
 def _copy_bn(m, p, s):
   m.weight.data, m.bias.data = tensor(p['scale']), tensor(p['bias'])
-  m.running_mean.data, m.running_var.data = tensor(s['mean']), tensor(s['var'])
+  if not isinstance(m, nn.GroupNorm):           # GroupNorm keeps no running statistics
+    m.running_mean.data, m.running_var.data = tensor(s['mean']), tensor(s['var'])
 
 
 def _plain(tree):
