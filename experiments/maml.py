@@ -9,8 +9,9 @@ normal video for every method:
   maml           MAML's θ adapted with its inner loop (the meta-test of eq. 2.2)
   maml_no_adapt  MAML's θ as it is
   pretrained     the joint model as it is (no adaptation)
-  finetuned      the joint model fine-tuned on the K pairs (the same SGD steps and α)
-  scratch        a new model trained on the K pairs alone (`scratch_steps` Adam steps)
+  finetuned      the joint model fine-tuned on the K pairs (`fit_steps` Adam steps)
+  finetuned_sgd  the joint model adapted by MAML's inner loop (its SGD steps and α)
+  scratch        a new model trained on the K pairs alone (`fit_steps` Adam steps)
 and score the scene's test videos by the prediction error of each frame from the t before
 it (the first t frames take frame t's score). Frame AUROCs (global, per-video normalised,
 seed 001's regularity) per (scene, seed); report.json holds them and their mean ± 95% CI
@@ -43,14 +44,14 @@ _MODE = flags.DEFINE_enum('mode', 'protocol', ['protocol', 'speed'], 'protocol: 
                           'study; speed: one meta-training step against the PyTorch twin.')
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'speed: paired calls timed.')
 
-METHODS = ('maml', 'maml_no_adapt', 'pretrained', 'finetuned', 'scratch')
+METHODS = ('maml', 'maml_no_adapt', 'pretrained', 'finetuned', 'finetuned_sgd', 'scratch')
 POOLINGS = ('auroc', 'auroc_per_video_norm', 'auroc_regularity')
 
 
 def _check(c) -> None:
   if c.maml.order not in ('first', 'second'):
     raise UserError(f"maml.order must be 'first' or 'second', got {c.maml.order!r}")
-  for key in ('train_scenes', 'held_out_scenes', 'frames_in', 'scratch_steps'):
+  for key in ('train_scenes', 'held_out_scenes', 'frames_in', 'fit_steps'):
     if c[key] < 1:
       raise UserError(f'{key} must be at least 1, got {c[key]}')
   if c.maml.meta_batch > c.train_scenes:
@@ -129,12 +130,16 @@ def evaluate(c, apply, init, meta, joint, held_out, seed) -> list[dict]:
       index = scenes.segments(scene.train, c.frames_in)
       shots = scenes.pairs(scene.train, index[rng.choice(len(index), k, replace=False)],
                            c.frames_in)
-      scratch, state = init, tx.init(init)
-      for _ in range(c.scratch_steps):
-        scratch, state, _ = train_step(scratch, state, shots)
+      fitted = {}
+      for name, start_params in (('finetuned', joint), ('scratch', init)):
+        params, state = start_params, tx.init(start_params)
+        for _ in range(c.fit_steps):
+          params, state, _ = train_step(params, state, shots)
+        fitted[name] = params
       models = {'maml': adapt(meta['params'], shots, rate), 'maml_no_adapt': meta['params'],
-                'pretrained': joint, 'finetuned': adapt(joint, shots, c.maml.inner_lr),
-                'scratch': scratch}
+                'pretrained': joint, 'finetuned': fitted['finetuned'],
+                'finetuned_sgd': adapt(joint, shots, c.maml.inner_lr),
+                'scratch': fitted['scratch']}
       for name, params in models.items():
         rows.append({'method': name, 'k': k, 'scene': scene.scene, 'seed': seed,
                      **scene_scores(c, errors_fn, params, scene)})

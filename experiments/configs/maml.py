@@ -32,7 +32,8 @@ def get_config(arg=None):
       outer_lr=1e-3, meta_steps=400,
       task_map='auto'))            # tasks: 'vmap', 'loop' (unrolled), 'auto' (loop on CPU)
   c.shots = (1, 5, 10)             # K at meta-test
-  c.scratch_steps = 100            # Adam steps of the from-scratch baseline on K pairs
+  c.fit_steps = 100                # Adam steps (outer_lr) of the fine-tuned and
+                                   # from-scratch baselines on the K pairs
   c.eval_batch_size = 32
   return apply_variant(c, arg, quick)
 
@@ -43,4 +44,4 @@ def quick(c):
   c.video.update(length=24, num_train=1, num_test=1)
   c.model.features = (8, 16)
   c.maml.update(meta_batch=2, k=2, meta_steps=3)
-  c.shots, c.scratch_steps = (1, 2), 3
+  c.shots, c.fit_steps = (1, 2), 3
