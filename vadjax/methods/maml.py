@@ -53,7 +53,7 @@ def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,
   """The mean over tasks of the adapted models' validation loss (eq. 2.3); `meta` holds
   'params' and, for Meta-SGD, 'alpha'. `task_map`: 'vmap' maps the tasks with jax.vmap;
   'loop' unrolls them. A vmapped conv with per-task weights becomes a grouped conv, which
-  XLA:CPU runs 16× slower than the unrolled convs (BUILD_NOTES.md); 'auto' loops on CPU
+  XLA:CPU runs ~9× slower than the unrolled convs (BUILD_NOTES.md); 'auto' loops on CPU
   and vmaps elsewhere."""
   if task_map not in TASK_MAPS:
     raise UserError(f'maml.task_map must be one of {TASK_MAPS}, got {task_map!r}')
