@@ -36,13 +36,6 @@ from vadjax.methods import maml
 from vadjax.models.frame_predictor import UNetPredictor
 from vadjax.registry import UserError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(__file__), 'configs', 'maml.py'),
-    'The maml config file[:variant].', lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/maml', 'Where report.json goes.')
-_MODE = flags.DEFINE_enum('mode', 'protocol', ['protocol', 'speed'], 'protocol: the few-shot '
-                          'study; speed: one meta-training step against the PyTorch twin.')
-_REPEATS = flags.DEFINE_integer('repeats', 20, 'speed: paired calls timed.')
 
 METHODS = ('maml', 'maml_no_adapt', 'pretrained', 'finetuned', 'finetuned_sgd', 'scratch')
 POOLINGS = ('auroc', 'auroc_per_video_norm', 'auroc_regularity')
@@ -265,11 +258,19 @@ def speed(c, repeats: int) -> dict:
 
 def main(argv):
   start(argv)
-  if _MODE.value == 'speed':
-    print(json.dumps(run_or_fail(speed, _CONFIG.value, _REPEATS.value), indent=1))
+  f = flags.FLAGS
+  if f.mode == 'speed':
+    print(json.dumps(run_or_fail(speed, f.config, f.repeats), indent=1))
   else:
-    run_or_fail(run, _CONFIG.value, _WORKDIR.value)
+    run_or_fail(run, f.config, f.workdir)
 
 
-if __name__ == '__main__':
+if __name__ == '__main__':    # flags here: the tests import this module beside other scripts
+  config_flags.DEFINE_config_file(
+      'config', os.path.join(os.path.dirname(__file__), 'configs', 'maml.py'),
+      'The maml config file[:variant].', lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/maml', 'Where report.json goes.')
+  flags.DEFINE_enum('mode', 'protocol', ['protocol', 'speed'], 'protocol: the few-shot '
+                    'study; speed: one meta-training step against the PyTorch twin.')
+  flags.DEFINE_integer('repeats', 20, 'speed: paired calls timed.')
   app.run(main)

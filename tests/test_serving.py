@@ -105,11 +105,11 @@ def test_inputs_are_found_by_kind(tmp_path):
     inputs_lib.find(str(tmp_path / 'empty'), sequences=False)
 
 
-IMAGE_RUN = pytest.mark.xdist_group('serving_image_run')   # one worker builds each run
+IMAGE_RUN = pytest.mark.xdist_group('serving_image_run')   # one worker holds each run
 CLIP_RUN = pytest.mark.xdist_group('serving_clip_run')
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')   # with its xdist group: built once
 def image_run(tmp_path_factory):
   """BCAE1 on digits class 1, one epoch, and PNGs of its first test images."""
   from experiments.configs import reconstruction
@@ -190,7 +190,7 @@ def test_server_under_load_rejects_every_malformed_request(image_run):
   _load_test(run, frames, clients=4, requests=5)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')   # with its xdist group: built once
 def clip_run(tmp_path_factory):
   """Seq2Seq CGRU on walkway clips, one epoch, and its first test video as a lossless
   video file and as a folder of frames."""
