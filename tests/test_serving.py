@@ -105,11 +105,7 @@ def test_inputs_are_found_by_kind(tmp_path):
     inputs_lib.find(str(tmp_path / 'empty'), sequences=False)
 
 
-IMAGE_RUN = pytest.mark.xdist_group('serving_image_run')   # one worker holds each run
-CLIP_RUN = pytest.mark.xdist_group('serving_clip_run')
-
-
-@pytest.fixture(scope='session')   # with its xdist group: built once
+@pytest.fixture(scope='session')   # once per worker, whatever the test order
 def image_run(tmp_path_factory):
   """BCAE1 on digits class 1, one epoch, and PNGs of its first test images."""
   from experiments.configs import reconstruction
@@ -131,7 +127,6 @@ def image_run(tmp_path_factory):
   return workdir, run, images.astype(np.float32) / 255.0
 
 
-@IMAGE_RUN
 def test_predict_on_a_folder_with_thresholds_and_overlays(image_run, tmp_path):
   workdir, run, frames = image_run
   proc = _cli('predict', f'--workdir={workdir}', f'--input={workdir}/inputs',
@@ -157,7 +152,6 @@ def test_predict_on_a_folder_with_thresholds_and_overlays(image_run, tmp_path):
   assert [r['anomalous'] for r in named] == list(run.normalizer(want) > run.thresholds['gmean'])
 
 
-@IMAGE_RUN
 def test_predict_refuses_bad_inputs_with_one_line(image_run, tmp_path):
   workdir, _, _ = image_run
   (tmp_path / 'ok.png').write_bytes((workdir / 'inputs' / '00.png').read_bytes())
@@ -168,12 +162,10 @@ def test_predict_refuses_bad_inputs_with_one_line(image_run, tmp_path):
     Predictor(image_run[1], 'best')
 
 
-@IMAGE_RUN
 def test_image_run_exports_with_parity(image_run):
   assert_exports_score_as_the_run(image_run[0])
 
 
-@IMAGE_RUN
 def test_export_keeps_other_files(image_run, tmp_path):
   from vadjax.serving.export import export
   (tmp_path / 'mine.txt').write_text('keep')
@@ -184,13 +176,12 @@ def test_export_keeps_other_files(image_run, tmp_path):
   assert (tmp_path / 'mine.txt').read_text() == 'keep'
 
 
-@IMAGE_RUN
 def test_server_under_load_rejects_every_malformed_request(image_run):
   _, run, frames = image_run
   _load_test(run, frames, clients=4, requests=5)
 
 
-@pytest.fixture(scope='session')   # with its xdist group: built once
+@pytest.fixture(scope='session')   # once per worker, whatever the test order
 def clip_run(tmp_path_factory):
   """Seq2Seq CGRU on walkway clips, one epoch, and its first test video as a lossless
   video file and as a folder of frames."""
@@ -213,7 +204,6 @@ def clip_run(tmp_path_factory):
   return workdir, run, frames.astype(np.float32) / 255.0
 
 
-@CLIP_RUN
 def test_predict_on_a_video_scores_clips_as_evaluation(clip_run, tmp_path):
   from vadjax.data.video import ClipSource, Video
   workdir, run, frames = clip_run
@@ -232,7 +222,6 @@ def test_predict_on_a_video_scores_clips_as_evaluation(clip_run, tmp_path):
   assert len(overlay) == len(frames) and overlay.std() > 10
 
 
-@CLIP_RUN
 def test_streamed_scores_equal_offline_scores(clip_run):
   _, run, frames = clip_run
   offline = Predictor(run).score(frames, video=True)
@@ -257,12 +246,10 @@ def test_streamed_scores_equal_offline_scores(clip_run):
     scorer.push(frames[0][:8])
 
 
-@CLIP_RUN
 def test_clip_run_exports_with_parity(clip_run):
   assert_exports_score_as_the_run(clip_run[0])
 
 
-@CLIP_RUN
 def test_server_scores_frame_sequences(clip_run):
   _, run, frames = clip_run
   _load_test(run, frames[:10], clients=2, requests=2)
