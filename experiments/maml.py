@@ -57,14 +57,23 @@ def _load(c, ids, num_test):
                       c.category) for i in ids]
 
 
-def meta_train(c, apply, params, train_scenes, rng):
-  """MAML's meta-parameters after `meta_steps` outer updates, and the loss curve."""
+def jitted(c, apply) -> dict:
+  """The jitted functions of the protocol, built once: every seed reuses their
+  compilations."""
   tx = optax.adam(c.maml.outer_lr)
+  return {'tx': tx,
+          'meta_step': maml.make_meta_step(apply, tx, c.maml.inner_lr, c.maml.inner_steps,
+                                           c.maml.order == 'first', c.maml.task_map),
+          'train_step': maml.make_train_step(apply, tx),
+          'adapt': jax.jit(lambda p, batch, a: maml.adapt(apply, p, batch, a,
+                                                          c.maml.inner_steps)),
+          'errors': jax.jit(lambda p, x, y: maml.frame_errors(apply, p, x, y))}
+
+
+def meta_train(c, fns, params, train_scenes, rng):
+  """MAML's meta-parameters after `meta_steps` outer updates, and the loss curve."""
   meta = maml.init_meta(params, c.maml.inner_lr, c.maml.learn_inner_lr)
-  state = tx.init(meta)
-  step = maml.make_meta_step(apply, tx, c.maml.inner_lr, c.maml.inner_steps,
-                             c.maml.order == 'first', c.maml.task_map)
-  losses = []
+  state, step, losses = fns['tx'].init(meta), fns['meta_step'], []
   for i in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
     tasks = scenes.stack([scenes.task(rng, train_scenes[j].train, c.frames_in, c.maml.k)
@@ -76,11 +85,10 @@ def meta_train(c, apply, params, train_scenes, rng):
   return meta, losses
 
 
-def pretrain(c, apply, params, train_scenes, rng):
+def pretrain(c, fns, params, train_scenes, rng):
   """The joint baseline: as many Adam steps and pairs per step as meta-training, on the
   pairs of all training scenes pooled."""
-  tx = optax.adam(c.maml.outer_lr)
-  state, step, losses = tx.init(params), maml.make_train_step(apply, tx), []
+  state, step, losses = fns['tx'].init(params), fns['train_step'], []
   for _ in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
     batch = [scenes.task(rng, train_scenes[j].train, c.frames_in, c.maml.k) for j in chosen]
@@ -110,12 +118,9 @@ def scene_scores(c, errors_fn, params, scene) -> dict:
   return {'auroc': metrics.auroc(labels, scores), **{k: m[k] for k in POOLINGS[1:]}}
 
 
-def evaluate(c, apply, init, meta, joint, held_out, seed) -> list[dict]:
-  errors_fn = jax.jit(lambda p, x, y: maml.frame_errors(apply, p, x, y))
+def evaluate(c, fns, init, meta, joint, held_out, seed) -> list[dict]:
   rate = meta.get('alpha', c.maml.inner_lr)
-  adapt = jax.jit(lambda p, batch, a: maml.adapt(apply, p, batch, a, c.maml.inner_steps))
-  tx = optax.adam(c.maml.outer_lr)
-  train_step = maml.make_train_step(apply, tx)
+  tx, train_step, adapt, errors_fn = fns['tx'], fns['train_step'], fns['adapt'], fns['errors']
   rows = []
   for scene in held_out:
     for k in c.shots:
@@ -170,19 +175,19 @@ def run(c, workdir: str) -> dict:
                    c.video.num_test)
   model = UNetPredictor(channels=train_scenes[0].train[0].frames.shape[-1],
                         features=tuple(c.model.features), groups=c.model.groups)
-  apply = model.apply
   x0 = jnp.zeros((1, c.frames_in, c.image_size, c.image_size, model.channels))
   rows, curves, timings = [], {}, {}
+  fns = jitted(c, model.apply)
   for seed in c.seeds:
     init = model.init(jax.random.PRNGKey(seed), x0)
     rng = np.random.default_rng(seed)
     t = time.perf_counter()
-    meta, curves[f'maml/seed{seed}'] = meta_train(c, apply, init, train_scenes, rng)
+    meta, curves[f'maml/seed{seed}'] = meta_train(c, fns, init, train_scenes, rng)
     timings[f'meta_train_s/seed{seed}'] = time.perf_counter() - t
     t = time.perf_counter()
-    joint, curves[f'pretrained/seed{seed}'] = pretrain(c, apply, init, train_scenes, rng)
+    joint, curves[f'pretrained/seed{seed}'] = pretrain(c, fns, init, train_scenes, rng)
     timings[f'pretrain_s/seed{seed}'] = time.perf_counter() - t
-    rows += evaluate(c, apply, init, meta, joint, held_out, seed)
+    rows += evaluate(c, fns, init, meta, joint, held_out, seed)
   summary = summarize(rows, c.shots)
   report = {'config': json.loads(c.to_json()), 'summary': summary, 'rows': rows,
             'curves': curves, 'timings': {**timings, 'total_s': time.perf_counter() - t0},

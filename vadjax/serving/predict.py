@@ -194,12 +194,14 @@ def predict(predictor: Predictor, path: str, out, overlays: str = '',
     group = singles[start:start + batch]
     frames = np.concatenate([predictor.format.load(it) for it in group])
     s = predictor.score(frames, keep_maps=bool(overlays), progress=bar)
-    for i, it in enumerate(group):
-      one = Scores(*(None if a is None else a[i:i + 1] for a in dataclasses.astuple(s)))
-      _emit(out, predictor.rows(it.name, one, video=False), counts)
-      if overlays:
-        scale = _map_scale(s.pixel)
-        Image.fromarray(annotate(frames[i], one, 0, scale)).save(
+    rows = predictor.rows('', s, video=False)
+    for it, row in zip(group, rows):
+      row['input'] = it.name
+    _emit(out, rows, counts)
+    if overlays:
+      scale = _map_scale(s.pixel)
+      for i, it in enumerate(group):
+        Image.fromarray(annotate(frames[i], s, i, scale)).save(
             os.path.join(overlays, _overlay_name(it.name, path) + '.png'))
   for it in videos:
     frames = predictor.format.load(it)
@@ -227,7 +229,7 @@ def _overlay_name(name: str, root: str) -> str:
 
 
 def _map_scale(pixel) -> float:
-  """One colour scale for all the maps of a call: their largest value."""
+  """One colour scale for the maps of a video or of a batch of images: their largest."""
   return float(np.max(pixel)) if pixel is not None and pixel.size else 1.0
 
 
