@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vadjax.eval import metrics  # noqa: E402
@@ -156,4 +157,39 @@ def attention_maps(path, images, maps: dict, labels=None) -> str:
   axes[0, 0].set_ylabel('input', fontsize=8)
   for i, name in enumerate(names, start=1):
     axes[i, 0].set_ylabel(f'attention {name}', fontsize=8)
+  return _save(fig, path)
+
+
+def explanations(path, images, columns: dict, masks=None, captions=None, boxes=None) -> str:
+  """Seed 001 Fig. 4.19's layout: one row per sample, the input (its defect mask outlined
+  in red), then one column per named picture (N, H, W[, C]): the reconstruction in grey,
+  every map in a diverging colour scale centred on 0 (red raises the anomaly score);
+  `boxes` (N, 3) top, left, side draw the rectangle counterfactual's square on its column."""
+  n, names = len(images), list(columns)
+  fig, axes = plt.subplots(n, 1 + len(names), figsize=(1.35 * (1 + len(names)), 1.45 * n),
+                           squeeze=False)
+  grey = lambda a: np.clip(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a, 0, 1)
+  for i in range(n):
+    axes[i, 0].imshow(grey(np.asarray(images[i])), cmap='gray', vmin=0, vmax=1)
+    if masks is not None and np.asarray(masks[i]).any():
+      axes[i, 0].contour(np.asarray(masks[i]) > 0.5, levels=[0.5], colors='red', linewidths=0.6)
+    if captions is not None:
+      axes[i, 0].set_ylabel(captions[i], fontsize=6)
+    for j, name in enumerate(names, start=1):
+      pic = np.asarray(columns[name][i], np.float64)
+      if name == 'reconstruction':
+        axes[i, j].imshow(grey(pic), cmap='gray', vmin=0, vmax=1)
+      else:
+        pic = np.where(np.isfinite(pic), pic, 0.0)
+        top = max(float(np.abs(pic).max()), 1e-12)
+        axes[i, j].imshow(pic, cmap='bwr', vmin=-top, vmax=top)
+      if boxes is not None and name == 'counterfactual_rect':
+        t, l, side = boxes[i]
+        axes[i, j].add_patch(matplotlib.patches.Rectangle((l - 0.5, t - 0.5), side, side,
+                                                          fill=False, color='black', lw=0.8))
+  for j, name in enumerate(['input'] + names):
+    axes[0, j].set_title(name.replace('_', ' '), fontsize=7)
+  for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
   return _save(fig, path)

@@ -93,8 +93,8 @@ def threshold_of(thresholds: dict, choice) -> tuple[str, float]:
 class Progress:
   """A one-line progress bar on stderr, redrawn at most 5 times a second."""
 
-  def __init__(self, name: str, total: int, enabled: bool = True):
-    self.name, self.total, self.done, self.enabled = name, total, 0, enabled
+  def __init__(self, name: str, total: int, enabled: bool = True, unit: str = 'frames'):
+    self.name, self.total, self.done, self.enabled, self.unit = name, total, 0, enabled, unit
     self.t0 = self.shown = time.perf_counter()
 
   def update(self, n: int) -> None:
@@ -106,7 +106,7 @@ class Progress:
       filled = int(width * self.done / max(self.total, 1))
       rate = self.done / max(now - self.t0, 1e-9)
       sys.stderr.write(f'\r{self.name}: [{"#" * filled}{"." * (width - filled)}] '
-                       f'{self.done}/{self.total} frames, {rate:.1f} frames/s')
+                       f'{self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s')
       if self.done >= self.total:
         sys.stderr.write('\n')
       sys.stderr.flush()
