@@ -56,8 +56,7 @@ def aupro(maps, masks, max_fpr: float = 0.3, thresholds: int = 200) -> float:
   fpr, pro = pro_curve(maps, masks, thresholds)
   if fpr is None:
     return float('nan')
-  order = np.argsort(fpr, kind='stable')
-  fpr, pro = fpr[order], pro[order]
+  fpr, pro = fpr[::-1], pro[::-1]          # thresholds descending: both non-decreasing
   end = np.interp(max_fpr, fpr, pro)
   keep = fpr < max_fpr
   xs, ys = np.r_[fpr[keep], max_fpr], np.r_[pro[keep], end]

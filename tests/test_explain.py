@@ -1,0 +1,365 @@
+"""Explanations (vadjax/explain, seed 001 §3.8): each explainer against an independent
+reference (eq. 3.18 by hand, brute-force Shapley values, the lime and shap packages,
+completeness), the metrics against their definitions, and the CLI on a trained run."""
+
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import pairwise_distances
+
+from conftest import figure
+from vadjax.explain import evaluate, gradients, lrp, perturbation, study
+from vadjax.explain.target import Explained, ScoreLayer
+from vadjax.registry import UserError
+
+ROOT = os.path.dirname(os.path.dirname(__file__))
+
+
+class Target:
+  """A score function with the interface the perturbation explainers use."""
+
+  def __init__(self, f, chunk=16):
+    self.fn, self.chunk = jax.tree_util.Partial(f), chunk
+
+  def score(self, x):
+    return jax.jit(self.fn)(jnp.asarray(x, jnp.float32))
+
+
+def _stabilised(z, eps):
+  return z + eps * np.where(z >= 0, 1, -1)
+
+
+def test_lrp_equals_eq_3_18_by_hand_on_two_layers():
+  rng = np.random.default_rng(0)
+  w1, b1 = rng.normal(size=(5, 4)), rng.normal(size=4)
+  w2, b2 = rng.normal(size=(4, 3)), rng.normal(size=3)
+  x = rng.uniform(size=(2, 5))
+  f = lambda x: jax.nn.relu(x @ w1.astype(np.float32) + b1.astype(np.float32)) \
+      @ w2.astype(np.float32) + b2.astype(np.float32)
+  eps = 0.01
+  got = lrp.lrp(f, jnp.asarray(x, jnp.float32), f(x.astype(np.float32)), eps)
+  for xi, gi in zip(x, np.asarray(got)):
+    a1 = np.maximum(xi @ w1 + b1, 0)
+    z1, z2 = xi @ w1 + b1, a1 @ w2 + b2
+    r2 = z2                                   # the output's relevance is itself
+    r1 = [sum(a1[j] * w2[j, k] / _stabilised(z2[k], eps) * r2[k] for k in range(3))
+          for j in range(4)]
+    r0 = [sum(xi[i] * w1[i, j] / _stabilised(z1[j], eps) * r1[j] for j in range(4))
+          for i in range(5)]
+    np.testing.assert_allclose(gi, r0, rtol=1e-4, atol=1e-6)
+
+
+class _Net(nn.Module):
+  """Every layer kind the rule covers, without biases (conservation holds exactly)."""
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.Conv(6, (3, 3), strides=2, use_bias=False)(x)
+    h = nn.BatchNorm(use_running_average=True, use_bias=False)(h)
+    h = nn.leaky_relu(h, negative_slope=0.2)
+    h = nn.max_pool(h, (2, 2), (2, 2))
+    h = nn.relu(nn.Dense(12, use_bias=False)(h.reshape(h.shape[0], -1)))
+    h = nn.relu(nn.Dense(4 * 4 * 3, use_bias=False)(h)).reshape(-1, 4, 4, 3)
+    h = nn.avg_pool(nn.ConvTranspose(4, (3, 3), strides=(2, 2), use_bias=False)(h), (1, 1))
+    return nn.sigmoid(nn.Conv(1, (1, 1), use_bias=False)(h))
+
+
+def test_lrp_conserves_relevance_without_biases():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 16, 16, 1))
+  net = _Net()
+  v = net.init(jax.random.PRNGKey(1), x)
+  v = jax.tree_util.tree_map_with_path(
+      lambda p, a: a + 0.5 if 'var' in jax.tree_util.keystr(p) else a, v)
+  f = lambda x: net.apply(v, x)
+  out = jnp.square(f(x) - 0.5)
+  r = lrp.lrp(f, x, out, eps=1e-9)
+  np.testing.assert_allclose(jnp.sum(r, axis=(1, 2, 3)), jnp.sum(out, axis=(1, 2, 3)),
+                             rtol=2e-3)
+  # ε absorbs relevance: a large ε loses some
+  r_big = lrp.lrp(f, x, out, eps=1.0)
+  assert float(jnp.abs(r_big).sum()) < 0.9 * float(jnp.abs(r).sum())
+
+
+def test_lrp_follows_the_plain_layers_whatever_the_conv_form():
+  from vadjax.models import MODELS
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 1))
+  forms = [MODELS.get('bcae1')(filters=(4, 4, 4, 8, 8), conv_impl=impl)
+           for impl in ('xla', 's2d')]
+  v = forms[0].init(jax.random.PRNGKey(1), x, train=False)
+  maps = []
+  for m in forms:
+    f = lambda x, m=m: m.apply(v, x, train=False)['recon']
+    maps.append(np.asarray(lrp.lrp(f, x, jnp.square(f(x) - x), 1e-6)))
+  assert np.abs(maps[0]).max() > 0
+  np.testing.assert_allclose(maps[1], maps[0], rtol=1e-3, atol=1e-3 * np.abs(maps[0]).max())
+
+
+def test_lrp_names_the_operations_it_has_no_rule_for():
+  from vadjax.models import MODELS
+  m = MODELS.get('memae_2d')()
+  x = jnp.zeros((1, 32, 32, 1))
+  v = m.init(jax.random.PRNGKey(0), x, train=False)
+  with pytest.raises(lrp.LRPUnsupported, match='no rule for .*div'):
+    lrp.check(lambda x: m.apply(v, x, train=False)['recon'], x)
+
+
+def _block_image(m_rows=2, m_cols=4, side=8, channels=1, seed=0):
+  rng = np.random.default_rng(seed)
+  image = rng.uniform(size=(side, side, channels)).astype(np.float32)
+  rows = np.repeat(np.arange(m_rows), side // m_rows)
+  cols = np.repeat(np.arange(m_cols), side // m_cols)
+  segments = (rows[:, None] * m_cols + cols[None]).astype(np.int32)
+  return image, segments
+
+
+def _nonlinear_score(x):
+  """A score with interactions between regions, in [0, 1]."""
+  a = jnp.mean(x[:, :4, :4], axis=(1, 2, 3))
+  b = jnp.mean(x[:, 4:, 2:6], axis=(1, 2, 3))
+  c = jnp.mean(x[:, :, 6:], axis=(1, 2, 3))
+  return jax.nn.sigmoid(3 * a * b - 2 * c + jnp.sin(4 * b))
+
+
+def _brute_force_shapley(target, image, fill, segments):
+  """φ_i = Σ_{S ⊆ N∖{i}} |S|!(M − |S| − 1)!/M! (v(S ∪ {i}) − v(S)), v from every coalition."""
+  m = int(segments.max()) + 1
+  z = np.array(list(itertools.product((0, 1), repeat=m)))
+  v = dict(zip(map(tuple, z), perturbation.coalition_scores(target, image, fill, segments, z)))
+  phi = np.zeros(m)
+  for row in z:
+    for i in np.flatnonzero(row == 0):
+      size = int(row.sum())
+      w = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+      with_i = row.copy()
+      with_i[i] = 1
+      phi[i] += w * (v[tuple(with_i)] - v[tuple(row)])
+  return phi
+
+
+def test_kernel_shap_is_exact_with_every_coalition():
+  image, segments = _block_image()
+  fill = perturbation.background(image, 'black')
+  target = Target(_nonlinear_score)
+  m = int(segments.max()) + 1
+  want = _brute_force_shapley(target, image, fill, segments)
+  got = perturbation.kernel_shap(target, image, segments, fill, 2 ** m,
+                                 np.random.default_rng(0))
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  # efficiency: φ sums to f(x) − f(∅)
+  assert abs(got.sum() - (float(target.score(image[None])[0])
+                          - float(target.score(fill[None])[0]))) < 1e-6
+
+
+def test_kernel_shap_sampled_is_close_to_the_exact_values():
+  image, segments = _block_image(m_rows=3, m_cols=4, side=12)
+  fill = perturbation.background(image, 'blur')
+  target = Target(lambda x: _nonlinear_score(x[:, ::12 // 8, ::12 // 8][:, :8, :8]))
+  m = int(segments.max()) + 1
+  want = _brute_force_shapley(target, image, fill, segments)
+  got = perturbation.kernel_shap(target, image, segments, fill, 2000,
+                                 np.random.default_rng(0))
+  assert np.abs(got - want).max() < 0.1 * np.abs(want).max(), (got, want)
+
+
+def test_kernel_shap_agrees_with_the_shap_package():
+  shap = pytest.importorskip('shap')
+  image, segments = _block_image()
+  fill = perturbation.background(image, 'blur')
+  target = Target(_nonlinear_score)
+  m = int(segments.max()) + 1
+  f = lambda z: perturbation.coalition_scores(target, image, fill, segments, z)
+  ref = shap.KernelExplainer(f, np.zeros((1, m))).shap_values(np.ones((1, m)),
+                                                              nsamples=2 ** m, silent=True)
+  got = perturbation.kernel_shap(target, image, segments, fill, 2 ** m,
+                                 np.random.default_rng(0))
+  np.testing.assert_allclose(got, np.ravel(ref), atol=1e-6)
+
+
+def test_lime_agrees_with_the_lime_package():
+  lime_image = pytest.importorskip('lime.lime_image')
+  image, segments = _block_image(channels=3)
+  target = Target(_nonlinear_score)
+
+  def classify(batch):
+    s = np.asarray(target.score(batch), np.float64)
+    return np.stack([1 - s, s], axis=1)
+  explainer = lime_image.LimeImageExplainer(random_state=0)
+  fill = perturbation.background(image, 'mean', segments)
+  lime_fill = image.copy()
+  for s in np.unique(segments):        # lime's hide_color=None: each superpixel's mean
+    lime_fill[segments == s] = image[segments == s].mean(axis=0)
+  np.testing.assert_allclose(fill, lime_fill, atol=1e-6)
+  black = np.zeros_like(image)        # (mean colours keep this score's block means)
+  data, labels = explainer.data_labels(image, black, segments, classify, 300, 50)
+  ours = perturbation.coalition_scores(target, image, black, segments, data)
+  np.testing.assert_allclose(ours, labels[:, 1], atol=1e-6)
+  distances = pairwise_distances(data, data[:1], metric='cosine').ravel()
+  weights = perturbation.lime_weights(data)
+  np.testing.assert_allclose(weights, np.sqrt(np.exp(-distances ** 2 / 0.25 ** 2)), atol=1e-9)
+  _, exp, _, _ = explainer.base.explain_instance_with_data(
+      data, labels, distances, 1, data.shape[1], feature_selection='auto')
+  ref = np.zeros(data.shape[1])
+  for k, w in exp:
+    ref[k] = w
+  assert np.abs(ref).max() > 1e-3
+  np.testing.assert_allclose(perturbation.lime_surrogate(data, ours, weights), ref,
+                             rtol=1e-6, atol=1e-9)
+
+
+def test_gradient_explainers_against_their_definitions():
+  w = jax.random.normal(jax.random.PRNGKey(0), (8, 8, 1))
+  linear = jax.tree_util.Partial(lambda x: jnp.sum(x * w, axis=(1, 2, 3)))
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 8, 1))
+  np.testing.assert_allclose(gradients.gradient_x_input(linear, x), (x * w)[..., 0], rtol=1e-5)
+  f = jax.tree_util.Partial(_nonlinear_score)
+  base = jnp.zeros_like(x)
+  ig = gradients.integrated_gradients(f, x, base, steps=64)
+  # completeness: Σ IG = f(x) − f(baseline), to the midpoint rule's error
+  np.testing.assert_allclose(ig.sum(axis=(1, 2)), f(x) - f(base), rtol=1e-3, atol=1e-5)
+
+
+def test_counterfactuals_find_the_region_that_raises_the_score():
+  region = (slice(8, 16), slice(16, 24))
+  f = lambda x: jnp.clip(4 * jnp.mean(x[:, region[0], region[1]], axis=(1, 2, 3)), 0, 1)
+  target = Target(f)
+  image = np.full((32, 32, 1), 0.05, np.float32)
+  image[region] = 0.2                                        # the "anomaly": score 0.8
+  _, (top, left, side) = perturbation.rectangle_counterfactual(target, image,
+                                                               np.zeros_like(image))
+  assert side == 8 and (top, left) == (8, 16)
+  delta, after = gradients.counterfactual(target.fn, jnp.asarray(image[None]), 0.5, steps=300)
+  assert float(after[0]) < 0.5
+  changed = np.abs(np.asarray(delta[0, ..., 0])) > 1e-3
+  assert changed[region].mean() > 0.9 and changed.sum() <= changed[region].size
+
+
+def _aupro_by_definition(maps, masks, max_fpr=0.3, thresholds=200):
+  from skimage import measure
+  fprs, pros = [], []
+  scaled = [(m - m.min()) / (m.max() - m.min()) for m in maps]
+  for t in np.linspace(0, 1, thresholds):
+    fp = sum(((s >= t) & (k < 0.5)).sum() for s, k in zip(scaled, masks))
+    fprs.append(fp / sum((k < 0.5).sum() for k in masks))
+    overlaps = []
+    for s, k in zip(scaled, masks):
+      labels = measure.label(k > 0.5, connectivity=2)
+      overlaps += [(s[labels == r] >= t).mean() for r in range(1, labels.max() + 1)]
+    pros.append(np.mean(overlaps))
+  fprs, pros = np.array(fprs)[::-1], np.array(pros)[::-1]
+  xs = np.r_[fprs[fprs < max_fpr], max_fpr]
+  ys = np.r_[pros[fprs < max_fpr], np.interp(max_fpr, fprs, pros)]
+  return np.trapezoid(ys, xs) / max_fpr
+
+
+def test_aupro_and_pixel_auroc():
+  rng = np.random.default_rng(0)
+  masks = np.zeros((3, 32, 32))
+  masks[0, 4:10, 4:10] = masks[0, 20:24, 2:30] = masks[1, 10:20, 10:12] = 1
+  masks[2, 0:3, 0:3] = 1
+  noisy = masks + rng.normal(0, 0.6, masks.shape)
+  assert evaluate.aupro(noisy, masks) == pytest.approx(_aupro_by_definition(noisy, masks),
+                                                       abs=1e-9)
+  assert evaluate.aupro(masks + 0.01 * rng.uniform(size=masks.shape), masks) > 0.99
+  random = [evaluate.aupro(rng.uniform(size=masks.shape), masks) for _ in range(5)]
+  assert np.mean(random) == pytest.approx(0.15, abs=0.03)      # (0.3²/2)/0.3 by chance
+  assert evaluate.pixel_auroc(masks, masks) == 1.0
+  assert evaluate.pixel_auroc(-masks, masks) == 0.0
+
+
+def test_deletion_ranks_a_faithful_map_first():
+  region = (slice(0, 8), slice(0, 8))
+  score = jax.jit(lambda x: jnp.mean(x[:, region[0], region[1]], axis=(1, 2, 3)))
+  images = np.ones((2, 16, 16, 1), np.float32)
+  good = np.zeros((2, 16, 16))
+  good[:, region[0], region[1]] = 1
+  d_good, i_good = evaluate.deletion_insertion(score, images, good, np.zeros_like(images))
+  d_bad, i_bad = evaluate.deletion_insertion(score, images, -good, np.zeros_like(images))
+  assert (d_good < 0.2).all() and (d_bad > 0.7).all()
+  assert (i_good > 0.8).all() and (i_bad < 0.3).all()
+
+
+@pytest.fixture(scope='module')
+def textures_run(tmp_path_factory):
+  """BCAE1 on textures (brick) at 32², two epochs."""
+  from experiments.configs import reconstruction
+  from vadjax.train import restore, train_and_evaluate
+  workdir = tmp_path_factory.mktemp('explain_run')
+  c = reconstruction.get_config('quick,dataset=textures,image_size=32')
+  c.unlock()
+  c.model_kwargs.filters = (8, 8, 8, 16, 16)
+  c.num_devices = 1
+  c.lock()
+  train_and_evaluate(c, str(workdir))
+  return workdir, restore(str(workdir))
+
+
+def test_score_layer_is_the_runs_score_over_the_largest_anomaly(textures_run):
+  _, run = textures_run
+  explained, images, labels, masks = study.explained_test(run)
+  raw = np.asarray(run.score(images)['score'])
+  assert explained.layer.scale == pytest.approx(raw[labels == 1].max(), rel=1e-6)
+  np.testing.assert_allclose(explained.score(images[:20]),
+                             np.clip(raw[:20] / explained.layer.scale, 0, 1), rtol=1e-5)
+  assert 0 < explained.layer.threshold < 1 and masks is not None
+  with pytest.raises(UserError, match='shape'):
+    explained.check(images[:, :16])
+
+
+def test_explain_cli_writes_maps_metrics_and_the_figure(textures_run, tmp_path):
+  workdir, _ = textures_run
+  proc = subprocess.run([sys.executable, '-m', 'experiments.explain', f'--workdir={workdir}',
+                         '--n=4', '--samples=64', f'--out={tmp_path}', '--noprogress'],
+                        capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert '| lrp |' in proc.stdout and '| shap |' in proc.stdout
+  with open(tmp_path / 'explanations.json') as f:
+    summary = json.load(f)['summary']
+  assert set(summary) == set(study.EXPLAINERS)
+  for name, row in summary.items():
+    assert 0 <= row['pixel_auroc']['mean'] <= 1 and 0 <= row['aupro']['mean'] <= 1, name
+    assert 0 <= row['deletion']['mean'] <= 1 and row['seconds_per_image']['mean'] > 0
+  assert summary['residual']['pixel_auroc']['mean'] > 0.8
+  run_dir = tmp_path / 'brick' / 'seed0'
+  maps = np.load(run_dir / 'maps.npz')
+  assert maps['map_shap'].shape == maps['masks'].shape == (4, 32, 32)
+  figure(run_dir / 'explanations.png')
+
+
+def test_explain_cli_errors_are_one_line(textures_run, tmp_path):
+  workdir, _ = textures_run
+  for args, message in (([f'--workdir={tmp_path}'], 'holds no experiment'),
+                        ([f'--workdir={workdir}', '--explainers=lrp,magic'],
+                         'unknown explainer'),
+                        ([f'--workdir={workdir}', '--n=0'], '--n must be')):
+    proc = subprocess.run([sys.executable, '-m', 'experiments.explain', *args,
+                           f'--out={tmp_path}/out'], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        'error: ') and message in proc.stderr, proc.stderr[-1000:]
+
+
+def test_an_explainer_that_does_not_apply_is_refused():
+  from experiments.configs import memae
+  from vadjax.train.experiment import Experiment, TrainedRun
+  c = memae.get_config('quick')
+  c.unlock()
+  c.num_devices = 1
+  c.lock()
+  exp = Experiment(c)
+  shape = (c.image_size, c.image_size, 1)
+  steps = exp.steps(shape)
+  run = TrainedRun(exp, '0', 0, '', shape, steps, steps.init(jax.random.PRNGKey(0)),
+                   {'thresholds': {}, 'normalizer': {'low': 0.0, 'high': 1.0}})
+  explained = Explained(run, ScoreLayer(1.0, 0.5))
+  assert 'lrp' not in study.choose('all', explained)
+  with pytest.raises(UserError, match="'lrp' does not apply.*no rule for"):
+    study.choose('residual,lrp', explained)
