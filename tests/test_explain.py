@@ -163,7 +163,7 @@ def test_kernel_shap_sampled_is_close_to_the_exact_values():
   image, segments = _block_image(m_rows=3, m_cols=4, side=12)
   fill = perturbation.background(image, 'blur')
   target = Target(lambda x: _nonlinear_score(x[:, ::12 // 8, ::12 // 8][:, :8, :8]))
-  m = int(segments.max()) + 1
+  assert len(perturbation.coalitions(12, 2000, np.random.default_rng(0))[0]) == 2000  # sampled
   want = _brute_force_shapley(target, image, fill, segments)
   got = perturbation.kernel_shap(target, image, segments, fill, 2000,
                                  np.random.default_rng(0))
