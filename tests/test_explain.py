@@ -347,19 +347,39 @@ def test_explain_cli_errors_are_one_line(textures_run, tmp_path):
         'error: ') and message in proc.stderr, proc.stderr[-1000:]
 
 
-def test_an_explainer_that_does_not_apply_is_refused():
-  from experiments.configs import memae
+def _untrained_run(config_module: str, arg: str):
+  """A run of a config with initial weights (the explainers' plumbing does not need
+  training)."""
+  import importlib
   from vadjax.train.experiment import Experiment, TrainedRun
-  c = memae.get_config('quick')
+  c = importlib.import_module(f'experiments.configs.{config_module}').get_config(arg)
   c.unlock()
   c.num_devices = 1
   c.lock()
   exp = Experiment(c)
-  shape = (c.image_size, c.image_size, 1)
+  patches = c.data.patches.size
+  side = patches if patches else c.image_size
+  shape = (side, side, 1 if c.dataset != 'textures' else 1)
   steps = exp.steps(shape)
-  run = TrainedRun(exp, '0', 0, '', shape, steps, steps.init(jax.random.PRNGKey(0)),
-                   {'thresholds': {}, 'normalizer': {'low': 0.0, 'high': 1.0}})
-  explained = Explained(run, ScoreLayer(1.0, 0.5))
-  assert 'lrp' not in study.choose('all', explained)
-  with pytest.raises(UserError, match="'lrp' does not apply.*no rule for"):
-    study.choose('residual,lrp', explained)
+  return TrainedRun(exp, '0', 0, '', shape, steps, steps.init(jax.random.PRNGKey(0)),
+                    {'thresholds': {}, 'normalizer': {'low': 0.0, 'high': 1.0}})
+
+
+@pytest.mark.parametrize('config_module,arg,refused', [
+    ('memae', 'quick', {'lrp'}),
+    ('ssim_cae', 'quick', set()),
+    ('alps', 'quick', {'lrp'}),      # one decoder call over clean and distorted latents
+    ('adacl', 'quick', {'residual'}),
+])
+def test_every_image_method_is_explained_through_its_own_score(config_module, arg, refused):
+  run = _untrained_run(config_module, arg)
+  explained = Explained(run, ScoreLayer(1e-3, 0.5))
+  assert set(study.EXPLAINERS) - set(study.choose('all', explained)) == refused
+  for name in refused:
+    with pytest.raises(UserError, match=f"'{name}' does not apply"):
+      study.choose(name, explained)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, *explained.image_shape))
+  raw = run.score(np.asarray(x))['score']
+  np.testing.assert_allclose(explained.score(x), np.clip(raw / 1e-3, 0, 1), rtol=1e-5)
+  g = gradients.gradient_x_input(explained.fn, x)
+  assert g.shape == (2, *explained.image_shape[:2]) and np.isfinite(g).all()
