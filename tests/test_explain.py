@@ -338,8 +338,7 @@ def test_explain_cli_errors_are_one_line(textures_run, tmp_path):
   workdir, _ = textures_run
   for args, message in (([f'--workdir={tmp_path}'], 'holds no experiment'),
                         ([f'--workdir={workdir}', '--explainers=lrp,magic'],
-                         'unknown explainer'),
-                        ([f'--workdir={workdir}', '--n=0'], '--n must be')):
+                         'unknown explainer')):
     proc = subprocess.run([sys.executable, '-m', 'experiments.explain', *args,
                            f'--out={tmp_path}/out'], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
@@ -378,8 +377,21 @@ def test_every_image_method_is_explained_through_its_own_score(config_module, ar
   for name in refused:
     with pytest.raises(UserError, match=f"'{name}' does not apply"):
       study.choose(name, explained)
+  with pytest.raises(UserError, match='no explainer named'):
+    study.choose(' , ', explained)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, *explained.image_shape))
   raw = run.score(np.asarray(x))['score']
   np.testing.assert_allclose(explained.score(x), np.clip(raw / 1e-3, 0, 1), rtol=1e-5)
   g = gradients.gradient_x_input(explained.fn, x)
   assert g.shape == (2, *explained.image_shape[:2]) and np.isfinite(g).all()
+
+
+def test_clip_models_are_refused_with_a_clear_error():
+  from experiments.configs import conv_rnn
+  from vadjax.train.experiment import Experiment, TrainedRun
+  c = conv_rnn.get_config('quick')
+  exp = Experiment(c)
+  shape = (c.data.video.clip_length, c.image_size, c.image_size, 1)
+  run = TrainedRun(exp, '0', 0, '', shape, None, None, {})
+  with pytest.raises(UserError, match='explain image models; this run scores clips'):
+    Explained(run, ScoreLayer(1.0, 0.5))
