@@ -72,9 +72,15 @@ def _explain() -> str:
                                      os.path.join(out, run.category, f'seed{run.seed}'),
                                      progress))
   summary = study.summarize(records)
+  categories = sorted({r['run'].split('/')[1] for r in records})
+  by_category = {c: [r for r in records if r['run'].split('/')[1] == c] for c in categories}
+  per_category = {c: study.summarize(rs) for c, rs in by_category.items()}
   with open(os.path.join(out, 'explanations.json'), 'w') as f:
-    json.dump({'summary': summary, 'runs': records}, f, indent=1)
+    json.dump({'summary': summary, 'per_category': per_category, 'runs': records}, f, indent=1)
   table = study.table(summary, records)
+  if len(categories) > 1:
+    table += ''.join(f'\n\n### {c}\n\n' + study.table(per_category[c], by_category[c])
+                     for c in categories)
   with open(os.path.join(out, 'explanations.md'), 'w') as f:
     f.write(table + '\n')
   return table

@@ -80,27 +80,20 @@ def background(image: np.ndarray, kind: str, segments=None, recon=None) -> np.nd
 @jax.jit
 def compose(image, fill, segments, z):
   """Images (S, H, W, C) keeping the superpixels of each coalition row z (S, M)."""
-  keep = jnp.take(z, segments, axis=1)[..., None] > 0
+  # a matmul with the superpixels' one-hot masks: gathers are slow on XLA:CPU
+  onehot = jax.nn.one_hot(segments.reshape(-1), z.shape[1], dtype=z.dtype)     # (H·W, M)
+  keep = (z @ onehot.T).reshape(z.shape[0], *segments.shape, 1) > 0.5
   return jnp.where(keep, image[None], fill[None])
 
 
-@jax.jit
-def _score_coalitions(f, image, fill, segments, z):
-  return f(compose(image, fill, segments, z))
-
-
 def coalition_scores(explained, image, fill, segments, z) -> np.ndarray:
-  """The score of every coalition's image, (S,): composed and scored on device in chunks
-  of `explained.chunk`, with the coalitions padded to 32 features and whole chunks so that
-  one program serves every image."""
+  """The score of every coalition's image, (S,): composed on device in one program (the
+  coalitions padded to 32 features, so one program serves every image), then scored in
+  `explained.chunk`-sized jitted batches."""
   z = np.asarray(z, np.float32)
-  s, m = z.shape
-  rows, cols = -s % explained.chunk, -m % 32
-  z = jnp.asarray(np.pad(z, ((0, rows), (0, cols))))
-  image, fill, segments = jnp.asarray(image), jnp.asarray(fill), jnp.asarray(segments)
-  parts = [_score_coalitions(explained.fn, image, fill, segments, z[i:i + explained.chunk])
-           for i in range(0, len(z), explained.chunk)]
-  return np.asarray(jnp.concatenate(parts)[:s], np.float64)
+  z = jnp.asarray(np.pad(z, ((0, 0), (0, -z.shape[1] % 32))))
+  images = compose(jnp.asarray(image), jnp.asarray(fill), jnp.asarray(segments), z)
+  return np.asarray(explained.score(images), np.float64)
 
 
 def lime_weights(z: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:

@@ -66,7 +66,8 @@ class Explained:
     self.per_frame = self.kind == 'clip'
     self.image_shape = ((run.config.image_size,) * 2 + run.image_shape[-1:]
                         if self.kind == 'patches' else tuple(run.image_shape[-3:]))
-    variables = jax.device_get(run.variables)
+    # on one device, once (the mesh may span several; explanations run on one)
+    variables = jax.device_put(jax.device_get(run.variables), jax.devices()[0])
     scorer = _per_frame(frame_scorer(run)) if self.per_frame else frame_scorer(run)
     # static parts in the function (built once: jit caches on its identity), the
     # parameters as the pytree's leaves
