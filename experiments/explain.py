@@ -78,6 +78,8 @@ def _explain() -> str:
   with open(os.path.join(out, 'explanations.json'), 'w') as f:
     json.dump({'summary': summary, 'per_category': per_category, 'runs': records}, f, indent=1)
   table = study.table(summary, records)
+  if study.paired(records):
+    table += '\n\nThe seed\'s claim, paired per run:\n\n' + study.paired(records)
   if len(categories) > 1:
     table += ''.join(f'\n\n### {c}\n\n' + study.table(per_category[c], by_category[c])
                      for c in categories)
