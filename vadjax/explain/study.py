@@ -100,19 +100,26 @@ def select(labels, masks, n: int, seed: int) -> np.ndarray:
                np.sort(rng.choice(z, n_z, replace=False))].astype(int)
 
 
-def _fill(explained, images, kind: str, recon):
+def _fill(images, kind: str, recon, segments):
+  """Each image's background of `kind` ('recon' falls back to 'blur' without one)."""
   kind = kind if (kind != 'recon' or recon is not None) else 'blur'
-  return np.stack([perturbation.background(x, kind, recon=None if recon is None else r)
-                   for x, r in zip(images, recon if recon is not None else images)]), kind
+  recon = recon if recon is not None else images
+  return np.stack([perturbation.background(x, kind, seg, r)
+                   for x, r, seg in zip(images, recon, segments)]), kind
 
 
 def explain(explained: Explained, images, names, s: Settings, progress=None) -> dict:
   """{'maps': name → (N, H, W), 'seconds': name → wall seconds per image (compilation
-  included), 'boxes': the rectangle counterfactual's squares, 'backgrounds': ...}."""
+  included), 'boxes': the rectangle counterfactual's squares (top, left, side), 'recon',
+  'fill' (the background of SHAP and the squares) and its 'fill_kind', 'blur' (deletion's
+  and integrated gradients' background), 'segments'}."""
   images = explained.check(images)
   n = len(images)
   recon = explained.reconstruction(images)
-  fill, fill_kind = _fill(explained, images, s.background, recon)
+  segments = [None] * n
+  if s.background == 'mean' or any(nm in SEGMENT_EXPLAINERS for nm in names):
+    segments = [perturbation.segment(im, s.segmentation, s.n_segments) for im in images]
+  fill, fill_kind = _fill(images, s.background, recon, segments)
   blur = np.stack([perturbation.background(x, 'blur') for x in images])
   maps, seconds, boxes = {}, {}, None
   x = jnp.asarray(images)
@@ -137,9 +144,6 @@ def explain(explained: Explained, images, names, s: Settings, progress=None) -> 
   for name in names:
     if name in batched:
       timed(name, batched[name])
-  segments = None
-  if any(nm in SEGMENT_EXPLAINERS for nm in names):
-    segments = [perturbation.segment(im, s.segmentation, s.n_segments) for im in images]
   for name in (nm for nm in names if nm in SEGMENT_EXPLAINERS):
     def per_image(name=name):
       out = []
