@@ -60,10 +60,20 @@ def _settings():
                   background=_BACKGROUND.value)
 
 
+def _output_folder() -> str:
+  from vadjax.registry import UserError
+  out = _OUT.value or os.path.join(_WORKDIR.value, 'explanations')
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'cannot write the output folder {out!r}: {e.strerror}') from None
+  return out
+
+
 def _explain() -> str:
   from vadjax.explain import study
   from vadjax.serving.predict import Progress
-  out = _OUT.value or os.path.join(_WORKDIR.value, 'explanations')
+  out = _output_folder()
   records = []
   for run in _runs():
     progress = (lambda total, name=run.name: Progress(f'explaining {name}', total,
@@ -91,8 +101,7 @@ def _explain() -> str:
 def _speed() -> str:
   from vadjax.explain import speed
   run = next(_runs())
-  out = _OUT.value or os.path.join(_WORKDIR.value, 'explanations')
-  os.makedirs(out, exist_ok=True)
+  out = _output_folder()
   result = speed.compare(run, _N.value, _SAMPLES.value)
   with open(os.path.join(out, 'speed.json'), 'w') as f:
     json.dump(result, f, indent=1)

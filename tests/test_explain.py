@@ -395,3 +395,13 @@ def test_clip_models_are_refused_with_a_clear_error():
   run = TrainedRun(exp, '0', 0, '', shape, None, None, {})
   with pytest.raises(UserError, match='explain image models; this run scores clips'):
     Explained(run, ScoreLayer(1.0, 0.5))
+
+
+def test_tables_without_masks_have_no_localisation_columns():
+  metrics = {n: {'seconds_per_image': 0.1, 'deletion': 0.4, 'insertion': 0.6}
+             for n in study.EXPLAINERS}
+  records = [{'run': f'digits/1/seed{k}', 'n': 4, 'anomalous': 3, 'metrics': metrics}
+             for k in range(2)]
+  table = study.table(study.summarize(records), records)
+  assert 'AUPRO' not in table and '| shap | 0.400 ± 0.000 | 0.600 ± 0.000 |' in table
+  assert study.paired(records) == ''

@@ -284,8 +284,9 @@ def paired(records: list[dict]) -> str:
   runs a beats b, for pixel AUROC and AUPRO."""
   from vadjax.eval.metrics import mean_ci
   lines = ['| a − b | pixel AUROC | runs a > b | AUPRO | runs a > b |', '|---|---|---|---|---|']
-  for a, b in CLAIM_PAIRS:
-    if not all(a in r['metrics'] and b in r['metrics'] for r in records):
+  for a, b in CLAIM_PAIRS:           # (no masks: no localisation metrics, no table)
+    if not all(a in r['metrics'] and b in r['metrics'] and 'aupro' in r['metrics'][a]
+               for r in records):
       continue
     cells = []
     for m in ('pixel_auroc', 'aupro'):
