@@ -209,9 +209,13 @@ def test_frame_metrics_name_every_pooling_and_kind():
 def test_conv_rnn_runs_end_to_end_on_walkway(tmp_path):
   from experiments.configs import conv_rnn
   from vadjax.train import train_and_evaluate
-  cfg = conv_rnn.get_config('quick,model=seq2seq_cgru')
+  # two categories whose frames differ in channels: each run restores with its own shape
+  cfg = conv_rnn.get_config('quick,model=seq2seq_cgru,categories=gray;color')
   cfg.num_epochs, cfg.plots = 1, True
   report = train_and_evaluate(cfg, str(tmp_path))
+  assert [r['category'] for r in report['runs']] == ['gray', 'color']
+  from vadjax.train import restore
+  assert restore(str(tmp_path), 'color').image_shape[-1] == 3
   run = report['runs'][0]
   for fig in ('score_timelines', 'reconstructions'):
     figure(run['plots'][fig])

@@ -37,14 +37,16 @@ class Checkpointer:
 
   def restore(self, state_template, fingerprint: dict):
     """Restores the newest readable checkpoint into the structure/shardings of
-    `state_template`; returns (state, meta)."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
+    `state_template` (a state, or a function of the checkpoint's JSON record that makes
+    one); returns (state, meta)."""
     steps = sorted(self.manager.all_steps(), reverse=True)
     for i, step in enumerate(steps):
       try:
         meta = self.manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))['meta']
         self._check(meta, fingerprint)
+        template = state_template(meta) if callable(state_template) else state_template
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         state = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))['state']
         return state, meta

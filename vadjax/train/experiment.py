@@ -211,15 +211,19 @@ def restore(workdir: str, category: str | None = None, seed: int | None = None,
     raise UserError(f'no run of category {category!r}, seed {seed} in {workdir!r}; it holds '
                     f'{", ".join(runs) or "none"}')
   fp = _stored_fingerprint(workdir)
-  image_shape = tuple(fp['image_shape'])
-  steps = exp.steps(image_shape)
+  # the run's own input shape (categories may differ); runs saved before it was recorded:
+  # the experiment's
+  shape_of = lambda meta: tuple(meta.get('image_shape', fp['image_shape']))
   ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
   try:
     if ckpt.latest_step() is None:
       raise UserError(f'no checkpoint in {run_dir}; run with --mode=train_and_eval first')
-    state, meta = ckpt.restore(steps.init(jax.random.PRNGKey(seed)), fp)
+    state, meta = ckpt.restore(
+        lambda meta: exp.steps(shape_of(meta)).init(jax.random.PRNGKey(seed)), fp)
   finally:
     ckpt.close()
+  image_shape = shape_of(meta)
+  steps = exp.steps(image_shape)
   if not meta.get('finished'):
     raise UserError(f'the run in {run_dir} has not finished training (step {meta["step"]}); '
                     f'run --mode=train to finish it')

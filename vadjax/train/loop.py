@@ -106,8 +106,9 @@ def _start(exp, splits, run_dir, seed, fp) -> tuple[_Run, object]:
   ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
   iterator = train_iterator(train_dataset(splits.train, cfg.batch_size, seed, cfg.num_epochs),
                             cfg.data.workers)
+  # the run's own input shape: categories of one dataset may differ (walkway gray / color)
   meta = {'fingerprint': fp, 'step': 0, 'epoch': 0, 'history': [], 'finished': False,
-          'plateau': None}
+          'plateau': None, 'image_shape': list(splits.image_shape)}
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(state, fp)
     try:
