@@ -368,6 +368,7 @@ def _untrained_run(config_module: str, arg: str):
     ('memae', 'quick', {'lrp'}),
     ('ssim_cae', 'quick', set()),
     ('alps', 'quick', {'lrp'}),      # one decoder call over clean and distorted latents
+    ('alps', 'walkway,quick', {'lrp'}),                  # the patch protocol
     ('adacl', 'quick', {'residual'}),
 ])
 def test_every_image_method_is_explained_through_its_own_score(config_module, arg, refused):
@@ -380,10 +381,21 @@ def test_every_image_method_is_explained_through_its_own_score(config_module, ar
   with pytest.raises(UserError, match='no explainer named'):
     study.choose(' , ', explained)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, *explained.image_shape))
-  raw = run.score(np.asarray(x))['score']
+  frames = np.asarray(x)
+  if explained.kind == 'patches':       # the run scores patch stacks of the frame
+    from vadjax.serving.predict import patch_corners
+    size = run.config.data.patches.size
+    frames = np.stack([frames[:, y:y + size, c:c + size] for y, c in patch_corners(run)], 1)
+  raw = run.score(frames)['score']
   np.testing.assert_allclose(explained.score(x), np.clip(raw / 1e-3, 0, 1), rtol=1e-5)
   g = gradients.gradient_x_input(explained.fn, x)
   assert g.shape == (2, *explained.image_shape[:2]) and np.isfinite(g).all()
+  if 'residual' not in refused:       # patch runs: the top patch's map, placed in the frame
+    r = explained.residual(x)
+    assert r.shape == g.shape and (r > 0).any()
+    if explained.kind == 'patches':
+      size = run.config.data.patches.size
+      assert ((r > 0).sum(axis=(1, 2)) <= size * size).all()
 
 
 def test_clip_models_are_refused_with_a_clear_error():

@@ -68,7 +68,8 @@ class Explained:
                         if self.kind == 'patches' else tuple(run.image_shape[-3:]))
     # on one device, once (the mesh may span several; explanations run on one)
     variables = jax.device_put(jax.device_get(run.variables), jax.devices()[0])
-    scorer = _per_frame(frame_scorer(run)) if self.per_frame else frame_scorer(run)
+    scorer = frame_scorer(run, with_patch=True)
+    scorer = _per_frame(scorer) if self.per_frame else scorer
     # static parts in the function (built once: jit caches on its identity), the
     # parameters as the pytree's leaves
     self.fn = jax.tree_util.Partial(functools.partial(_layered, scorer, layer), variables)

@@ -54,11 +54,11 @@ def patch_corners(run) -> list[tuple[int, int]]:
   return patches_lib.grid(run.config.image_size, run.config.image_size, p.size, p.test_stride)
 
 
-def frame_scorer(run, forms: dict | None = None):
+def frame_scorer(run, forms: dict | None = None, with_patch: bool = False):
   """The pure function (variables, inputs[, offsets]) → {'score', 'pixel', 'score/<name>'}
   of a run, on inputs of `input_shape(run)`, its model built with the computation `forms`
   (model fields such as conv_impl that change how, not what, it computes; None: the
-  run's own)."""
+  run's own); `with_patch` keeps a patch model's 'patch' (the index of its top patch)."""
   fields = {k: v for k, v in (forms or {}).items() if hasattr(run.model, k)}
   model = run.model.clone(**fields) if fields else run.model
   score = steps_lib.scorer(model, run.method, run.image_shape)
@@ -72,7 +72,8 @@ def frame_scorer(run, forms: dict | None = None):
       x = jnp.stack([images[:, y:y + size, c:c + size] for y, c in corners], axis=1)
     batch = {'image': x} if offsets is None else {'image': x, 'offset': offsets}
     out = score(variables, batch)
-    return {k: v for k, v in out.items() if k in ('score', 'pixel') or k.startswith('score/')}
+    keep = ('score', 'pixel', 'patch') if with_patch else ('score', 'pixel')
+    return {k: v for k, v in out.items() if k in keep or k.startswith('score/')}
   return fn
 
 
