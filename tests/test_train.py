@@ -91,6 +91,8 @@ def test_resume_after_interruption_matches_uninterrupted(quick_config, tmp_path,
   """A crash mid-epoch (no save) and a SIGINT/SIGTERM (saved at the next step) both resume to
   the parameters of an uninterrupted run."""
   cfg = quick_config(num_epochs=3)
+  # what the process had (SIG_IGN, not Python's handler, when started in a background job)
+  sigint_handler = signal.getsignal(signal.SIGINT)
   train_and_evaluate(cfg, str(tmp_path / 'straight'))
   real_build = steps_lib.build_steps
 
@@ -107,7 +109,7 @@ def test_resume_after_interruption_matches_uninterrupted(quick_config, tmp_path,
     with pytest.raises(loop.Interrupted, match=f'{sig.name} received: saved step 5') as e:
       train_and_evaluate(cfg, str(tmp_path / sig.name))
     assert e.value.exit_code == 128 + sig
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handlers back
+    assert signal.getsignal(signal.SIGINT) is sigint_handler   # handlers back
   monkeypatch.setattr(steps_lib, 'build_steps', real_build)
   straight = _final_params(tmp_path / 'straight', cfg)
   for name in ('resumed', 'SIGINT', 'SIGTERM'):
