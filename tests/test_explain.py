@@ -98,18 +98,9 @@ def test_lrp_follows_the_plain_layers_whatever_the_conv_form():
   maps = []
   for m in forms:
     f = lambda x, m=m: m.apply(v, x, train=False)['recon']
-    maps.append(np.asarray(lrp.lrp(f, x, jnp.square(f(x) - x), 1e-6)))
+    maps.append(np.asarray(jax.jit(lambda x, f=f: lrp.lrp(f, x, jnp.square(f(x) - x), 1e-6))(x)))
   assert np.abs(maps[0]).max() > 0
   np.testing.assert_allclose(maps[1], maps[0], rtol=1e-3, atol=1e-3 * np.abs(maps[0]).max())
-
-
-def test_lrp_names_the_operations_it_has_no_rule_for():
-  from vadjax.models import MODELS
-  m = MODELS.get('memae_2d')()
-  x = jnp.zeros((1, 32, 32, 1))
-  v = m.init(jax.random.PRNGKey(0), x, train=False)
-  with pytest.raises(lrp.LRPUnsupported, match='no rule for .*div'):
-    lrp.check(lambda x: m.apply(v, x, train=False)['recon'], x)
 
 
 def _block_image(m_rows=2, m_cols=4, side=8, channels=1, seed=0):
@@ -375,8 +366,9 @@ def test_every_image_method_is_explained_through_its_own_score(config_module, ar
   run = _untrained_run(config_module, arg)
   explained = Explained(run, ScoreLayer(1e-3, 0.5))
   assert set(study.EXPLAINERS) - set(study.choose('all', explained)) == refused
-  for name in refused:
-    with pytest.raises(UserError, match=f"'{name}' does not apply"):
+  for name in refused:          # the reason named: MemAE's memory divides by data
+    with pytest.raises(UserError, match=f"'{name}' does not apply.*"
+                       + ('no rule for .*div' if config_module == 'memae' else '')):
       study.choose(name, explained)
   with pytest.raises(UserError, match='no explainer named'):
     study.choose(' , ', explained)
