@@ -409,3 +409,17 @@ def test_tables_without_masks_have_no_localisation_columns():
   table = study.table(study.summarize(records), records)
   assert 'AUPRO' not in table and '| shap | 0.400 ± 0.000 | 0.600 ± 0.000 |' in table
   assert study.paired(records) == ''
+
+
+def test_speed_mode_times_ours_and_the_packages(textures_run):
+  pytest.importorskip('lime')
+  pytest.importorskip('shap')
+  from vadjax.explain import speed
+  _, run = textures_run
+  result = speed.compare(run, 1, 16)
+  assert set(result['rows']) == {'lime', 'kernel_shap'}
+  for row in result['rows'].values():
+    assert row['ours_s'] > 0 and row['package_s'] > 0
+    assert row['speedup'] == pytest.approx(row['package_s'] / row['ours_s'])
+  assert result['shap_version'] and result['lime_version']
+  assert '| kernel_shap |' in speed.table(result)

@@ -3,6 +3,7 @@ jitted batches) against the `lime` and `shap` packages driving the same jitted m
 numpy, with the same superpixels, coalition counts and batch size, in one run (issue 21,
 item 9). Needs the test extras (lime, shap)."""
 
+import importlib.metadata
 import logging
 import time
 
@@ -79,12 +80,11 @@ def compare(run, n: int, samples: int) -> dict:
                               ('kernel_shap', ours_shap, package_shap)):
     a, b = _timed(ours, items), _timed(package, items)
     rows[name] = {'ours_s': a, 'package_s': b, 'speedup': b / a}
-  import lime
   return {'run': run.name, 'images': n, 'samples': samples, 'batch': chunk,
           'superpixels': [int(seg.max()) + 1 for _, seg in items],
-          'image_shape': list(explained.image_shape), 'lime_version': lime.__version__
-          if hasattr(lime, '__version__') else '0.2.0.1', 'shap_version': shap.__version__,
-          'rows': rows}
+          'image_shape': list(explained.image_shape),
+          'lime_version': importlib.metadata.version('lime'),
+          'shap_version': importlib.metadata.version('shap'), 'rows': rows}
 
 
 def table(result: dict) -> str:
