@@ -53,8 +53,8 @@ def lrp(explained, x, eps: float = 1e-6):
   return _lrp(explained.model_output(), explained.cut, jnp.asarray(x), eps)
 
 
-_SGD = optax.sgd(0.01, momentum=0.9)
 _LR = 0.01
+_SGD = optax.sgd(_LR, momentum=0.9)
 
 
 def _hinge(f, x, delta, threshold, margin):

@@ -80,9 +80,7 @@ def background(image: np.ndarray, kind: str, segments=None, recon=None) -> np.nd
 @jax.jit
 def compose(image, fill, segments, z):
   """Images (S, H, W, C) keeping the superpixels of each coalition row z (S, M)."""
-  # a matmul with the superpixels' one-hot masks: gathers are slow on XLA:CPU
-  onehot = jax.nn.one_hot(segments.reshape(-1), z.shape[1], dtype=z.dtype)     # (H·W, M)
-  keep = (z @ onehot.T).reshape(z.shape[0], *segments.shape, 1) > 0.5
+  keep = jnp.take(z, segments, axis=1)[..., None] > 0
   return jnp.where(keep, image[None], fill[None])
 
 

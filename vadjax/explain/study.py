@@ -65,10 +65,9 @@ def choose(text: str, explained: Explained) -> list[str]:
   return names
 
 
-def test_frames(run):
-  """(images (N, S, S, C), labels, masks (N, S, S) or None) of the run's test split as
-  frames (patch stacks: their frames; one-frame clips: the frame)."""
-  test = load_splits(run.config, run.category).test
+def frames_of(test):
+  """(images (N, S, S, C), labels, masks (N, S, S) or None) of a test split as frames
+  (patch stacks: their frames; one-frame clips: the frame)."""
   if hasattr(test, 'videos') and hasattr(test, 'corners'):          # patch stacks
     vi, t = test.index[:, 0], test.index[:, 1]
     images = np.stack([test.videos[v].frames[f] for v, f in zip(vi, t)])
@@ -111,8 +110,8 @@ def _fill(images, kind: str, recon, segments):
 def explain(explained: Explained, images, names, s: Settings, progress=None) -> dict:
   """{'maps': name → (N, H, W), 'seconds': name → wall seconds per image (compilation
   included), 'boxes': the rectangle counterfactual's squares (top, left, side), 'recon',
-  'fill' (the background of SHAP and the squares) and its 'fill_kind', 'blur' (deletion's
-  and integrated gradients' background), 'segments'}."""
+  'fill_kind' (the background SHAP and the squares used), 'blur' (deletion's and
+  integrated gradients' background)}."""
   images = explained.check(images)
   n = len(images)
   recon = explained.reconstruction(images)
@@ -169,8 +168,7 @@ def explain(explained: Explained, images, names, s: Settings, progress=None) -> 
     timed('counterfactual_rect', rect)
     boxes = np.array(found)
   return {'maps': {k: maps[k] for k in names}, 'seconds': seconds, 'boxes': boxes,
-          'recon': recon, 'fill': fill, 'fill_kind': fill_kind, 'blur': blur,
-          'segments': segments}
+          'recon': recon, 'fill_kind': fill_kind, 'blur': blur}
 
 
 def measure(explained: Explained, images, masks, labels, result: dict, s: Settings) -> dict:
@@ -193,8 +191,9 @@ def measure(explained: Explained, images, masks, labels, result: dict, s: Settin
 def explained_test(run):
   """(Explained, test images, labels, masks): the run behind §3.8.5's score layer, its
   scale the largest raw score of the test split's anomalies (as the seed's)."""
-  images, labels, masks = test_frames(run)
-  raw = run.score_source(load_splits(run.config, run.category).test)['score']
+  test = load_splits(run.config, run.category).test
+  images, labels, masks = frames_of(test)
+  raw = run.score_source(test)['score']
   layer = ScoreLayer.fit(raw, labels, run.thresholds, run.normalizer)
   return Explained(run, layer), images, labels, masks
 

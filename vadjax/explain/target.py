@@ -76,8 +76,7 @@ class Explained:
     self.outputs = jax.tree_util.Partial(functools.partial(_outputs, scorer), variables)
     self._model_output = jax.tree_util.Partial(
         functools.partial(_model_output, run.model, self.cut), variables)
-    self._jit_score = jax.jit(lambda f, x: f(x))
-    self._jit_outputs = jax.jit(lambda f, x: f(x))
+    self._call = jax.jit(lambda f, x: f(x))        # one program per pytree function
     shapes = jax.eval_shape(self.outputs, jnp.zeros((1, *self.image_shape), jnp.float32))
     self.reconstructs = 'pixel' in shapes
 
@@ -99,11 +98,11 @@ class Explained:
 
   def score(self, x) -> jax.Array:
     """s(x) of §3.8.5, (N,), in chunks of `chunk` images."""
-    return self._chunks(lambda c: self._jit_score(self.fn, c), x)
+    return self._chunks(lambda c: self._call(self.fn, c), x)
 
   def raw_outputs(self, x) -> dict:
     """The run's raw scoring outputs: 'score' and, for reconstruction models, 'pixel'."""
-    return self._chunks(lambda c: self._jit_outputs(self.outputs, c), x)
+    return self._chunks(lambda c: self._call(self.outputs, c), x)
 
   def residual(self, x) -> np.ndarray:
     """The baseline explanation: the method's per-pixel error map, (N, S, S) (patch runs:
@@ -127,7 +126,7 @@ class Explained:
     None."""
     if self.kind == 'patches' or not self.reconstructs:
       return None
-    return np.asarray(self._chunks(lambda c: self._jit_score(self.model_output(), c), x))
+    return np.asarray(self._chunks(lambda c: self._call(self._model_output, c), x))
 
   def cut(self, x):
     """Images → what the model sees: themselves, or (patch runs) their test-grid patches,
