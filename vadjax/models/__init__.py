@@ -8,5 +8,9 @@ returns a `prediction` (B,) instead.
 from vadjax.registry import Registry
 
 MODELS = Registry('model')
+# frozen feature extractors (seed 004): `BACKBONES.get(name)(channels=, dtype=)` builds one;
+# `__call__(x)` returns {'cls' (ViTs), 'tokens' (B, N, D), 'latent'}
+BACKBONES = Registry('backbone')
 
 from vadjax.models import adacl, alps, conv_ae, conv_rnn_ae, ks_cae, memae  # noqa: E402,F401  (registers the models)
+from vadjax.models import resnet, vit  # noqa: E402,F401  (registers the backbones)
