@@ -4,9 +4,10 @@ A video is frames (T, H, W, C) in [0, 1] with per-frame labels and anomaly kinds
 optionally pixel masks). Models see clips of `length` frames (NTHWC records):
   training  every (video, start, stride) whose clip fits, strides from `train_strides`
             (seed 001 samples strides {1, 2, 4, 8, 16}; strides that fit no video are dropped);
-  scoring   one record per frame f: the stride-1 clip whose frame `length // 2` is f
-            (MemAE's code aligns clip i with frame i + 8 for 16-frame clips), shifted
-            inward at the ends of a video, so every frame gets a score. The record's label,
+  scoring   one record per frame f: the stride-1 clip whose frame `anchor` is f (default
+            `length // 2`: MemAE's code aligns clip i with frame i + 8 for 16-frame clips;
+            `length - 1` for a predictor of the next frame), shifted inward at the ends of
+            a video, so every frame gets a score. The record's label,
             kind and mask are frame f's; `video` and `frame` say where it came from and
             `offset` where f sits in the clip (for its pixel map).
 """
@@ -40,8 +41,10 @@ class Video:
 class ClipSource:
   """Random-access clips over a list of videos (see the module docstring)."""
 
-  def __init__(self, videos: list[Video], length: int, strides=(1,), per_frame=False):
+  def __init__(self, videos: list[Video], length: int, strides=(1,), per_frame=False,
+               anchor: int | None = None):
     self.videos, self.length, self.per_frame = videos, length, per_frame
+    anchor = length // 2 if anchor is None else anchor
     if length == 1:       # a one-frame clip is the same at every stride: each frame once
       strides = (1,)
     short = [v.name for v in videos if len(v.frames) < length]
@@ -53,12 +56,12 @@ class ClipSource:
       n = len(v.frames)
       if per_frame:
         for f in range(n):
-          start = min(max(f - length // 2, 0), n - length)
+          start = min(max(f - anchor, 0), n - length)
           index.append((vi, start, 1, f))
       else:
         for s in strides:
           for start in range(n - (length - 1) * s):
-            index.append((vi, start, s, start + (length // 2) * s))
+            index.append((vi, start, s, start + anchor * s))
     if not index:
       raise UserError(f'no clip of {length} frames with strides {tuple(strides)} fits the '
                       f'videos; lower data.video.clip_length or data.video.clip_strides')

@@ -8,7 +8,7 @@ from vadjax.registry import Registry
 
 METHODS = Registry('method')
 
-from vadjax.methods import adacl, alps, memae, reconstruction, ssim  # noqa: E402,F401
+from vadjax.methods import adacl, alps, feature_prediction, memae, reconstruction, ssim  # noqa: E402,F401
 from vadjax.methods.svdd import SVDD  # noqa: E402
 
 # every settings group a method or stage reads, with its defaults (config groups)

@@ -59,6 +59,12 @@ class Method(abc.ABC):
   def score_fn(self, outputs: dict, batch: dict) -> dict:
     """-> {'score': (B,), optionally 'pixel': (B, H, W) and other scores 'score/<name>'}."""
 
+  def prepare(self, splits, dataset: str, category: str, cache_dir: str | None):
+    """The data the model reads, made from the dataset's splits (seed 004: frozen backbone
+    features of every frame); `cache_dir` keeps what is costly to remake (None: no cache)."""
+    del dataset, category, cache_dir
+    return splits
+
   def augment(self, batch: dict, rng) -> dict:
     """Makes the training batch on device (ADACL: created anomalies)."""
     del rng

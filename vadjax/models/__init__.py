@@ -12,5 +12,5 @@ MODELS = Registry('model')
 # `__call__(x)` returns {'cls' (ViTs), 'tokens' (B, N, D), 'latent'}
 BACKBONES = Registry('backbone')
 
-from vadjax.models import adacl, alps, conv_ae, conv_rnn_ae, ks_cae, memae  # noqa: E402,F401  (registers the models)
+from vadjax.models import adacl, alps, conv_ae, conv_rnn_ae, feature_predictor, ks_cae, memae  # noqa: E402,F401  (registers the models)
 from vadjax.models import resnet, vit  # noqa: E402,F401  (registers the backbones)

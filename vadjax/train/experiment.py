@@ -110,14 +110,17 @@ class Experiment:
     return chosen
 
 
-def load_splits(config, category: str):
+def load_splits(config, category: str, workdir: str | None = None):
   """The train/val/test splits of one category, with the patch protocol applied when the
-  config asks for it (METHODS.md §0) and the splits' checks done."""
+  config asks for it (METHODS.md §0), made into what the method's model reads
+  (`Method.prepare`; its costly parts cached in `<workdir>/cache`) and checked."""
   splits = DATASETS.get(config.dataset)(category, config.image_size, config.data)
   p = config.data.patches
   if p.size > 0:
     splits = patches.patch_splits(splits, config.dataset, p.size, p.stride, p.test_stride,
                                   p.min_change)
+  cache = os.path.join(workdir, 'cache') if workdir else None
+  splits = METHODS.get(config.method)(config).prepare(splits, config.dataset, category, cache)
   splits.check(config.dataset)
   return splits
 
@@ -263,7 +266,7 @@ def train_and_evaluate(config, workdir: str, mode: str = 'train_and_eval') -> di
   with workdir_lib.lock(workdir):
     t0, results, fp = time.perf_counter(), [], None
     for cat in cats:
-      splits = load_splits(config, cat)
+      splits = load_splits(config, cat, workdir)
       if fp is None:
         fp = _claim(exp, workdir, splits, mode)
         done = _finished_report(workdir, cats, config.seeds)
