@@ -17,7 +17,6 @@ concurrent run never leaves a half file behind.
 import hashlib
 import json
 import os
-import tempfile
 import time
 
 import jax
@@ -109,11 +108,7 @@ def _load_or_extract(splits, settings, path: str | None) -> dict[str, np.ndarray
       logging.warning('feature cache %s unreadable (%s); extracting again', path, e)
   arrays = _extract(splits, settings)
   if path:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.npz', dir=os.path.dirname(path))
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
+    checkpoints.save_npz(path, arrays)
   return arrays
 
 

@@ -193,3 +193,34 @@ def explanations(path, images, columns: dict, masks=None, captions=None, boxes=N
     ax.set_xticks([])
     ax.set_yticks([])
   return _save(fig, path)
+
+
+def tsne(path, emb: dict, title: str) -> str:
+  """Seed 004's t-SNE figures: per-frame features (normal / anomalous frames) and per-video
+  max-aggregated features (videos with / without an anomaly); `emb` from
+  vadjax.eval.tsne.embeddings."""
+  fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+  for ax, key, what in ((axes[0], 'frames', 'frames'), (axes[1], 'videos', 'videos')):
+    xy, lab = emb[key], np.asarray(emb[key[:-1] + '_labels'])
+    for value, name, color in ((0, 'normal', 'C0'), (1, 'anomalous', 'C3')):
+      pick = lab == value
+      ax.scatter(xy[pick, 0], xy[pick, 1], s=4 if key == 'frames' else 30, c=color,
+                 label=f'{name} ({pick.sum()})', alpha=0.6)
+    ax.set(title=f'{title}: {what}', xticks=[], yticks=[])
+    ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def dino_curves(path, history: list[dict]) -> str:
+  """DINO pretraining: the loss and the collapse monitors against steps."""
+  fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+  steps = [h['step'] for h in history]
+  axes[0].plot(steps, [h['loss'] for h in history])
+  axes[0].set(xlabel='step', title='DINO loss')
+  for k in ('teacher_entropy', 'teacher_batch_entropy'):
+    axes[1].plot(steps, [h[k] for h in history], label=k)
+  axes[1].set(xlabel='step', title='teacher entropies (nats)')
+  axes[1].legend(fontsize=7)
+  axes[2].plot(steps, [h['feature_std'] for h in history])
+  axes[2].set(xlabel='step', title='feature spread (std of normalised cls)')
+  return _save(fig, path)

@@ -16,6 +16,7 @@ Conv kernels (O, I, kh, kw) → (kh, kw, I, O); linear (O, I) → (I, O).
 import json
 import os
 import re
+import tempfile
 
 import jax
 import numpy as np
@@ -178,3 +179,28 @@ def load_backbone(name: str, path: str, channels: int, side: int):
   x = jax.ShapeDtypeStruct((1, side, side, channels), np.float32)
   template = jax.eval_shape(module.init, jax.random.key(0), x)
   return module, load_variables(read_weights(path), template, path)
+
+
+def torch_named(variables: dict) -> dict[str, np.ndarray]:
+  """Flax variables → torch-named, torch-layout arrays (the inverse of `load_variables`),
+  so that a backbone trained here loads in the DINO release's PyTorch code too."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+    keys = tuple(p.key for p in path)
+    a = np.asarray(leaf, np.float32)
+    if a.ndim == 4:
+      a = a.transpose(3, 2, 0, 1)
+    elif a.ndim == 2:
+      a = a.T
+    out[torch_name(keys[1:])] = a
+  return out
+
+
+def save_npz(path: str, arrays: dict) -> None:
+  """Writes arrays to `path` through a temporary file and a rename, so that an interrupted
+  or concurrent writer never leaves a half file under that name."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix='.npz', dir=os.path.dirname(os.path.abspath(path)))
+  with os.fdopen(fd, 'wb') as f:
+    np.savez(f, **arrays)
+  os.replace(tmp, path)

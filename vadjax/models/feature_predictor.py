@@ -58,7 +58,7 @@ class FeaturePredictor(nn.Module):
     h = seq[:, :-1].astype(self.dtype)
     if self.predictor == 'lstm':
       for i in range(self.layers):
-        h = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype), name=f'lstm{i}')(h)
+        h = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype, name=f'lstm{i}'))(h)
     else:
       t = h.shape[1]
       if t > self.max_length:

@@ -69,6 +69,13 @@ class PatchEmbed(nn.Module):
     return nn.Conv(self.dim, (p, p), (p, p), padding='VALID', dtype=self.dtype, name='proj')(x)
 
 
+def dense(n: int, dtype, name: str) -> nn.Dense:
+  """A linear layer with the DINO release's initialisation (truncated normal σ 0.02, zero
+  bias): ViTs trained from scratch (DINO) start from it."""
+  return nn.Dense(n, dtype=dtype, kernel_init=nn.initializers.truncated_normal(0.02),
+                  name=name)
+
+
 class Attention(nn.Module):
   dim: int
   heads: int
@@ -78,12 +85,12 @@ class Attention(nn.Module):
   def __call__(self, x):
     b, n, _ = x.shape
     hd = self.dim // self.heads
-    qkv = nn.Dense(3 * self.dim, dtype=self.dtype, name='qkv')(x)
+    qkv = dense(3 * self.dim, self.dtype, 'qkv')(x)
     q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.heads, hd), 2, 0)
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) * hd ** -0.5
     attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     y = jnp.einsum('bhqk,bkhd->bqhd', attn.astype(self.dtype), v).reshape(b, n, self.dim)
-    return nn.Dense(self.dim, dtype=self.dtype, name='proj')(y), attn
+    return dense(self.dim, self.dtype, 'proj')(y), attn
 
 
 class Mlp(nn.Module):
@@ -93,8 +100,8 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype, name='fc1')(x), approximate=False)
-    return nn.Dense(self.dim, dtype=self.dtype, name='fc2')(x)
+    x = nn.gelu(dense(self.hidden, self.dtype, 'fc1')(x), approximate=False)
+    return dense(self.dim, self.dtype, 'fc2')(x)
 
 
 class Block(nn.Module):

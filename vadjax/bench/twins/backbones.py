@@ -9,6 +9,8 @@ structure: torch's own LayerNorm, GELU, bicubic `F.interpolate`, BatchNorm in ev
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,3 +137,34 @@ class ResNet(nn.Module):
     for stage in range(1, 5):
       h = getattr(self, f'layer{stage}')(h)
     return {'latent': h.mean((2, 3)), 'tokens': h.flatten(2).transpose(1, 2)}
+
+
+class LSTMPredictor(nn.Module):
+  """The LSTM next-feature predictor (vadjax/models/feature_predictor.py) in PyTorch: clips
+  (B, T, 1, 1, D) → predictions (B, T − 1, D) of vectors 1..T−1."""
+
+  def __init__(self, dim, hidden=256, layers=1):
+    super().__init__()
+    self.lstm = nn.LSTM(dim, hidden, layers, batch_first=True)
+    self.out = nn.Linear(hidden, dim)
+
+  def forward(self, x):
+    h, _ = self.lstm(x[:, :-1, 0, 0])
+    return self.out(h)
+
+  def load_flax(self, params: dict) -> 'LSTMPredictor':
+    """Copies the Flax predictor's params: per layer, the input kernels ii, if, ig, io and
+    the hidden kernels (with the biases) hi, hf, hg, ho, in torch's gate order i, f, g, o."""
+    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))
+    for i in range(self.lstm.num_layers):
+      cell = params[f'lstm{i}']
+      getattr(self.lstm, f'weight_ih_l{i}').data = torch.cat(
+          [t(cell[f'i{g}']['kernel']).T for g in 'ifgo'])
+      getattr(self.lstm, f'weight_hh_l{i}').data = torch.cat(
+          [t(cell[f'h{g}']['kernel']).T for g in 'ifgo'])
+      getattr(self.lstm, f'bias_hh_l{i}').data = torch.cat(
+          [t(cell[f'h{g}']['bias']) for g in 'ifgo'])
+      getattr(self.lstm, f'bias_ih_l{i}').data.zero_()
+    self.out.weight.data, self.out.bias.data = t(params['out']['kernel']).T, t(
+        params['out']['bias'])
+    return self

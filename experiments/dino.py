@@ -1,0 +1,162 @@
+"""DINO pretraining of a backbone on a dataset's training frames (seed 004; Caron et al.
+2021): `python -m experiments.dino --config=experiments/configs/dino.py --workdir=runs/dino`.
+
+Writes to the workdir: Orbax checkpoints (resumed automatically; an interrupted run saves
+before it stops), `metrics.jsonl` and TensorBoard events (loss, learning rate, teacher
+temperature and momentum, the collapse monitors), `backbone.npz` (the teacher's backbone,
+torch-named: `features.weights` of the feature-prediction config), `report.json`,
+`curves.png` and `attention.png` (the teacher's class-token attention on training frames,
+one row per head, as the DINO paper's figures).
+"""
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments.cli import run_or_fail, start
+from vadjax.data import DATASETS, categories
+from vadjax.data.sources import field
+from vadjax.eval import plots
+from vadjax.methods import dino
+from vadjax.models import BACKBONES, checkpoints
+from vadjax.registry import UserError
+from vadjax.train import workdir as workdir_lib
+from vadjax.train.checkpoint import Checkpointer
+from vadjax.train.logging import RunLogger
+from vadjax.train.loop import stop_signals
+
+
+def training_frames(c) -> np.ndarray:
+  """Every training frame (video datasets) or image of the chosen categories, as RGB."""
+  known = categories(c.dataset)
+  chosen = known if c.categories == 'all' else str(c.categories).replace(';', ',').split(',')
+  unknown = [x for x in chosen if x not in known]
+  if unknown:
+    raise UserError(f'unknown {c.dataset} categories {unknown}; known: {", ".join(known)}')
+  parts = []
+  for cat in chosen:
+    train = DATASETS.get(c.dataset)(cat, c.image_size, c.data).train
+    x = (np.concatenate([v.frames for v in train.videos]) if hasattr(train, 'videos')
+         else field(train, 'image'))
+    parts.append(np.broadcast_to(x, x.shape[:3] + (3,)) if x.shape[-1] == 1 else x)
+  frames = np.ascontiguousarray(np.concatenate(parts), np.float32)
+  if len(frames) < c.batch_size:
+    raise UserError(f'{len(frames)} training frames are fewer than batch_size '
+                    f'{c.batch_size}')
+  return frames
+
+
+def _check(c, s: dino.Settings) -> None:
+  BACKBONES.get(c.backbone)
+  for key in ('batch_size', 'steps', 'log_every_steps', 'checkpoint_every_steps'):
+    if c[key] <= 0:
+      raise UserError(f'{key} must be positive, got {c[key]}')
+  patch = BACKBONES.get(c.backbone)().patch
+  if s.global_size % patch or s.local_size % patch:
+    raise UserError(f'dino.global_size and dino.local_size must be multiples of the '
+                    f'{c.backbone} patch ({patch}); got {s.global_size}, {s.local_size}')
+
+
+def figures(workdir, model, teacher, frames, history) -> dict:
+  """Curves of the loss and collapse monitors; the teacher's last-block class-token
+  attention per head on four training frames."""
+  paths = {'curves': plots.dino_curves(os.path.join(workdir, 'curves.png'), history)}
+  pick = frames[np.linspace(0, len(frames) - 1, 4).astype(int)]
+  x = (pick - dino.IMAGENET_MEAN) / dino.IMAGENET_STD
+  attn = model.backbone.apply({'params': teacher['backbone']}, x)['attention']
+  patch = model.backbone.patch
+  grid = (x.shape[1] // patch, x.shape[2] // patch)
+  cls = np.asarray(attn[:, :, 0, 1:]).reshape(len(pick), -1, *grid)
+  maps = {f'head {h}': cls[:, h] for h in range(cls.shape[1])}
+  paths['attention'] = plots.attention_maps(os.path.join(workdir, 'attention.png'), pick, maps)
+  return paths
+
+
+def run(c, workdir: str) -> dict:
+  s = dino.settings_from(c.dino)
+  _check(c, s)
+  workdir_lib.check_writable(workdir)
+  with workdir_lib.lock(workdir):
+    return _train(c, s, workdir)
+
+
+def _train(c, s, workdir):
+  t0 = time.perf_counter()
+  frames = training_frames(c)
+  model = dino.Dino(BACKBONES.get(c.backbone)(channels=3),
+                    dino.DinoHead(s.out_dim, s.hidden, s.bottleneck, s.norm_last_layer))
+  tx = dino.optimizer(s, c.batch_size, c.steps)
+  fp = {'config': json.loads(c.to_json()), 'frames': list(frames.shape)}
+  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+  state = dino.init_state(model, tx, jax.random.PRNGKey(c.seed), s)
+  history = []
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(state, fp)
+    history = meta['history']
+    logging.info('resuming DINO at step %d', int(state.step))
+  step_fn = dino.make_step(model, tx, s, c.steps)
+  start_step = int(state.step)
+  log = RunLogger(workdir, 'dino', c.steps, start_step)
+  save = lambda: ckpt.save(int(state.step), state, {'fingerprint': fp, 'history': history})
+  try:
+    with stop_signals() as signals:
+      for step in range(start_step, c.steps):
+        state, m = step_fn(state, jnp.asarray(dino.batch_at(frames, c.batch_size, c.seed,
+                                                            step)))
+        done = step + 1
+        if done % c.log_every_steps == 0 or done == c.steps:
+          values = {k: float(v) for k, v in jax.device_get(m).items()}
+          if not np.isfinite(values['loss']):
+            raise UserError(f'DINO loss is {values["loss"]} at step {done}; lower '
+                            'dino.base_lr or raise dino.clip_grad')
+          history.append({'step': done, **values})
+          log.write(done, values)
+          log.progress(done, 0, values)
+        if done % c.checkpoint_every_steps == 0 and done < c.steps:
+          save()
+        if signals:
+          save()
+          ckpt.wait()
+          raise UserError(f'interrupted at step {done}; checkpoint saved, run again to resume')
+    if ckpt.latest_step() != c.steps:
+      save()
+    ckpt.wait()
+  finally:
+    ckpt.close()
+    log.close()
+  teacher = jax.device_get(state.teacher)
+  checkpoints.save_npz(os.path.join(workdir, 'backbone.npz'),
+             checkpoints.torch_named({'params': teacher['backbone']}))
+  last = history[-1]
+  report = {'backbone': c.backbone, 'frames': len(frames), 'steps': c.steps,
+            'final': last, 'max_entropy_nats': float(np.log(s.out_dim)),
+            'collapsed': bool(last['feature_std'] < 1e-3 or
+                              last['teacher_batch_entropy'] < 0.05 * np.log(s.out_dim)),
+            'seconds': time.perf_counter() - t0, 'jax': jax.__version__,
+            'figures': figures(workdir, model, teacher, frames, history)}
+  with open(os.path.join(workdir, 'report.json'), 'w') as f:
+    json.dump(report, f, indent=1)
+  if report['collapsed']:
+    logging.warning('DINO collapsed (final monitors %s); see %s/curves.png', last, workdir)
+  print(json.dumps({k: report[k] for k in ('backbone', 'frames', 'steps', 'final',
+                                            'collapsed', 'seconds')}, indent=1))
+  return report
+
+
+def main(argv):
+  start(argv)
+  run_or_fail(run, flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  config_flags.DEFINE_config_file(
+      'config', os.path.join(os.path.dirname(__file__), 'configs', 'dino.py'),
+      'The DINO config file[:variant].', lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/dino', 'Checkpoints, backbone.npz, report, figures.')
+  app.run(main)

@@ -1,0 +1,314 @@
+"""Seed 004: backbones and their checkpoint loaders, feature prediction, DINO, t-SNE."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from vadjax.bench.twins import backbones as twins
+from vadjax.models import BACKBONES, checkpoints
+from vadjax.models.vit import cubic_weights
+from vadjax.registry import UserError
+
+
+def _random_bn(twin):
+  """BatchNorm statistics and affine parameters away from their initial values, so that a
+  wrongly mapped one shows."""
+  g = torch.Generator().manual_seed(1)
+  for m in twin.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+      m.running_mean.data = torch.randn(m.num_features, generator=g) * 0.1
+      m.running_var.data = torch.rand(m.num_features, generator=g) + 0.5
+      m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
+      m.bias.data = torch.randn(m.num_features, generator=g) * 0.1
+  return twin.eval()
+
+
+def _save(state: dict, path: str) -> str:
+  if path.endswith('.pth'):
+    torch.save(state, path)
+  elif path.endswith('.safetensors'):
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+  else:
+    np.savez(path, **{k: v.numpy() for k, v in state.items()})
+  return path
+
+
+@pytest.mark.parametrize('name,make,side,fmt', [
+    ('vit_mini', lambda: twins.ViT(128, 4, 4, 8, 64), 64, '.pth'),
+    ('vit_mini', lambda: twins.ViT(128, 4, 4, 8, 64), 48, '.safetensors'),  # resized grid
+    ('resnet_mini', lambda: twins.ResNet((1, 1, 1, 1), 16), 64, '.npz'),
+    ('resnet50', twins.ResNet, 64, '.pth'),
+])
+def test_loaded_backbones_give_the_pytorch_features(tmp_path, name, make, side, fmt):
+  torch.manual_seed(0)
+  twin = _random_bn(make())
+  path = _save(twin.state_dict(), str(tmp_path / f'w{fmt}'))
+  module, variables = checkpoints.load_backbone(name, path, 3, side)
+  x = np.random.RandomState(0).rand(2, side, side, 3).astype(np.float32)
+  out = jax.jit(module.apply)(variables, x)
+  with torch.no_grad():
+    ref = twin(torch.from_numpy(x))
+  for key in ref:
+    want = ref[key].numpy()
+    np.testing.assert_allclose(np.asarray(out[key]), want, rtol=1e-4,
+                               atol=2e-5 * np.abs(want).max(), err_msg=key)
+
+
+def test_published_sizes_have_the_release_parameter_counts_and_names():
+  """ViT-S/16 and ResNet-50 (without classifier): the DINO release's 21.67 M and
+  torchvision's 23.51 M parameters, and exactly the references' state-dict names."""
+  for name, twin, count in (('vit_s16', twins.ViT(), 21_665_664),
+                            ('resnet50', twins.ResNet(), 23_508_032)):
+    module = BACKBONES.get(name)()
+    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes['params'])) == count
+    ours = {checkpoints.torch_name(tuple(p.key for p in path)[1:])
+            for path, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+    theirs = {k for k in twin.state_dict() if not k.startswith('fc.')
+              and not k.endswith('num_batches_tracked')}
+    assert ours == theirs
+
+
+def test_position_embedding_resize_is_pytorch_bicubic():
+  g = np.random.RandomState(0).randn(5, 5).astype(np.float32)
+  for out in (3, 5, 8, 11):
+    ours = cubic_weights(5, out) @ g @ cubic_weights(5, out).T
+    ref = torch.nn.functional.interpolate(torch.from_numpy(g)[None, None], size=(out, out),
+                                          mode='bicubic', align_corners=False)[0, 0].numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_dino_training_checkpoint_gives_its_teacher(tmp_path):
+  torch.manual_seed(0)
+  teacher, student = twins.ViT(128, 4, 4, 8, 64), twins.ViT(128, 4, 4, 8, 64)
+  prefixed = lambda m: {f'module.backbone.{k}': v for k, v in m.state_dict().items()}
+  head = {'module.head.last_layer.weight_v': torch.zeros(3, 2)}
+  torch.save({'teacher': {**prefixed(teacher), **head}, 'student': prefixed(student),
+              'epoch': 100}, tmp_path / 'checkpoint.pth')
+  weights = checkpoints.read_weights(str(tmp_path / 'checkpoint.pth'))
+  np.testing.assert_array_equal(weights['cls_token'], teacher.cls_token.detach().numpy())
+  assert not [k for k in weights if k.startswith(('head', 'module'))]
+
+
+def test_wrong_or_crafted_weight_files_are_one_line_errors(tmp_path):
+  twin = twins.ViT(128, 4, 4, 8, 64)
+  state = {k: v.numpy() for k, v in twin.state_dict().items()}
+  cases = {}
+  broken = dict(state)
+  del broken['norm.weight']
+  broken['blocks.9.attn.qkv.weight'] = np.zeros((3, 3), np.float32)
+  broken['pos_embed'] = np.zeros((1, 10, 128), np.float32)
+  np.savez(tmp_path / 'broken.npz', **broken)
+  cases['broken.npz'] = r'missing norm\.weight \(1\); unexpected blocks\.9.*mis-shaped pos_embed'
+  resnet = tmp_path / 'resnet.pth'
+  torch.save(twins.ResNet((1, 1, 1, 1), 16).state_dict(), resnet)
+  cases['resnet.pth'] = r'missing blocks\.0.*\(54\); unexpected bn1'
+  (tmp_path / 'huge.safetensors').write_bytes((10 ** 9).to_bytes(8, 'little') + b'{}')
+  cases['huge.safetensors'] = 'header length'
+  header = json.dumps({'cls_token': {'dtype': 'F32', 'shape': [1, 1, 128],
+                                     'data_offsets': [0, 99999]}}).encode()
+  (tmp_path / 'range.safetensors').write_bytes(len(header).to_bytes(8, 'little') + header
+                                               + b'\0' * 16)
+  cases['range.safetensors'] = 'does not fit its byte range'
+  (tmp_path / 'text.npz').write_text('not a zip')
+  cases['text.npz'] = 'not a readable .npz'
+  torch.save({'model': torch.nn.Linear(2, 2)}, tmp_path / 'pickled.pth')   # a whole module
+  cases['pickled.pth'] = 'not a readable weights-only torch checkpoint'
+  (tmp_path / 'weights.h5').write_bytes(b'x')
+  cases['weights.h5'] = 'unknown weights format'
+  cases['absent.pth'] = 'does not exist'
+  for name, message in cases.items():
+    with pytest.raises(UserError, match=message):
+      checkpoints.load_backbone('vit_mini', str(tmp_path / name), 3, 64)
+
+
+def test_safetensors_reader_matches_the_package(tmp_path):
+  from safetensors.numpy import save_file
+  arrays = {'a': np.arange(12, dtype=np.float32).reshape(3, 4), 'b': np.ones(5, np.int64),
+            'c': np.zeros((0, 2), np.float16)}
+  save_file(arrays, str(tmp_path / 'x.safetensors'))
+  got = checkpoints.read_safetensors(str(tmp_path / 'x.safetensors'))
+  for k, v in arrays.items():
+    np.testing.assert_array_equal(got[k], v)
+    assert got[k].dtype == v.dtype
+
+
+def test_exported_names_round_trip_into_the_pytorch_reference(tmp_path):
+  module, variables = checkpoints.init_backbone('vit_mini', 3, 64, seed=3)
+  checkpoints.save_npz(str(tmp_path / 'b.npz'), checkpoints.torch_named(variables))
+  twin = twins.ViT(128, 4, 4, 8, 64)
+  with np.load(tmp_path / 'b.npz') as z:
+    twin.load_state_dict({k: torch.from_numpy(z[k]) for k in z.files})
+  x = np.random.RandomState(1).rand(1, 64, 64, 3).astype(np.float32)
+  with torch.no_grad():
+    ref = twin(torch.from_numpy(x))['cls'].numpy()
+  np.testing.assert_allclose(np.asarray(module.apply(variables, x)['cls']), ref, rtol=1e-4,
+                             atol=1e-5)
+
+
+# ---- feature prediction ----
+
+def test_predictors_are_causal_and_predict_every_next_vector():
+  from vadjax.models.feature_predictor import FeaturePredictor
+  x = jnp.asarray(np.random.RandomState(0).randn(2, 6, 1, 1, 5), jnp.float32)
+  later = x.at[:, 4:].set(9.0)               # change only the last two vectors
+  for kind in ('lstm', 'transformer'):
+    model = FeaturePredictor(channels=5, predictor=kind, hidden=8, layers=2, heads=2)
+    v = model.init(jax.random.key(0), x)
+    out, out_later = model.apply(v, x), model.apply(v, later)
+    assert out['prediction'].shape == (2, 5, 5)
+    np.testing.assert_array_equal(out['target'], x[:, 1:, 0, 0])
+    # predictions of vectors 1..4 read vectors 0..3 only
+    np.testing.assert_allclose(out['prediction'][:, :4], out_later['prediction'][:, :4],
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out['prediction'][:, 4], out_later['prediction'][:, 4])
+  with pytest.raises(UserError, match=r'\(batch, T >= 2, 1, 1, 5\)'):
+    FeaturePredictor(channels=5).init(jax.random.key(0), jnp.zeros((2, 6, 4, 4, 5)))
+
+
+def test_distances_and_the_scored_position():
+  from scipy.spatial import distance as sd
+  from vadjax.methods.feature_prediction import FeaturePrediction, distance
+  rng = np.random.RandomState(0)
+  p, t = rng.randn(7, 6).astype(np.float32), rng.randn(7, 6).astype(np.float32)
+  np.testing.assert_allclose(distance(p, t, 'l2'), [sd.sqeuclidean(a, b) / 6
+                                                    for a, b in zip(p, t)], rtol=1e-5)
+  np.testing.assert_allclose(distance(p, t, 'cosine'), [sd.cosine(a, b)
+                                                        for a, b in zip(p, t)], rtol=1e-5)
+  method = FeaturePrediction()
+  pred = rng.randn(3, 4, 6).astype(np.float32)
+  target = rng.randn(3, 4, 6).astype(np.float32)
+  offsets = np.array([4, 2, 0])          # the clip's last frame; frame 2; a video's first
+  score = method.score_fn({'prediction': pred, 'target': target},
+                          {'image': np.zeros((3, 5, 1, 1, 6)), 'offset': offsets})['score']
+  d = np.mean((pred - target) ** 2, -1)
+  np.testing.assert_allclose(score, [d[0, 3], d[1, 1], d[2, 0]], rtol=1e-6)
+
+
+def test_feature_prediction_trains_caches_and_restores(tmp_path, caplog):
+  """The quick config end to end: features extracted once into the workdir's cache (a
+  second run of the same data reads them), a finished report, `restore` scoring as the run."""
+  from conftest import assert_restore_scores_as_the_run
+  from experiments.configs import feature_prediction
+  from vadjax.train import train_and_evaluate
+  cfg = feature_prediction.get_config('quick,num_devices=1')
+  report = train_and_evaluate(cfg, str(tmp_path / 'a'))
+  assert 0.0 <= report['mean']['auroc']['mean'] <= 1.0
+  cache = os.listdir(tmp_path / 'a' / 'cache')
+  assert len(cache) == 1 and cache[0].startswith('gray-')
+  with np.load(tmp_path / 'a' / 'cache' / cache[0]) as z:
+    assert sorted(z.files) == ['test_0', 'test_1', 'train_0', 'train_1', 'val_0']
+    assert z['test_0'].shape == (24, 128)
+  # another experiment in the same folder tree with the cache copied: no extraction
+  os.makedirs(tmp_path / 'b' / 'cache')
+  os.link(tmp_path / 'a' / 'cache' / cache[0], tmp_path / 'b' / 'cache' / cache[0])
+  cfg = feature_prediction.get_config('quick,num_devices=1,model_kwargs.predictor=transformer')
+  with caplog.at_level('INFO'):
+    train_and_evaluate(cfg, str(tmp_path / 'b'))
+  assert 'features of' not in caplog.text
+  run = assert_restore_scores_as_the_run(tmp_path / 'b')
+  assert run.image_shape == (4, 1, 1, 128)
+  with pytest.raises(UserError, match='needs a video dataset'):
+    train_and_evaluate(feature_prediction.get_config('quick,dataset=digits'),
+                       str(tmp_path / 'c'))
+
+
+# ---- DINO ----
+
+def test_dino_loss_centre_and_schedules_match_references():
+  from vadjax.methods import dino
+  s = dino.Settings(out_dim=7, local_crops=2)
+  rng = np.random.RandomState(0)
+  b = 3
+  student, teacher = rng.randn(4 * b, 7).astype(np.float32), rng.randn(2 * b, 7)
+  center = rng.randn(7).astype(np.float32) * 0.1
+  loss, _ = dino.dino_loss(student, teacher.astype(np.float32), center, s, 0.05)
+  softmax = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(
+      z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  t = softmax((teacher - center) / 0.05).reshape(2, b, 7)
+  logp = np.log(softmax(student / 0.1)).reshape(4, b, 7)
+  ref = np.mean([np.mean(-(t[a] * logp[v]).sum(-1)) for a in range(2) for v in range(4)
+                 if v != a])
+  np.testing.assert_allclose(loss, ref, rtol=1e-5)
+  # DINO's cosine_scheduler (numpy, per iteration) and ours
+  base, final, steps, warm = 0.5, 0.01, 40, 6
+  iters = np.arange(steps - warm)
+  ref = np.concatenate([np.linspace(0, base, warm), final + 0.5 * (base - final) * (
+      1 + np.cos(np.pi * iters / len(iters)))])
+  np.testing.assert_allclose(jax.vmap(dino.cosine(base, final, steps, warm))(np.arange(steps)),
+                             ref, rtol=1e-5, atol=1e-7)
+
+
+def test_collapse_monitors_read_both_collapses():
+  from vadjax.methods import dino
+  k, n = 16, 8
+  feats = np.random.RandomState(0).randn(n, 5).astype(np.float32)
+  uniform = dino.monitors(np.full((n, k), 1 / k, np.float32), feats)
+  np.testing.assert_allclose(uniform['teacher_entropy'], np.log(k), rtol=1e-5)
+  one = dino.monitors(np.eye(k, dtype=np.float32)[np.zeros(n, int)], np.ones((n, 5)))
+  assert float(one['teacher_batch_entropy']) < 1e-6 and float(one['feature_std']) < 1e-6
+  spread = dino.monitors(np.eye(k, dtype=np.float32)[np.arange(n)], feats)
+  np.testing.assert_allclose(spread['teacher_batch_entropy'], np.log(n), rtol=1e-5)
+
+
+def test_dino_views_and_head():
+  from vadjax.methods import dino
+  s = dino.Settings(global_size=16, local_size=8, local_crops=3, out_dim=12, hidden=8,
+                    bottleneck=4)
+  images = jnp.asarray(np.random.RandomState(0).rand(5, 24, 24, 3), jnp.float32)
+  glob, local = jax.jit(lambda x, r: dino.views(x, r, s))(images, jax.random.key(1))
+  assert glob.shape == (10, 16, 16, 3) and local.shape == (15, 8, 8, 3)
+  assert np.isfinite(glob).all() and not np.allclose(glob[:5], glob[5:])
+  head = dino.DinoHead(12, 8, 4)
+  x = jnp.ones((2, 6))
+  v = head.init(jax.random.key(0), x)
+  # cosines between the unit bottleneck and the unit columns of the last layer
+  assert np.abs(np.asarray(head.apply(v, x))).max() <= 1.0 + 1e-6
+  v['params']['last_layer'] = v['params']['last_layer'] * 7.0      # weight-normalised
+  np.testing.assert_allclose(head.apply(v, x), head.apply(head.init(jax.random.key(0), x), x),
+                             rtol=1e-5)
+
+
+def test_dino_run_resumes_exactly_and_exports_its_teacher(tmp_path, capsys):
+  """The quick DINO run: figures, report, backbone.npz loading into the ViT with the
+  teacher's features; a run resumed from its step-4 checkpoint ends with the same teacher."""
+  import shutil
+  from experiments import dino as dino_cli
+  from experiments.configs import dino as dino_config
+  from conftest import figure
+  cfg = dino_config.get_config('quick')
+  report = dino_cli.run(cfg, str(tmp_path / 'a'))
+  assert report['steps'] == 6 and np.isfinite(report['final']['loss'])
+  for name in ('curves', 'attention'):
+    figure(report['figures'][name])
+  module, variables = checkpoints.load_backbone('vit_mini', str(tmp_path / 'a/backbone.npz'),
+                                                3, 32)
+  first = np.load(tmp_path / 'a/backbone.npz')
+  shutil.copytree(tmp_path / 'a', tmp_path / 'b')
+  shutil.rmtree(tmp_path / 'b/checkpoints/6')
+  os.remove(tmp_path / 'b/backbone.npz')
+  dino_cli.run(cfg, str(tmp_path / 'b'))
+  second = np.load(tmp_path / 'b/backbone.npz')
+  for k in first.files:
+    np.testing.assert_allclose(second[k], first[k], rtol=1e-6, atol=1e-7, err_msg=k)
+  x = np.random.RandomState(0).rand(2, 32, 32, 3).astype(np.float32)
+  assert np.asarray(module.apply(variables, x)['cls']).std() > 0
+  with pytest.raises(UserError, match='another experiment'):
+    dino_cli.run(dino_config.get_config('quick,seed=1'), str(tmp_path / 'b'))
+
+
+def test_lstm_predictor_matches_its_pytorch_twin():
+  from vadjax.models.feature_predictor import FeaturePredictor
+  x = np.random.RandomState(0).randn(3, 7, 1, 1, 6).astype(np.float32)
+  model = FeaturePredictor(channels=6, hidden=5, layers=2)
+  v = model.init(jax.random.key(0), x)
+  twin = twins.LSTMPredictor(6, 5, 2).load_flax(v['params'])
+  with torch.no_grad():
+    ref = twin(torch.from_numpy(x)).numpy()
+  np.testing.assert_allclose(model.apply(v, x)['prediction'], ref, rtol=1e-5, atol=1e-6)
