@@ -136,16 +136,16 @@ def _train(c, s, workdir):
   last = history[-1]
   report = {'backbone': c.backbone, 'frames': len(frames), 'steps': c.steps,
             'final': last, 'max_entropy_nats': float(np.log(s.out_dim)),
-            'collapsed': bool(last['feature_std'] < 1e-3 or
-                              last['teacher_batch_entropy'] < 0.05 * np.log(s.out_dim)),
+            'collapse': dino.collapse(last, s.out_dim),
             'seconds': time.perf_counter() - t0, 'jax': jax.__version__,
             'figures': figures(workdir, model, teacher, frames, history)}
   with open(os.path.join(workdir, 'report.json'), 'w') as f:
     json.dump(report, f, indent=1)
-  if report['collapsed']:
-    logging.warning('DINO collapsed (final monitors %s); see %s/curves.png', last, workdir)
+  if report['collapse']:
+    logging.warning('DINO collapsed (%s; final monitors %s); see %s/curves.png',
+                    ', '.join(report['collapse']), last, workdir)
   print(json.dumps({k: report[k] for k in ('backbone', 'frames', 'steps', 'final',
-                                            'collapsed', 'seconds')}, indent=1))
+                                            'collapse', 'seconds')}, indent=1))
   return report
 
 

@@ -21,6 +21,10 @@ Studies (runtimes on a 2-core CPU, 3 seeds):
                          figure; ~30 min with --override='categories=0;3;5;8'
   svdd                   SVDD fine-tuning, AUROC against lr × epochs (seed 001 Fig. 4.8):
                          one set of trained AEs fine-tuned per lr (experiments/svdd_sweep.py)
+  seed004                frozen features + next-feature predictors on walkway: our DINO ViT,
+                         the same ViT random, ResNet-50 random; LSTM and Transformer
+                         (docs/features.md); DINO pretraining first (<workdir>/dino), then
+                         ~1 min per row and seed, t-SNE figures; ~40 min with 5 seeds
 """
 
 import dataclasses
@@ -33,7 +37,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import svdd_sweep
-from experiments.configs import adacl, alps, conv_rnn, memae, zoo
+from experiments.configs import adacl, alps, conv_rnn, dino, feature_prediction, memae, zoo
 from vadjax.eval import plots
 from vadjax.eval.metrics import mean_ci
 from vadjax.train import train_and_evaluate
@@ -57,6 +61,8 @@ class Study:
   preset: str = ''          # variant words every row gets (overridable by --preset)
   plots: bool = False
   figure: Callable | None = None
+  # runs first, in <workdir>; returns {name: value} for `{name}` in the rows' variants
+  prepare: Callable | None = None
 
 
 def _zoo_rows(suite, datasets, reference):
@@ -115,6 +121,39 @@ def _memory_figure(result, path) -> str:
                          title='MemAE: robustness to the memory size (seed 003 Fig. 7)')
 
 
+def _dino_backbone(workdir: str, words: str) -> dict:
+  """Pretrains DINO on walkway's training frames (a finished run is only re-exported);
+  `quick` in the study's words makes it the quick run."""
+  from experiments import dino as dino_run  # noqa: PLC0415
+  path = os.path.join(workdir, 'dino')
+  dino_run.run(dino.get_config('quick' if 'quick' in words.split(',') else ''), path)
+  return {'dino': os.path.join(path, 'backbone.npz')}
+
+
+def _tsne_figure(result, path) -> str:
+  """t-SNE of the DINO, random-ViT and ResNet-50 features (the LSTM rows' caches)."""
+  from experiments import features  # noqa: PLC0415
+  from vadjax.eval import tsne  # noqa: PLC0415
+  rows = [r for r in result['rows'] if r['result'] and 'LSTM' in r['label']]
+  iters = 250 if 'quick' in result['override'].split(',') else 5000
+  embs = {}
+  for r in rows:
+    x, labels, videos = features.cached_features(os.path.join(result['workdir'], _key(
+        r['label'], r['data'])))
+    embs[r['label'].replace(' + LSTM', '')] = tsne.embeddings(x, labels, videos,
+                                                              max_iter=iters)
+  return plots.tsne(path, embs)
+
+
+_SEED004 = [   # (label, variant, seed 004's UCSD Ped2 AUC % (mean ± std over 60 runs))
+    ('DINO ViT-mini + LSTM', 'features.weights={dino}', '88.54 ± 0.22 (DINO ViT + LSTM)'),
+    ('DINO ViT-mini + Transformer', 'transformer,features.weights={dino}', '–'),
+    ('random ViT-mini + LSTM', '', '–'),
+    ('random ViT-mini + Transformer', 'transformer', '–'),
+    ('random ResNet-50 + LSTM', 'resnet50', '70.98 ± 0.26 (ResNet-50 + LSTM)'),
+    ('random ResNet-50 + Transformer', 'resnet50,transformer', '–')]
+
+
 STUDIES = {
     'seed001': Study(_zoo_rows('seed001', ('digits', 'textures'),
                                {(k, 'textures'): v for k, v in _SEED001.items()}),
@@ -146,6 +185,13 @@ STUDIES = {
                                    data='digits')
                                for n in (10, 25, 50, 100, 200, 500, 1000, 2000)),
                          (('mean AUROC', 'auroc'),), 'seed 003', figure=_memory_figure),
+    'seed004': Study(tuple(Row(label, feature_prediction.get_config, v, ref, 'walkway')
+                           for label, v, ref in _SEED004),
+                     (('AUROC', 'auroc_per_video_norm'), ('EER', 'eer_per_video_norm'),
+                      ('AUROC global', 'auroc'), ('AUROC s(t)', 'auroc_regularity'),
+                      ('object', 'kind_per_video_norm/object'),
+                      *((k.replace('_', ' '), f'kind_per_video_norm/{k}') for k in MOTION)),
+                     'seed 004 UCSD Ped2 AUC %', prepare=_dino_backbone, figure=_tsne_figure),
 }
 
 
@@ -196,10 +242,13 @@ def run(name: str, workdir: str, seeds, override: str = '', only=None,
         collect_only: bool = False, preset: str | None = None, data=None) -> dict:
   study = STUDIES[name]
   words = ','.join(filter(None, [study.preset if preset is None else preset, override]))
+  fill = study.prepare(workdir, words) if study.prepare and not collect_only else None
   rows = []
   for row in study.rows:
     if (only and row.label not in only) or (data and row.data not in data):
       continue
+    if fill is not None and '{' in row.variant:
+      row = dataclasses.replace(row, variant=row.variant.format(**fill))
     report = _report(row, os.path.join(workdir, _key(row.label, row.data)), seeds, words,
                      study.plots, collect_only)
     rows.append({'label': row.label, 'data': row.data, 'variant': row.variant,
@@ -207,8 +256,8 @@ def run(name: str, workdir: str, seeds, override: str = '', only=None,
     if report:
       logging.info('%s on %s: %s', row.label, row.data, _fmt(
           _value(report['mean'], study.columns[0][1], study.derived)))
-  result = {'study': name, 'seeds': [int(s) for s in seeds], 'override': words, 'rows': rows,
-            'table': table(study, rows)}
+  result = {'study': name, 'workdir': workdir, 'seeds': [int(s) for s in seeds],
+            'override': words, 'rows': rows, 'table': table(study, rows)}
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, f'{name}.json'), 'w') as f:
     json.dump(result, f, indent=1)

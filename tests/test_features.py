@@ -312,3 +312,44 @@ def test_lstm_predictor_matches_its_pytorch_twin():
   with torch.no_grad():
     ref = twin(torch.from_numpy(x)).numpy()
   np.testing.assert_allclose(model.apply(v, x)['prediction'], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_tsne_views_aggregate_videos_by_max():
+  from sklearn.manifold import TSNE
+  from vadjax.eval import tsne
+  rng = np.random.RandomState(0)
+  x = rng.randn(30, 4).astype(np.float32)
+  labels = (np.arange(30) % 7 == 0).astype(int)
+  videos = np.repeat([0, 1, 2], 10)
+  vx, vl = tsne.per_video_max(x, labels, videos)
+  np.testing.assert_array_equal(vx[1], x[10:20].max(0))
+  np.testing.assert_array_equal(vl, [1, 1, 1])
+  emb = tsne.embeddings(x, labels, videos, perplexity=5, max_iter=250)
+  ref = TSNE(2, perplexity=5, max_iter=250, init='pca', random_state=0).fit_transform(
+      x.astype(np.float64))
+  np.testing.assert_allclose(emb['frames'], ref, rtol=1e-4, atol=1e-4)
+  assert emb['videos'].shape == (3, 2)          # perplexity capped for 3 videos
+
+
+def test_seed004_study_quick(tmp_path):
+  """The sweep's seed004 study end to end at quick size, two rows: DINO pretrained into
+  <workdir>/dino and its backbone used by the DINO row; the table beside the seed's
+  numbers; the t-SNE figure from the rows' caches."""
+  from conftest import figure, sweep_in_fresh_process
+  out = sweep_in_fresh_process(
+      "sweep.run('seed004', w, ['0'], preset='quick', "
+      "only=['DINO ViT-mini + LSTM', 'random ViT-mini + LSTM'])", tmp_path)
+  assert os.path.exists(tmp_path / 'dino' / 'backbone.npz')
+  with open(tmp_path / 'DINO_ViT_mini_LSTM_walkway' / 'config.json') as f:
+    assert json.load(f)['features']['weights'] == str(tmp_path / 'dino' / 'backbone.npz')
+  assert '88.54 ± 0.22' in out['table'] and len(out['rows']) == 2
+  figure(out['figure'])
+
+
+def test_feature_speed_against_pytorch_runs_on_the_same_weights():
+  from experiments import features
+  result = features.speed(2, backbones=('vit_mini',))
+  for name in ('extract/vit_mini', 'predictor_train/lstm'):
+    r = result['rows'][name]
+    assert r['jax_s'] > 0 and r['torch_s'] > 0 and r['paired_torch_over_jax'] > 0
+  assert '| extract/vit_mini |' in features.table(result)

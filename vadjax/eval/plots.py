@@ -195,19 +195,21 @@ def explanations(path, images, columns: dict, masks=None, captions=None, boxes=N
   return _save(fig, path)
 
 
-def tsne(path, emb: dict, title: str) -> str:
-  """Seed 004's t-SNE figures: per-frame features (normal / anomalous frames) and per-video
-  max-aggregated features (videos with / without an anomaly); `emb` from
-  vadjax.eval.tsne.embeddings."""
-  fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-  for ax, key, what in ((axes[0], 'frames', 'frames'), (axes[1], 'videos', 'videos')):
-    xy, lab = emb[key], np.asarray(emb[key[:-1] + '_labels'])
-    for value, name, color in ((0, 'normal', 'C0'), (1, 'anomalous', 'C3')):
-      pick = lab == value
-      ax.scatter(xy[pick, 0], xy[pick, 1], s=4 if key == 'frames' else 30, c=color,
-                 label=f'{name} ({pick.sum()})', alpha=0.6)
-    ax.set(title=f'{title}: {what}', xticks=[], yticks=[])
-    ax.legend(fontsize=7)
+def tsne(path, embeddings: dict) -> str:
+  """Seed 004's t-SNE figures, one row per named feature set: per-frame features (normal /
+  anomalous frames) and per-video max-aggregated features (videos with / without an
+  anomaly); each value from vadjax.eval.tsne.embeddings."""
+  fig, axes = plt.subplots(len(embeddings), 2, figsize=(9, 4 * len(embeddings)),
+                           squeeze=False)
+  for row, (title, emb) in zip(axes, embeddings.items()):
+    for ax, key in zip(row, ('frames', 'videos')):
+      xy, lab = emb[key], np.asarray(emb[key[:-1] + '_labels'])
+      for value, name, color in ((0, 'normal', 'C0'), (1, 'anomalous', 'C3')):
+        pick = lab == value
+        ax.scatter(xy[pick, 0], xy[pick, 1], s=4 if key == 'frames' else 30, c=color,
+                   label=f'{name} ({pick.sum()})', alpha=0.6)
+      ax.set(title=f'{title}: {key}', xticks=[], yticks=[])
+      ax.legend(fontsize=7)
   return _save(fig, path)
 
 

@@ -80,7 +80,7 @@ class Settings:
   hidden: int = 512
   bottleneck: int = 128
   norm_last_layer: bool = True
-  base_lr: float = 5e-4          # per 256 images
+  base_lr: float = 2e-3          # per 256 images (the release's 5e-4 is for 100+ epochs)
   min_lr: float = 1e-6
   warmup_steps: int = 50
   weight_decay: tuple = (0.04, 0.4)
@@ -91,6 +91,7 @@ class Settings:
   center_momentum: float = 0.9
   clip_grad: float = 3.0
   freeze_last_layer_steps: int = 20
+  koleo_weight: float = 0.1      # DINOv2's KoLeo spreading term on the student's cls
 
 
 def cosine(start: float, end: float, steps: int, warmup: int = 0):
@@ -220,6 +221,23 @@ def dino_loss(student_out, teacher_out, center, s: Settings, temp):
   return total / pairs, t
 
 
+def koleo(cls):
+  """DINOv2's KoLeo regulariser (Sablayrolles et al. 2019): −mean log of each normalised
+  feature's distance to its nearest neighbour in the batch; it pushes features apart."""
+  f = cls / jnp.maximum(jnp.linalg.norm(cls, axis=-1, keepdims=True), 1e-12)
+  d2 = jnp.sum(jnp.square(f[:, None] - f[None]), -1) + jnp.eye(len(f)) * 1e9
+  return -jnp.mean(jnp.log(jnp.sqrt(jnp.min(d2, axis=1)) + 1e-8))
+
+
+def collapse(final: dict, out_dim: int) -> list[str]:
+  """The collapses a step's monitors show: 'uniform' (teacher entropy > 0.95 log K), 'one
+  output' (batch entropy < 0.05 log K), 'features' (cls spread < 1e-3)."""
+  k = math.log(out_dim)
+  return [name for name, hit in (('uniform', final['teacher_entropy'] > 0.95 * k),
+                                 ('one output', final['teacher_batch_entropy'] < 0.05 * k),
+                                 ('features', final['feature_std'] < 1e-3)) if hit]
+
+
 def monitors(t_probs, teacher_cls) -> dict:
   """Collapse monitors of a step (see the module docstring)."""
   p = t_probs.reshape(-1, t_probs.shape[-1])
@@ -244,11 +262,14 @@ def make_step(model: Dino, tx, s: Settings, total_steps: int):
     temp = temperature(state.step)
 
     def loss_fn(params):
-      s_out = model.apply({'params': params}, glob)[0]
+      s_out, s_cls = model.apply({'params': params}, glob)
       if local is not None:
         s_out = jnp.concatenate([s_out, model.apply({'params': params}, local)[0]])
-      return dino_loss(s_out, t_out, state.center, s, temp)
-    (loss, t_probs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.student)
+      loss, t_probs = dino_loss(s_out, t_out, state.center, s, temp)
+      spread = sum(koleo(c) for c in jnp.split(s_cls, 2)) / 2
+      return loss + s.koleo_weight * spread, (t_probs, loss, spread)
+    (_, (t_probs, loss, spread)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.student)
     frozen = state.step < s.freeze_last_layer_steps
     grads['head']['last_layer'] = jnp.where(frozen, 0.0, grads['head']['last_layer'])
     updates, opt_state = tx.update(grads, state.opt_state, state.student)
@@ -256,7 +277,7 @@ def make_step(model: Dino, tx, s: Settings, total_steps: int):
     m = momentum(state.step)
     teacher = jax.tree.map(lambda t, p: m * t + (1 - m) * p, state.teacher, student)
     center = s.center_momentum * state.center + (1 - s.center_momentum) * jnp.mean(t_out, 0)
-    metrics = {'loss': loss, 'teacher_temp': temp, 'momentum': m,
+    metrics = {'loss': loss, 'koleo': spread, 'teacher_temp': temp, 'momentum': m,
                'learning_rate': opt_state[1].hyperparams['learning_rate'],
                **monitors(t_probs, t_cls)}
     return state.replace(student=student, teacher=teacher, opt_state=opt_state,
