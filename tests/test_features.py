@@ -214,6 +214,9 @@ def test_feature_prediction_trains_caches_and_restores(tmp_path, caplog):
   assert 'features of' not in caplog.text
   run = assert_restore_scores_as_the_run(tmp_path / 'b')
   assert run.image_shape == (4, 1, 1, 128)
+  from vadjax.serving.predict import Predictor
+  with pytest.raises(UserError, match='serving it on frames is not built'):
+    Predictor(run)
   with pytest.raises(UserError, match='needs a video dataset'):
     train_and_evaluate(feature_prediction.get_config('quick,dataset=digits'),
                        str(tmp_path / 'c'))

@@ -127,6 +127,10 @@ class Predictor:
   """A trained run, ready to score frames, with a threshold chosen at use time."""
 
   def __init__(self, run, threshold='gmean'):
+    if run.config.method == 'feature_prediction':
+      raise UserError('this run predicts frozen backbone features (seed 004); serving it on '
+                      'frames is not built: score its feature clips with '
+                      'vadjax.train.restore(workdir).score')
     self.run = run
     self.kind = input_kind(run.config, run.image_shape)
     self.format = inputs_lib.FrameFormat(run.config, run.image_shape[-1])
