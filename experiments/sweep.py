@@ -63,6 +63,7 @@ class Study:
   figure: Callable | None = None
   # runs first, in <workdir>; returns {name: value} for `{name}` in the rows' variants
   prepare: Callable | None = None
+  std: bool = False         # also the std over seeds in the first column (seed 004's unit)
 
 
 def _zoo_rows(suite, datasets, reference):
@@ -191,7 +192,8 @@ STUDIES = {
                       ('AUROC global', 'auroc'), ('AUROC s(t)', 'auroc_regularity'),
                       ('object', 'kind_per_video_norm/object'),
                       *((k.replace('_', ' '), f'kind_per_video_norm/{k}') for k in MOTION)),
-                     'seed 004 UCSD Ped2 AUC %', prepare=_dino_backbone, figure=_tsne_figure),
+                     'seed 004 UCSD Ped2 AUC % (± sd)', prepare=_dino_backbone,
+                     figure=_tsne_figure, std=True),
 }
 
 
@@ -208,10 +210,11 @@ def _value(mean: dict, key: str, derived: dict):
   return mean.get(key)
 
 
-def _fmt(m) -> str:
+def _fmt(m, std: bool = False) -> str:
   if m is None:
     return '–'
-  return f'{m["mean"]:.4f}' + ('' if m.get('ci95') is None else f' ± {m["ci95"]:.4f}')
+  text = f'{m["mean"]:.4f}' + ('' if m.get('ci95') is None else f' ± {m["ci95"]:.4f}')
+  return text + (f' (sd {m["std"]:.4f})' if std and m.get('std') is not None else '')
 
 
 def table(study: Study, rows) -> str:
@@ -220,7 +223,8 @@ def table(study: Study, rows) -> str:
   for r in rows:
     mean = r['result'] or {}
     n = mean[study.columns[0][1]]['n'] if study.columns[0][1] in mean else 0
-    cells = [_fmt(_value(mean, k, study.derived)) for _, k in study.columns]
+    cells = [_fmt(_value(mean, k, study.derived), study.std and i == 0)
+             for i, (_, k) in enumerate(study.columns)]
     lines.append(f'| {r["label"]} | {r["data"]} | {n} | ' + ' | '.join(cells)
                  + f' | {r["reference"]} |')
   return '\n'.join(lines)

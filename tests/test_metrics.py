@@ -95,6 +95,7 @@ def test_normalizer_and_ci():
   r = metrics.mean_ci([1.0, 2.0, 3.0])
   # t_{0.975, 2} = 4.3027; s = 1; half = 4.3027 / sqrt(3)
   assert r['mean'] == 2.0 and r['ci95'] == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+  assert r['std'] == pytest.approx(1.0)            # the sample std, ddof 1
   assert metrics.mean_ci([0.5])['ci95'] is None
 
 

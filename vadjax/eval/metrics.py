@@ -96,10 +96,12 @@ def ranking_metrics(labels, scores) -> dict:
 
 
 def mean_ci(values, confidence: float = 0.95) -> dict:
-  """Mean and half-width of the Student-t confidence interval (None for n < 2)."""
+  """Mean, half-width of the Student-t confidence interval and sample standard deviation
+  (what seed 004 reports over its repetitions); both None for n < 2."""
   v = np.asarray(values, np.float64)
   n = len(v)
-  half = None
+  half = std = None
   if n > 1:
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
-  return {'mean': float(v.mean()), 'ci95': half, 'n': n}
+    std = float(v.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n))
+  return {'mean': float(v.mean()), 'ci95': half, 'std': std, 'n': n}
