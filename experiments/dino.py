@@ -95,15 +95,18 @@ def _train(c, s, workdir):
   fp = {'config': json.loads(c.to_json()), 'frames': list(frames.shape)}
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
   state = dino.init_state(model, tx, jax.random.PRNGKey(c.seed), s)
-  history = []
+  history, spent = [], 0.0          # training seconds of earlier sessions of this run
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(state, fp)
-    history = meta['history']
+    history, spent = meta['history'], meta.get('train_seconds', 0.0)
     logging.info('resuming DINO at step %d', int(state.step))
   step_fn = dino.make_step(model, tx, s, c.steps)
   start_step = int(state.step)
   log = RunLogger(workdir, 'dino', c.steps, start_step)
-  save = lambda: ckpt.save(int(state.step), state, {'fingerprint': fp, 'history': history})
+  t_start = time.perf_counter()
+  save = lambda: ckpt.save(int(state.step), state, {
+      'fingerprint': fp, 'history': history,
+      'train_seconds': spent + time.perf_counter() - t_start})
   try:
     with stop_signals() as signals:
       for step in range(start_step, c.steps):
@@ -126,6 +129,7 @@ def _train(c, s, workdir):
           raise UserError(f'interrupted at step {done}; checkpoint saved, run again to resume')
     if ckpt.latest_step() != c.steps:
       save()
+    spent += time.perf_counter() - t_start
     ckpt.wait()
   finally:
     ckpt.close()
@@ -137,7 +141,8 @@ def _train(c, s, workdir):
   report = {'backbone': c.backbone, 'frames': len(frames), 'steps': c.steps,
             'final': last, 'max_entropy_nats': float(np.log(s.out_dim)),
             'collapse': dino.collapse(last, s.out_dim),
-            'seconds': time.perf_counter() - t0, 'jax': jax.__version__,
+            'train_seconds': spent, 'seconds': time.perf_counter() - t0,
+            'jax': jax.__version__,
             'figures': figures(workdir, model, teacher, frames, history)}
   with open(os.path.join(workdir, 'report.json'), 'w') as f:
     json.dump(report, f, indent=1)
@@ -145,7 +150,7 @@ def _train(c, s, workdir):
     logging.warning('DINO collapsed (%s; final monitors %s); see %s/curves.png',
                     ', '.join(report['collapse']), last, workdir)
   print(json.dumps({k: report[k] for k in ('backbone', 'frames', 'steps', 'final',
-                                            'collapse', 'seconds')}, indent=1))
+                                            'collapse', 'train_seconds')}, indent=1))
   return report
 
 

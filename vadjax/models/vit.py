@@ -86,10 +86,12 @@ class Attention(nn.Module):
     b, n, _ = x.shape
     hd = self.dim // self.heads
     qkv = dense(3 * self.dim, self.dtype, 'qkv')(x)
-    q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.heads, hd), 2, 0)
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k) * hd ** -0.5
+    # (3, B, heads, N, hd): batched matmuls over (B, heads) run 3× faster on XLA:CPU than
+    # the same products as einsums over the (B, N, heads, hd) layout (BUILD_NOTES.md)
+    q, k, v = jnp.transpose(qkv.reshape(b, n, 3, self.heads, hd), (2, 0, 3, 1, 4))
+    logits = (q * hd ** -0.5) @ jnp.swapaxes(k, -1, -2)
     attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    y = jnp.einsum('bhqk,bkhd->bqhd', attn.astype(self.dtype), v).reshape(b, n, self.dim)
+    y = jnp.swapaxes(attn.astype(self.dtype) @ v, 1, 2).reshape(b, n, self.dim)
     return dense(self.dim, self.dtype, 'proj')(y), attn
 
 
