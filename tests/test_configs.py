@@ -10,13 +10,15 @@ import pytest
 
 from experiments.configs import base
 from vadjax.data import real
+from vadjax.models import BACKBONES
 from vadjax.train.experiment import Experiment
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'configs')
 CONFIGS = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
                  if f.endswith('.py') and f not in ('__init__.py', 'base.py', 'zoo.py',
-                                                    'maml.py'))   # a meta-learning protocol
-VIDEO_ONLY = {'conv_rnn'}
+                                                    'maml.py',    # a meta-learning protocol
+                                                    'dino.py'))   # pretraining (test_features)
+VIDEO_ONLY = {'conv_rnn', 'feature_prediction'}
 # one dataset of each kind: grey / colour images (small, large), grey / colour video, folders
 IMAGE_KINDS = ('digits', 'mnist', 'cifar10', 'mvtec', 'folder')
 VIDEO_KINDS = ('walkway', 'ucsd_ped2', 'avenue', 'folder_video')
@@ -27,6 +29,11 @@ def _shape(c):
   grey = c.dataset in real.GREY_BY_DEFAULT or c.dataset in ('digits', 'walkway', 'folder',
                                                              'folder_video', 'moving_digits')
   channels = c.data.channels or (1 if grey else 3)
+  if c.method == 'feature_prediction':      # clips of 1×1 feature maps (data/features.py)
+    backbone = BACKBONES.get(c.features.backbone)()
+    x = jax.ShapeDtypeStruct((1, 64, 64, 3), 'float32')
+    d = jax.eval_shape(lambda x: backbone.init_with_output(jax.random.key(0), x)[0], x)
+    return (c.data.video.clip_length, 1, 1, d['latent'].shape[-1])
   if c.data.patches.size:
     return (c.data.patches.size, c.data.patches.size, channels)
   if c.dataset in base.VIDEO_DATASETS:
@@ -43,6 +50,7 @@ def test_every_config_builds_on_every_dataset_kind(name):
     c.num_devices = 1
     if dataset in base.VIDEO_DATASETS:     # how each kind of config meets video
       how = {'conv_rnn': c.data.video.clip_length > 1, 'memae': c.model == 'memae_3d',
+             'feature_prediction': c.data.video.clip_length > 1,
              'alps': c.data.patches.size > 0, 'adacl': c.data.patches.size > 0}
       assert how.get(name, c.model == 'per_frame' and c.data.video.clip_length == 1), dataset
     jax.eval_shape(Experiment(c).steps(_shape(c)).init, jax.random.PRNGKey(0))

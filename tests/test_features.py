@@ -356,3 +356,19 @@ def test_feature_speed_against_pytorch_runs_on_the_same_weights():
     r = result['rows'][name]
     assert r['jax_s'] > 0 and r['torch_s'] > 0 and r['paired_torch_over_jax'] > 0
   assert '| extract/vit_mini |' in features.table(result)
+
+
+def test_dino_config_reads_image_and_video_datasets():
+  """DINO pretrains on any dataset's training frames (RGB), and `quick` is quick in any
+  word order."""
+  from experiments import dino as dino_cli
+  from experiments.configs import dino as dino_config
+  a = dino_config.get_config('quick,dataset=digits,categories=all')
+  assert a.to_dict() == dino_config.get_config('dataset=digits,categories=all,quick').to_dict()
+  assert a.steps <= 10
+  frames = dino_cli.training_frames(a)
+  assert frames.shape[1:] == (32, 32, 3) and len(frames) > 500
+  video = dino_cli.training_frames(dino_config.get_config('quick'))
+  assert video.shape == (24, 32, 32, 3)
+  with pytest.raises(UserError, match='unknown digits categories'):
+    dino_cli.training_frames(dino_config.get_config('quick,dataset=digits,categories=x'))
