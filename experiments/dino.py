@@ -25,6 +25,7 @@ from vadjax.data.sources import field
 from vadjax.eval import plots
 from vadjax.methods import dino
 from vadjax.models import BACKBONES, checkpoints
+from vadjax.models.vit import ViT
 from vadjax.registry import UserError
 from vadjax.train import workdir as workdir_lib
 from vadjax.train.checkpoint import Checkpointer
@@ -57,7 +58,12 @@ def _check(c, s: dino.Settings) -> None:
   for key in ('batch_size', 'steps', 'log_every_steps', 'checkpoint_every_steps'):
     if c[key] <= 0:
       raise UserError(f'{key} must be positive, got {c[key]}')
-  patch = BACKBONES.get(c.backbone)().patch
+  module = BACKBONES.get(c.backbone)()
+  if not isinstance(module, ViT):
+    raise UserError(f'DINO pretrains a ViT (its class token feeds the head); backbone '
+                    f'{c.backbone!r} is not one: use one of '
+                    f'{", ".join(n for n in BACKBONES.names() if n.startswith("vit"))}')
+  patch = module.patch
   if s.global_size % patch or s.local_size % patch:
     raise UserError(f'dino.global_size and dino.local_size must be multiples of the '
                     f'{c.backbone} patch ({patch}); got {s.global_size}, {s.local_size}')
