@@ -181,3 +181,21 @@ def test_auto_takes_gemm_for_few_channels():
   assert resolve_impl('auto', 2, True, features=64) == 's2d'
   assert resolve_impl('auto', 2, False, features=64, out_size=64) == 'subpixel'
   assert resolve_impl('auto', 2, False, features=64, out_size=64, in_channels=1) == 'xla'
+
+
+@pytest.mark.parametrize('backend', ['gpu', 'tpu'])
+def test_cpu_only_forms_are_never_chosen_on_accelerators(monkeypatch, backend):
+  """'auto' picks the CPU forms (s2d, sub-pixel, gemm, tap-wise; MAML's unrolled tasks)
+  only on CPU: on GPU and TPU every strided and transposed layer is the plain XLA conv, and
+  MAML vmaps its tasks."""
+  from vadjax.methods import maml
+  assert maml.mapping('auto') == 'loop'                 # this machine: CPU
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  for stride in (1, 2, 3):
+    for transposed in (False, True):
+      for features in (1, 8, 64):
+        for out_size in (2, 16, 64):
+          for in_channels in (1, 16):
+            assert resolve_impl('auto', stride, transposed, features=features, kernel=5,
+                                out_size=out_size, in_channels=in_channels) == 'xla'
+  assert maml.mapping('auto') == 'vmap' and maml.mapping('loop') == 'loop'

@@ -48,6 +48,15 @@ def adapt(apply, params, batch, alpha, steps: int, first_order: bool = False):
 TASK_MAPS = ('auto', 'vmap', 'loop')
 
 
+def mapping(task_map: str) -> str:
+  """'vmap' or 'loop': what `task_map` means on this backend ('auto': loop on CPU only)."""
+  if task_map not in TASK_MAPS:
+    raise UserError(f'maml.task_map must be one of {TASK_MAPS}, got {task_map!r}')
+  if task_map == 'auto':
+    return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+  return task_map
+
+
 def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,
               first_order: bool, task_map: str = 'auto') -> jax.Array:
   """The mean over tasks of the adapted models' validation loss (eq. 2.3); `meta` holds
@@ -55,14 +64,12 @@ def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,
   'loop' unrolls them. A vmapped conv with per-task weights becomes a grouped conv, which
   XLA:CPU runs ~9× slower than the unrolled convs (BUILD_NOTES.md); 'auto' loops on CPU
   and vmaps elsewhere."""
-  if task_map not in TASK_MAPS:
-    raise UserError(f'maml.task_map must be one of {TASK_MAPS}, got {task_map!r}')
   rate = meta.get('alpha', alpha)
 
   def one(task):
     adapted = adapt(apply, meta['params'], task['train'], rate, steps, first_order)
     return mse(apply, adapted, task['val'])
-  if task_map == 'vmap' or (task_map == 'auto' and jax.default_backend() != 'cpu'):
+  if mapping(task_map) == 'vmap':
     return jnp.mean(jax.vmap(one)(tasks))
   n = jax.tree.leaves(tasks)[0].shape[0]
   return jnp.mean(jnp.stack([one(jax.tree.map(lambda a: a[i], tasks)) for i in range(n)]))
