@@ -88,3 +88,19 @@ def test_bench_seed002_models(tmp_path):
   for m in ('alps', 'adacl_cnn'):
     flops = {r['mode']: r['flops'] for r in recs if r['model'] == m and r['framework'] == 'jax'}
     assert flops['train'] == 3 * flops['infer'] > 0
+
+
+def test_cost_curves_write_every_curve_and_the_figure(tmp_path, monkeypatch):
+  """One point per curve (the full run is a docs script): JAX and torch records with
+  timings, XLA's buffer sizes and first-call times; the four-panel figure."""
+  from conftest import figure
+  from experiments import cost_curves
+  monkeypatch.setattr(cost_curves, 'QUICK', {'batch': (2,), 'size': (32,), 'T': (2,)})
+  result = cost_curves.run(repeats=1, quick=True)
+  for name in ('batch', 'size', 'T'):
+    (row,) = result['curves'][name]['rows']
+    for fw in ('jax', 'torch'):
+      assert row[fw]['median_s'] > 0 and row[fw]['first_call_s'] > 0
+    assert row['jax']['xla_buffers_mb'] > 0
+  assert result['curves']['T']['rows'][0]['jax']['input'] == [2, 32, 32, 1]
+  figure(cost_curves.figure(result, str(tmp_path / 'c.png')))
