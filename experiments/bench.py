@@ -17,8 +17,12 @@ over one record run alone in a fresh process (JAX's includes compilation), and f
 XLA's own buffer assignment (`xla_buffers_mb`). Expected runtime on a 2-core CPU: ~4 min.
 
 `--paired=N` also alternates N JAX and eager-torch calls per mode and reports the median
-(and quartiles) of the per-pair ratios: on a host whose speed drifts, the ratio of two
-medians taken one block after the other can be off by ±15% (BUILD_NOTES.md).
+(and quartiles) of the per-pair ratios, for single calls and for blocks of
+`--paired_block` calls per side: on a host whose speed drifts, the ratio of two medians
+taken one run after the other can be off by ±15%, and single alternating calls of a small
+step also time what switching frameworks costs the next call (BUILD_NOTES.md). Every
+record's GFLOP/s is also given as a share of this machine's float32 matmul rate, measured
+at the start of the run (`share_of_peak`, the table's "% peak").
 """
 
 import json
@@ -48,6 +52,8 @@ _ISOLATED = flags.DEFINE_bool(
     'process (in one process, allocators keep what earlier records freed).')
 _PAIRED = flags.DEFINE_integer('paired', 0, 'If > 0, also alternate this many JAX and '
                                'eager-torch calls per mode: median paired ratio torch/jax.')
+_BLOCK = flags.DEFINE_integer('paired_block', 4, 'With --paired: also alternate blocks of '
+                              'this many calls per side (reported beside single calls).')
 _PROBE = flags.DEFINE_string('memory_probe', None, 'Internal: model,framework,mode to run '
                              'alone, printing its memory growth as JSON.')
 
@@ -90,7 +96,8 @@ def main(argv):
   unknown = [m for m in _MODELS.value if m not in lib.PAPER_INPUT]
   if unknown:
     raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(lib.PAPER_INPUT))}')
-  records = []
+  records, peak = [], harness.matmul_peak_gflops()
+  print(f'float32 matmul peak of this machine (JAX, 2048³): {peak:.0f} GFLOP/s')
   for name in _MODELS.value:
     shape = lib.input_shape(name, _SIZE.value)
     args = (name, shape, _batch(name), _DTYPE.value, _REPEATS.value, _WARMUP.value)
@@ -115,15 +122,20 @@ def main(argv):
         records.append(lib.record(name, fw, mode, shape, _batch(name), _DTYPE.value, flops,
                                   *out[mode]))
         if fw == 'torch' and _PAIRED.value:
-          ratios = harness.paired_ratios(torch_calls[mode], jax_calls[mode], _PAIRED.value)
-          records[-1].update(paired_ratio=float(np.median(ratios)),
-                             paired_p25=float(np.percentile(ratios, 25)),
-                             paired_p75=float(np.percentile(ratios, 75)))
+          for key, block in (('paired', 1), ('paired_block', _BLOCK.value)):
+            ratios = harness.paired_ratios(torch_calls[mode], jax_calls[mode], _PAIRED.value,
+                                           block)
+            records[-1].update({f'{key}_ratio': float(np.median(ratios)),
+                                f'{key}_p25': float(np.percentile(ratios, 25)),
+                                f'{key}_p75': float(np.percentile(ratios, 75))})
+          records[-1]['paired_block'] = _BLOCK.value
+    for r in records:
+      r['share_of_peak'] = r['gflops_per_s'] / peak
     print(lib.table([r for r in records if r['model'] == name]), flush=True)
   if _ISOLATED.value and jax.default_backend() == 'cpu':
     for r in records:
       r['isolated_rss_growth_mb'] = _isolated_memory(r)
-  result = {'meta': lib.meta(), 'records': records}
+  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak}, 'records': records}
   print(f'\n{json.dumps(result["meta"])}\n\n' + lib.table(records))
   if _OUT.value:
     with open(_OUT.value, 'w') as f:

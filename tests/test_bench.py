@@ -47,7 +47,12 @@ def test_bench_writes_every_record(tmp_path):
     assert ('paired_ratio' in r) == (r['framework'] == 'torch')
     if r['framework'] == 'torch':
       assert 0 < r['paired_p25'] <= r['paired_ratio'] <= r['paired_p75']
-  assert 'paired torch/jax' in bench.lib.table(recs)
+  assert 'paired torch/jax' in bench.lib.table(recs) and 'blocks of 4' in bench.lib.table(recs)
+  for r in recs:
+    assert r['share_of_peak'] > 0
+    if r['framework'] == 'torch':
+      assert 0 < r['paired_block_p25'] <= r['paired_block_ratio'] <= r['paired_block_p75']
+  assert json.loads(out.read_text())['meta']['matmul_peak_gflops'] > 1
 
 
 def test_paired_ratios_of_known_durations():
@@ -55,6 +60,10 @@ def test_paired_ratios_of_known_durations():
   slow, fast = (lambda: time.sleep(0.02), lambda r: r), (lambda: time.sleep(0.01), lambda r: r)
   ratios = harness.paired_ratios(slow, fast, 5)
   assert ratios.shape == (5,) and 1.5 < np.median(ratios) < 2.5
+  calls = []
+  counted = (lambda: calls.append(1) or time.sleep(0.01), lambda r: r)
+  ratios = harness.paired_ratios(slow, counted, 3, block=4)
+  assert len(calls) == 1 + 3 * 4 and 1.5 < np.median(ratios) < 2.5   # warm-up + blocks
 
 
 def test_bench_memae_and_memory_kernel(tmp_path):

@@ -71,18 +71,32 @@ def time_calls(fn, sync, warmup: int, repeats: int) -> Timing:
                 float(np.percentile(ts, 90)), repeats)
 
 
-def paired_ratios(a, b, repeats: int) -> np.ndarray:
-  """Calls a and b ((fn, sync) each) alternately; returns the `repeats` ratios time(a) /
-  time(b) of consecutive calls. On a host whose speed drifts (a shared VM), two calls in a
-  row see nearly the same conditions, while two blocks of calls timed one after the other
-  may not (this 2-core VM: the same code read 0.76–1.09 in blocks, BUILD_NOTES.md)."""
-  def once(fn, sync):
+def paired_ratios(a, b, repeats: int, block: int = 1) -> np.ndarray:
+  """Calls a and b ((fn, sync) each) in alternating blocks of `block` calls; returns the
+  `repeats` ratios of consecutive blocks' times, time(a) / time(b). On a host whose speed
+  drifts (a shared VM), neighbouring blocks see nearly the same conditions, while two long
+  runs timed one after the other may not (this 2-core VM: the same code read 0.76–1.09 in
+  runs, BUILD_NOTES.md). Single calls (block 1) of a small step also measure what switching
+  frameworks costs the next call (caches, thread pools); blocks of k amortise it."""
+  def timed(fn, sync):
     t = time.perf_counter()
-    sync(fn())
+    for _ in range(block):
+      sync(fn())
     return time.perf_counter() - t
   for fn, sync in (a, b):
     sync(fn())
-  return np.asarray([once(*a) / once(*b) for _ in range(repeats)])
+  return np.asarray([timed(*a) / timed(*b) for _ in range(repeats)])
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """This machine's float32 matmul rate in JAX (an n×n by n×n product), the ceiling the
+  benchmark's GFLOP/s are read against."""
+  import jax  # noqa: PLC0415  (the harness times torch alone too)
+  import jax.numpy as jnp  # noqa: PLC0415
+  x = jnp.asarray(np.random.default_rng(0).random((n, n), np.float32))
+  f = jax.jit(lambda x: x @ x)
+  t = time_calls(lambda: f(x), jax.block_until_ready, 2, repeats)
+  return 2 * n ** 3 / t.median_s / 1e9
 
 
 def forward_flops(twin: nn.Module, x: torch.Tensor) -> int:

@@ -228,23 +228,29 @@ def _memory(r) -> str:
 
 def table(records) -> str:
   paired = any('paired_ratio' in r for r in records)
+  block = next((r['paired_block'] for r in records if 'paired_block' in r), 0)
   lines = ['| model | mode | framework | median ms | p10–p90 ms | samples/s | GFLOP/s | '
-           'first call s | memory MB | torch/jax |' + (' paired torch/jax (p25–p75) |'
-                                                       if paired else ''),
-           '|' + '---|' * (11 if paired else 10)]
+           '% peak | first call s | memory MB | torch/jax |'
+           + (f' paired torch/jax (p25–p75) | blocks of {block} |' if paired else ''),
+           '|' + '---|' * (13 if paired else 11)]
   base = {(r['model'], r['mode']): r['median_s'] for r in records if r['framework'] == 'jax'}
   for r in records:
     ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
     lines.append(
         f'| {r["model"]} {"×".join(map(str, r["input"][:-1]))} b{r["batch"]} | {r["mode"]} | {r["framework"]} | '
         f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
-        f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {r["first_call_s"]:.1f} | '
+        f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {_share(r)} | '
+        f'{r["first_call_s"]:.1f} | '
         f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |'
-        + (f' {_paired(r)} |' if paired else ''))
+        + (f' {_paired(r, "paired")} | {_paired(r, "paired_block")} |' if paired else ''))
   return '\n'.join(lines)
 
 
-def _paired(r) -> str:
-  if 'paired_ratio' not in r:
+def _share(r) -> str:
+  return '' if r.get('share_of_peak') is None else f'{100 * r["share_of_peak"]:.0f}'
+
+
+def _paired(r, key: str) -> str:
+  if f'{key}_ratio' not in r:
     return ''
-  return f'{r["paired_ratio"]:.2f} ({r["paired_p25"]:.2f}–{r["paired_p75"]:.2f})'
+  return f'{r[f"{key}_ratio"]:.2f} ({r[f"{key}_p25"]:.2f}–{r[f"{key}_p75"]:.2f})'
