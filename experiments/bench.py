@@ -130,7 +130,7 @@ def main(argv):
                                 f'{key}_p75': float(np.percentile(ratios, 75))})
           records[-1]['paired_block'] = _BLOCK.value
     for r in records:
-      r['share_of_peak'] = r['gflops_per_s'] / peak
+      r.setdefault('share_of_peak', r['gflops_per_s'] / peak)
     print(lib.table([r for r in records if r['model'] == name]), flush=True)
   if _ISOLATED.value and jax.default_backend() == 'cpu':
     for r in records:

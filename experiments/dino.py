@@ -20,7 +20,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli import run_or_fail, start
-from vadjax.data import DATASETS, categories
+from vadjax.data import DATASETS
 from vadjax.data.sources import field
 from vadjax.eval import plots
 from vadjax.methods import dino
@@ -29,19 +29,15 @@ from vadjax.models.vit import ViT
 from vadjax.registry import UserError
 from vadjax.train import workdir as workdir_lib
 from vadjax.train.checkpoint import Checkpointer
+from vadjax.train.experiment import chosen_categories
 from vadjax.train.logging import RunLogger
 from vadjax.train.loop import stop_signals
 
 
 def training_frames(c) -> np.ndarray:
   """Every training frame (video datasets) or image of the chosen categories, as RGB."""
-  known = categories(c.dataset)
-  chosen = known if c.categories == 'all' else str(c.categories).replace(';', ',').split(',')
-  unknown = [x for x in chosen if x not in known]
-  if unknown:
-    raise UserError(f'unknown {c.dataset} categories {unknown}; known: {", ".join(known)}')
   parts = []
-  for cat in chosen:
+  for cat in chosen_categories(c.dataset, c.categories):
     train = DATASETS.get(c.dataset)(cat, c.image_size, c.data).train
     x = (np.concatenate([v.frames for v in train.videos]) if hasattr(train, 'videos')
          else field(train, 'image'))
@@ -54,7 +50,6 @@ def training_frames(c) -> np.ndarray:
 
 
 def _check(c, s: dino.Settings) -> None:
-  BACKBONES.get(c.backbone)
   for key in ('batch_size', 'steps', 'log_every_steps', 'checkpoint_every_steps'):
     if c[key] <= 0:
       raise UserError(f'{key} must be positive, got {c[key]}')
@@ -142,7 +137,7 @@ def _train(c, s, workdir):
     log.close()
   teacher = jax.device_get(state.teacher)
   checkpoints.save_npz(os.path.join(workdir, 'backbone.npz'),
-             checkpoints.torch_named({'params': teacher['backbone']}))
+                       checkpoints.torch_named({'params': teacher['backbone']}))
   last = history[-1]
   report = {'backbone': c.backbone, 'frames': len(frames), 'steps': c.steps,
             'final': last, 'max_entropy_nats': float(np.log(s.out_dim)),

@@ -10,7 +10,9 @@ the seed's settings (perplexity 10, 5000 iterations).
 speed: JAX against the PyTorch references in one process, on the same weights and inputs,
 as paired ratios torch / JAX (alternating calls, median and quartiles; > 1: JAX faster):
 frames/s of feature extraction (ViT-S/16 at 224², the CPU ViT at 64², ResNet-50 at 128²;
-batch 32) and the LSTM predictor's training step (Adam; 9 vectors of 384, batch 32).
+batch 32) and the LSTM predictor's training step (Adam; 9 vectors of 384, batch 32). Each
+row records how far the two sides' outputs (extraction) or first losses (training) differ,
+so a timing is never of two different computations.
 """
 
 import glob
@@ -93,9 +95,10 @@ def speed(repeats: int, backbones=tuple(REFERENCE_SIDES)) -> dict:
     def torch_fwd():
       with torch.no_grad():
         return twin(xt)[key]
+    ours, ref = np.asarray(fwd(variables, xj)), torch_fwd().numpy()
     r = _pair(lambda: fwd(variables, xj), torch_fwd, repeats)
     r.update(jax_frames_per_s=32 / r['jax_s'], torch_frames_per_s=32 / r['torch_s'],
-             side=side)
+             side=side, max_rel_diff=float(np.abs(ours - ref).max() / np.abs(ref).max()))
     rows[f'extract/{name}'] = r
   rows['predictor_train/lstm'] = _predictor_step(repeats)
   return {'rows': rows, 'jax': jax.__version__, 'torch': torch.__version__,
@@ -137,7 +140,9 @@ def _predictor_step(repeats: int) -> dict:
     value.backward()
     opt.step()
     return value
-  return {**_pair(jax_step, torch_step, repeats), 'batch': b, 'clip': t, 'dim': d}
+  first = abs(float(jax_step()) / float(torch_step()) - 1)   # the same loss before any step
+  return {**_pair(jax_step, torch_step, repeats), 'batch': b, 'clip': t, 'dim': d,
+          'first_loss_rel_diff': first}
 
 
 def table(result: dict) -> str:

@@ -355,6 +355,8 @@ def test_feature_speed_against_pytorch_runs_on_the_same_weights():
   for name in ('extract/vit_mini', 'predictor_train/lstm'):
     r = result['rows'][name]
     assert r['jax_s'] > 0 and r['torch_s'] > 0 and r['paired_torch_over_jax'] > 0
+  assert result['rows']['extract/vit_mini']['max_rel_diff'] < 1e-4
+  assert result['rows']['predictor_train/lstm']['first_loss_rel_diff'] < 1e-5
   assert '| extract/vit_mini |' in features.table(result)
 
 

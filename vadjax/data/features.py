@@ -74,12 +74,12 @@ def video_features(fn, frames: np.ndarray, batch_size: int) -> np.ndarray:
   return np.concatenate(out)
 
 
-def cache_key(settings: dict, dataset: str, category: str, frames_shape, data_cfg) -> str:
+def cache_key(settings: dict, dataset: str, category: str, frames_shape,
+              data_cfg: dict) -> str:
   weights = settings['weights']
   stamp = ((os.path.abspath(weights), os.path.getsize(weights), os.stat(weights).st_mtime_ns)
            if weights and os.path.isfile(weights) else weights)
-  data = data_cfg.to_dict() if hasattr(data_cfg, 'to_dict') else data_cfg
-  text = json.dumps([dataset, category, list(frames_shape), data, stamp,
+  text = json.dumps([dataset, category, list(frames_shape), data_cfg, stamp,
                      {k: settings[k] for k in ('backbone', 'pool', 'input_size', 'init_seed')}],
                     sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -113,7 +113,8 @@ def _load_or_extract(splits, settings, path: str | None) -> dict[str, np.ndarray
 
 
 def feature_splits(splits: Splits, settings: dict, dataset: str, category: str,
-                   data_cfg, cache_dir: str | None, clip_length: int, strides) -> Splits:
+                   data_cfg: dict, cache_dir: str | None, clip_length: int,
+                   strides) -> Splits:
   """The splits of a video dataset as standardised feature videos, in clips of
   `clip_length` feature vectors whose scored frame is the last."""
   if not all(hasattr(getattr(splits, s), 'videos') for s in ('train', 'val', 'test')):

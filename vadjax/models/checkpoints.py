@@ -167,15 +167,19 @@ def load_variables(weights: dict[str, np.ndarray], template: dict, source: str) 
 def init_backbone(name: str, channels: int, side: int, seed: int = 0):
   """(module, variables) of backbone `name`, randomly initialised for (side, side, channels)
   inputs."""
-  from vadjax.models import BACKBONES  # noqa: PLC0415  (models imports this module's users)
-  module = BACKBONES.get(name)(channels=channels)
+  module = _module(name, channels)
   x = np.zeros((1, side, side, channels), np.float32)
   return module, jax.jit(module.init)(jax.random.key(seed), x)
 
 
+def _module(name: str, channels: int):
+  from vadjax.models import BACKBONES  # noqa: PLC0415  (models imports this module's users)
+  return BACKBONES.get(name)(channels=channels)
+
+
 def load_backbone(name: str, path: str, channels: int, side: int):
   """(module, variables) of backbone `name` with the weights of checkpoint file `path`."""
-  module, _ = init_backbone(name, channels, side)
+  module = _module(name, channels)
   x = jax.ShapeDtypeStruct((1, side, side, channels), np.float32)
   template = jax.eval_shape(module.init, jax.random.key(0), x)
   return module, load_variables(read_weights(path), template, path)

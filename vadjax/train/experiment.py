@@ -99,15 +99,20 @@ class Experiment:
     return self._steps[image_shape]
 
   def categories(self) -> list[str]:
-    c = self.config.categories
-    known = categories(self.config.dataset)
-    chosen = known if c == 'all' else [x.strip() for x in str(c).replace(';', ',').split(',')
+    return chosen_categories(self.config.dataset, self.config.categories)
+
+
+def chosen_categories(dataset: str, spec) -> list[str]:
+  """The categories `spec` names ('all', or a list separated by ',' or ';') of `dataset`;
+  unknown ones are an error listing the known."""
+  known = categories(dataset)
+  chosen = known if spec == 'all' else [x.strip() for x in str(spec).replace(';', ',').split(',')
                                         if x.strip()]
-    unknown = [x for x in chosen if x not in known]
-    if unknown:
-      raise UserError(f'unknown {self.config.dataset} categories {unknown}; known: '
-                      f'{", ".join(known)} (or all)')
-    return chosen
+  unknown = [x for x in chosen if x not in known]
+  if unknown:
+    raise UserError(f'unknown {dataset} categories {unknown}; known: {", ".join(known)} '
+                    '(or all)')
+  return chosen
 
 
 def load_splits(config, category: str, workdir: str | None = None):
