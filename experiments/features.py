@@ -140,7 +140,7 @@ def _predictor_step(repeats: int) -> dict:
     value.backward()
     opt.step()
     return value
-  first = abs(float(jax_step()) / float(torch_step()) - 1)   # the same loss before any step
+  first = abs(float(jax_step()) / torch_step().item() - 1)   # the same loss before any step
   return {**_pair(jax_step, torch_step, repeats), 'batch': b, 'clip': t, 'dim': d,
           'first_loss_rel_diff': first}
 
