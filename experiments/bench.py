@@ -1,20 +1,33 @@
 """Speed of every model against its PyTorch twin, in one process and one run.
 
-  python -m experiments.bench [--models=bcae1,deep_ae,memae_2d,memae_3d,memory] [--batch=0]
+  python -m experiments.bench [--models=bcae1,deep_ae,...] [--fast] [--batch=0] [--size=0]
       [--out=bench.json] [--dtype=float32|bfloat16] [--repeats=10] [--torch_compile=true]
+      [--paired=8 --paired_block=4]
 
-Each model runs at its paper input size (BCAE1 and its variants, BCAE2 / KS-CAE 128×128,
-deep AE, CBAM-AE, LTPA-AE and MemAE-2D 32×32, MemAE-3D 16×64×64 clips: the official
-16×256×256 does not fit a CPU budget; the nine conv recurrent AEs of seed 001 at (L_R, DUT) =
-(2, N), 8×128×128 clips, batch 8) unless --size (height = width) is given, at its default
-batch (32; AA-CAE 8: its first layer attends over 63² positions) unless --batch is.
-`ks_cae_fused` is KS-CAE after `fuse_ks_cae`: it should cost what a plain BCAE2 of KS-CAE's
-width costs. `memory` is MemAE's
-memory module alone at MemAE-3D's sizes: 512 queries per clip × 2000 items × 256 channels. Records (model × framework × mode) go to --out as JSON and a markdown table is
-printed, with speed ratios torch_time / jax_time (> 1: JAX faster). Both frameworks use the
-same threads on CPU. Memory: peak device memory on GPU; on CPU the growth of resident memory
-over one record run alone in a fresh process (JAX's includes compilation), and for JAX also
-XLA's own buffer assignment (`xla_buffers_mb`). Expected runtime on a 2-core CPU: ~4 min.
+By default every model the library registers (vadjax.models.MODELS and BACKBONES) runs, at
+its paper input size unless --size (height = width) is given, at its default batch (32)
+unless --batch is:
+- BCAE1 and its attention variants, BCAE2, KS-CAE at 128×128 (AA-CAE batch 8: its first
+  layer attends over 63² positions); `ks_cae_fused` is KS-CAE after `fuse_ks_cae`;
+- the deep AE, CBAM-AE, LTPA-AE, MemAE-2D, ALPS and ADACL at 32×32;
+- MemAE-3D on 16×64×64 clips, batch 4 (the official 16×256×256 does not fit a CPU budget);
+  `memory` is its memory module alone: 512 queries per clip × 2000 items × 256 channels;
+- the conv recurrent AEs of seed 001 at (L_R, DUT) = (2, N) and `per_frame` (BCAE1 on every
+  frame) on 8×128×128 clips, batch 8 (per_frame 4: BCAE1's 32 images);
+- seed 004's feature predictor (LSTM) on clips of 9 standardised 384-d vectors, and its
+  frozen backbones in inference only: the ViTs at 224² (vit_mini 64²), ResNet-50 at 128²
+  (resnet_mini 64²), RGB.
+`--fast` is the CI-sized run: one model of each family (FAST) at 32×32, batch 4.
+
+Records (model × framework × mode) go to --out as JSON and a markdown table is printed,
+with speed ratios torch_time / jax_time (> 1: JAX faster). Both frameworks use the same
+threads on CPU and the same weights: each twin is loaded with the JAX model's variables,
+and the largest difference of its inference output from JAX's on the benchmark input,
+relative to the largest output, is checked before timing (`max_rel_diff`, "rel. diff").
+Memory: peak device memory on GPU; on CPU the growth of resident memory over one record
+run alone in a fresh process (JAX's includes compilation), and for JAX also XLA's own
+buffer assignment (`xla_buffers_mb`). Runtime on a 2-core CPU: ~25 min for the default
+run with --torch_compile=false, ~1 min with --fast.
 
 `--paired=N` also alternates N JAX and eager-torch calls per mode and reports the median
 (and quartiles) of the per-pair ratios, for single calls and for blocks of
@@ -23,6 +36,9 @@ taken one run after the other can be off by ±15%, and single alternating calls 
 step also time what switching frameworks costs the next call (BUILD_NOTES.md). Every
 record's GFLOP/s is also given as a share of this machine's float32 matmul rate, measured
 at the start of the run (`share_of_peak`, the table's "% peak").
+
+On a CUDA machine the same command times JAX on the GPU against torch on the GPU; install
+the CUDA builds first (docs/speed.md has the lines).
 """
 
 import json
@@ -54,8 +70,24 @@ _PAIRED = flags.DEFINE_integer('paired', 0, 'If > 0, also alternate this many JA
                                'eager-torch calls per mode: median paired ratio torch/jax.')
 _BLOCK = flags.DEFINE_integer('paired_block', 4, 'With --paired: also alternate blocks of '
                               'this many calls per side (reported beside single calls).')
+_FAST = flags.DEFINE_bool(
+    'fast', False, 'A CI-sized run: one model of each family (FAST) at 32×32, batch 4, 3 '
+    'repeats, no torch.compile, no memory probes (flags given explicitly still apply).')
 _PROBE = flags.DEFINE_string('memory_probe', None, 'Internal: model,framework,mode to run '
                              'alone, printing its memory growth as JSON.')
+
+
+# one model of each family, at sizes that every one of them accepts
+FAST = ('bcae1', 'deep_ae', 'memae_2d', 'memory', 'cgru_ae', 'alps', 'adacl_cnn',
+        'feature_predictor', 'vit_mini', 'resnet_mini')
+FAST_SETTINGS = {'models': list(FAST), 'size': 32, 'batch': 4, 'repeats': 3, 'warmup': 1,
+                 'torch_compile': False, 'isolated_memory': False}
+
+
+def _apply_fast() -> None:
+  for name, value in FAST_SETTINGS.items():
+    if not flags.FLAGS[name].present:
+      flags.FLAGS[name].value = value
 
 
 def _batch(name: str) -> int:
@@ -67,10 +99,10 @@ def _probe(spec: str) -> None:
   name, framework, mode = spec.split(',')
   args = (name, lib.input_shape(name, _SIZE.value), _batch(name), _DTYPE.value, 3, 1)
   if framework == 'jax':
-    out, _ = lib.jax_records(*args, modes=(mode,))
+    out = lib.jax_records(*args, modes=(mode,))[0]
   else:
-    _, variables = lib.jax_records(*args, modes=())
-    out, _ = lib.torch_records(*args, variables, framework == 'torch.compile', modes=(mode,))
+    variables = lib.jax_records(*args, modes=())[1]
+    out = lib.torch_records(*args, variables, framework == 'torch.compile', modes=(mode,))[0]
   mem = out[mode][1]
   print(json.dumps({'isolated_rss_growth_mb': (mem.peak - mem.before) / 2**20}))
 
@@ -93,6 +125,8 @@ def main(argv):
   if _PROBE.value:
     _probe(_PROBE.value)
     return
+  if _FAST.value:
+    _apply_fast()
   unknown = [m for m in _MODELS.value if m not in lib.PAPER_INPUT]
   if unknown:
     raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(lib.PAPER_INPUT))}')
@@ -101,26 +135,29 @@ def main(argv):
   for name in _MODELS.value:
     shape = lib.input_shape(name, _SIZE.value)
     args = (name, shape, _batch(name), _DTYPE.value, _REPEATS.value, _WARMUP.value)
-    jax_calls, torch_calls = {}, {}
-    jax_out, variables = lib.jax_records(*args, keep=jax_calls)
+    jax_calls, torch_calls, modes = {}, {}, lib.modes(name)
+    jax_out, variables, reference = lib.jax_records(*args, modes=modes, keep=jax_calls)
     frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
     torch_outs = {}
     for fw, compiled in frameworks:
       try:
-        torch_outs[fw] = lib.torch_records(*args, variables, compiled,
-                                        keep=None if compiled else torch_calls)
+        torch_outs[fw] = lib.torch_records(*args, variables, compiled, modes=modes,
+                                           keep=None if compiled else torch_calls,
+                                           reference=None if compiled else reference)
       except Exception as e:  # noqa: BLE001  (torch.compile can fail per platform)
         print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
     if not torch_outs:
       print(f'no PyTorch record for {name}: skipped')
       continue
     flops = next(iter(torch_outs.values()))[1]
-    for mode in ('train', 'infer'):
+    for mode in modes:
       records.append(lib.record(name, 'jax', mode, shape, _batch(name), _DTYPE.value, flops,
                                 *jax_out[mode]))
-      for fw, (out, _) in torch_outs.items():
+      for fw, (out, _, diff) in torch_outs.items():
         records.append(lib.record(name, fw, mode, shape, _batch(name), _DTYPE.value, flops,
                                   *out[mode]))
+        if diff is not None:
+          records[-1]['max_rel_diff'] = diff
         if fw == 'torch' and _PAIRED.value:
           for key, block in (('paired', 1), ('paired_block', _BLOCK.value)):
             ratios = harness.paired_ratios(torch_calls[mode], jax_calls[mode], _PAIRED.value,

@@ -36,8 +36,8 @@ QUICK = {'batch': (2, 4), 'size': (32, 48), 'T': (2, 10)}
 def point(model: str, shape, batch: int, repeats: int) -> dict:
   """JAX and eager PyTorch train-step records of one setting."""
   args = (model, shape, batch, 'float32', repeats, 1)
-  jax_out, variables = lib.jax_records(*args, modes=('train',))
-  torch_out, flops = lib.torch_records(*args, variables, False, modes=('train',))
+  jax_out, variables, _ = lib.jax_records(*args, modes=('train',))
+  torch_out, flops, _ = lib.torch_records(*args, variables, False, modes=('train',))
   return {fw: lib.record(model, fw, 'train', shape, batch, 'float32', flops, *out['train'])
           for fw, out in (('jax', jax_out), ('torch', torch_out))}
 

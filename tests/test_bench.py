@@ -39,6 +39,7 @@ def test_bench_writes_every_record(tmp_path):
     assert r['median_s'] > 0 and r['flops'] > 0 and r['peak_rss_mb'] > 0
   assert probe is not None and probe > 0
   assert all(r['xla_buffers_mb'] > 0 for r in recs if r['framework'] == 'jax')
+  assert all(r['max_rel_diff'] < 1e-4 for r in recs if r['framework'] == 'torch')
   train = [r for r in recs if r['mode'] == 'train']
   infer = [r for r in recs if r['mode'] == 'infer']
   assert train[0]['flops'] == 3 * infer[0]['flops']
@@ -53,6 +54,63 @@ def test_bench_writes_every_record(tmp_path):
     if r['framework'] == 'torch':
       assert 0 < r['paired_block_p25'] <= r['paired_block_ratio'] <= r['paired_block_p75']
   assert json.loads(out.read_text())['meta']['matmul_peak_gflops'] > 1
+
+
+def test_forward_flops_count_attention_and_lstm_by_hand():
+  from vadjax.bench.twins.backbones import Attention, LSTMPredictor
+  b, t, d, h = 3, 5, 6, 4
+  lstm = LSTMPredictor(d, hidden=h)
+  gates = 2 * b * (t - 1) * 4 * h * (d + h)                # the LSTM's two matmuls per step
+  assert harness.forward_flops(lstm, torch.zeros(b, t, 1, 1, d)) == gates + 2 * b * (t - 1) * h * d
+  n, dim, heads = 10, 8, 2                              # the ViT twin's attention
+  proj = 2 * b * n * dim * dim * 4                      # q, k, v and output projections
+  scores = 2 * 2 * b * heads * n * n * (dim // heads)   # q·k and weights·v per head
+  assert harness.forward_flops(Attention(dim, heads), torch.zeros(b, n, dim)) == proj + scores
+
+
+def test_every_registered_model_is_benchmarked():
+  """The default run covers vadjax.models.MODELS and BACKBONES, each with a twin of the
+  same input layout (the channels-last ones are the backbones and the feature predictor)."""
+  from vadjax.bench import records
+  from vadjax.bench.twins import TWINS
+  from vadjax.models import BACKBONES, MODELS
+  assert set(MODELS.names()) | set(BACKBONES.names()) <= set(records.PAPER_INPUT)
+  assert flags.FLAGS['models'].default == sorted(records.PAPER_INPUT)
+  for name in MODELS.names():
+    assert name in TWINS, name
+  assert set(records.BACKBONE_NAMES) == set(BACKBONES.names())
+  assert set(bench.FAST) < set(records.PAPER_INPUT)
+
+
+def test_fast_keeps_flags_given_on_the_command_line():
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(['bench'])
+  with flagsaver.flagsaver():
+    flags.FLAGS(['bench', '--fast', '--repeats=7'])
+    bench._apply_fast()
+    assert flags.FLAGS.repeats == 7 and flags.FLAGS.models == list(bench.FAST)
+    assert flags.FLAGS.size == 32 and not flags.FLAGS.torch_compile
+
+
+def test_bench_seed004_and_per_frame_on_the_same_weights(tmp_path):
+  """The feature predictor, a backbone (inference only) and per_frame against their twins:
+  each twin's inference output equals JAX's on the benchmark input before timing."""
+  out = tmp_path / 'bench.json'
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(['bench'])
+  with flagsaver.flagsaver(models=['feature_predictor', 'vit_mini', 'resnet_mini', 'per_frame'],
+                           batch=2, size=32, repeats=1, warmup=0, torch_compile=False,
+                           isolated_memory=False, out=str(out)):
+    bench.main([])
+  recs = json.loads(out.read_text())['records']
+  assert {(r['model'], r['mode']) for r in recs} == {
+      ('feature_predictor', 'train'), ('feature_predictor', 'infer'), ('vit_mini', 'infer'),
+      ('resnet_mini', 'infer'), ('per_frame', 'train'), ('per_frame', 'infer')}
+  for r in recs:
+    assert r['median_s'] > 0 and r['flops'] > 0
+    if r['framework'] == 'torch':
+      assert r['max_rel_diff'] < 1e-4, r
+  assert 'rel. diff' in bench.lib.table(recs)
 
 
 def test_paired_ratios_of_known_durations():

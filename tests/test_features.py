@@ -311,9 +311,9 @@ def test_lstm_predictor_matches_its_pytorch_twin():
   x = np.random.RandomState(0).randn(3, 7, 1, 1, 6).astype(np.float32)
   model = FeaturePredictor(channels=6, hidden=5, layers=2)
   v = model.init(jax.random.key(0), x)
-  twin = twins.LSTMPredictor(6, 5, 2).load_flax(v['params'])
+  twin = twins.LSTMPredictor(6, hidden=5, layers=2).load_flax(v['params'])
   with torch.no_grad():
-    ref = twin(torch.from_numpy(x)).numpy()
+    ref = twin(torch.from_numpy(x))['prediction'].numpy()
   np.testing.assert_allclose(model.apply(v, x)['prediction'], ref, rtol=1e-5, atol=1e-6)
 
 
@@ -347,17 +347,6 @@ def test_seed004_study_quick(tmp_path):
     assert json.load(f)['features']['weights'] == str(tmp_path / 'dino' / 'backbone.npz')
   assert '88.54 ± 0.22' in out['table'] and len(out['rows']) == 2
   figure(out['figure'])
-
-
-def test_feature_speed_against_pytorch_runs_on_the_same_weights():
-  from experiments import features
-  result = features.speed(2, backbones=('vit_mini',))
-  for name in ('extract/vit_mini', 'predictor_train/lstm'):
-    r = result['rows'][name]
-    assert r['jax_s'] > 0 and r['torch_s'] > 0 and r['paired_torch_over_jax'] > 0
-  assert result['rows']['extract/vit_mini']['max_rel_diff'] < 1e-4
-  assert result['rows']['predictor_train/lstm']['first_loss_rel_diff'] < 1e-5
-  assert '| extract/vit_mini |' in features.table(result)
 
 
 def test_dino_config_reads_image_and_video_datasets():

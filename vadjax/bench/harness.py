@@ -2,9 +2,9 @@
 
 Every record times one (model, framework, mode) after warm-up: the first call (compile for
 JAX and torch.compile) is reported separately, then the median and spread of the timed
-repeats. FLOPs are counted analytically from the layer shapes of the PyTorch twin (forward
-hooks on Conv/ConvTranspose/Linear; training = 3× forward: forward, input and weight
-gradients), so they do not depend on XLA's cost analysis (which counts a scan body once).
+repeats. FLOPs are counted from the PyTorch twin's forward pass (`forward_flops`; training = 3×
+forward: forward, input and weight gradients), so they do not depend on XLA's cost
+analysis (which counts a scan body once).
 Memory: device peak bytes on GPU; on CPU the peak resident set size sampled during the
 record, and its growth over the resident size before the record.
 """
@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def _rss_bytes() -> int:
@@ -100,30 +101,22 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def forward_flops(twin: nn.Module, x: torch.Tensor) -> int:
-  """Multiply-adds × 2 of every conv (2D/3D, transposed or not), Linear and memory read in
-  one forward pass."""
-  total = [0]
+  """FLOPs of one forward pass (2 per multiply-add): every matmul, conv (transposed or not)
+  and batched product torch dispatches, counted by `torch.utils.flop_counter` (so attention
+  and the MemAE memory read count too), plus the matmuls inside `nn.LSTM`, which runs as one
+  fused op that the counter does not see."""
+  lstm = [0]
 
   def hook(m, inputs, output):
-    if isinstance(m, (nn.ConvTranspose2d, nn.ConvTranspose3d)):   # every input pixel meets
-      i = inputs[0]                                                # the whole kernel
-      total[0] += 2 * i.numel() * m.out_channels * int(np.prod(m.kernel_size)) // m.groups
-    elif isinstance(m, (nn.Conv2d, nn.Conv3d)):   # every output pixel meets the whole kernel
-      total[0] += (2 * output.numel() * m.in_channels * int(np.prod(m.kernel_size))
-                   // m.groups)
-    elif isinstance(m, nn.Linear):
-      total[0] += 2 * output.numel() * m.in_features
-    elif isinstance(getattr(m, 'memory', None), nn.Parameter):    # MemAE memory: Q×N×C twice
-      n, c = m.memory.shape
-      total[0] += 4 * (inputs[0].numel() // c) * n * c
+    b_t = inputs[0].numel() // m.input_size            # (batch × time) rows
+    for layer in range(m.num_layers):
+      fan_in = (m.input_size if layer == 0 else m.hidden_size) + m.hidden_size
+      lstm[0] += 2 * b_t * 4 * m.hidden_size * fan_in
 
-  handles = [m.register_forward_hook(hook) for m in twin.modules()
-             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Conv3d, nn.ConvTranspose3d,
-                               nn.Linear)) or isinstance(getattr(m, 'memory', None),
-                                                         nn.Parameter)]
-  with torch.no_grad():
-    twin.eval()
+  handles = [m.register_forward_hook(hook) for m in twin.modules() if isinstance(m, nn.LSTM)]
+  twin.eval()
+  with torch.no_grad(), FlopCounterMode(display=False) as counter:
     twin(x)
   for h in handles:
     h.remove()
-  return total[0]
+  return counter.get_total_flops() + lstm[0]

@@ -15,10 +15,10 @@ import torch
 
 from vadjax import parallel
 from vadjax.bench import harness
-from vadjax.bench.twins import TWINS, Memory as TorchMemory, port
+from vadjax.bench.twins import TWINS, Memory as TorchMemory, backbones, port
 from vadjax.bench.twins.memae import ENTROPY_WEIGHT
 from vadjax.methods import METHODS
-from vadjax.models import MODELS, conv_rnn_ae
+from vadjax.models import BACKBONES, MODELS, conv_rnn_ae, vit
 from vadjax.nn.memory import Memory
 from vadjax.train import steps as steps_lib
 
@@ -27,75 +27,122 @@ PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 
                'se_cae': (128, 128, 1), 'aa_cae': (128, 128, 1), 'sa_cae': (128, 128, 1),
                'ssa_cae': (128, 128, 1), 'cbam_ae': (32, 32, 1), 'ltpa_ae': (32, 32, 1),
                'bcae2': (128, 128, 1), 'ks_cae': (128, 128, 1), 'ks_cae_fused': (128, 128, 1),
-               **{n: (8, 128, 128, 1) for n in conv_rnn_ae.NAMES},
-               'alps': (32, 32, 1), 'adacl_cnn': (32, 32, 1)}
-DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8, **{n: 8 for n in conv_rnn_ae.NAMES}}
+               **{n: (8, 128, 128, 1) for n in ('conv_rnn_ae', 'per_frame',
+                                                *conv_rnn_ae.NAMES)},
+               'alps': (32, 32, 1), 'adacl_cnn': (32, 32, 1),
+               # seed 004: clips of 9 ViT-S feature vectors; the backbones at their sizes
+               'feature_predictor': (9, 1, 1, 384),
+               **{n: (224, 224, 3) for n in vit.SIZES}, 'vit_mini': (64, 64, 3),
+               'resnet50': (128, 128, 3), 'resnet_mini': (64, 64, 3)}
+# per_frame: BCAE1 on 4 clips of 8 frames, BCAE1's own batch of 32 images
+DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8, 'per_frame': 4,
+                 **{n: 8 for n in ('conv_rnn_ae', *conv_rnn_ae.NAMES)}}
 # benchmark names that are a registered model with other settings
 VARIANTS = {'ks_cae_fused': ('ks_cae', {'block': 'fused'})}
-METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae', 'alps': 'alps', 'adacl_cnn': 'adacl'}
+METHOD = {'memae_2d': 'memae', 'memae_3d': 'memae', 'alps': 'alps', 'adacl_cnn': 'adacl',
+          'feature_predictor': 'feature_prediction'}
 # ADACL's JAX step doubles its batch on device (each image and a created anomaly); its twin
 # gets the doubled batch ready-made (the image and its mirror), so torch does no augmenting
 DOUBLED = ('adacl_cnn',)
+# what inference returns (else the reconstruction)
+OUTPUT = {'adacl_cnn': 'prediction', 'feature_predictor': 'prediction',
+          **{n: 'cls' for n in vit.SIZES}, 'resnet50': 'latent', 'resnet_mini': 'latent'}
+# the frozen backbones of seed 004 are timed in inference only (DINO trains them:
+# experiments/dino.py); their twins and the feature predictor's take channels-last inputs
+BACKBONE_NAMES = tuple(BACKBONES.names())
+CHANNELS_LAST = (*BACKBONE_NAMES, 'feature_predictor')
 
-OUTPUT = {'adacl_cnn': 'prediction'}     # what inference returns (else the reconstruction)
+
+def modes(name: str) -> tuple:
+  return ('infer',) if name in BACKBONE_NAMES else ('train', 'infer')
+
 
 def input_shape(name: str, size: int) -> tuple:
   shape = PAPER_INPUT[name]
-  if size and name != 'memory':
+  if size and name not in ('memory', 'feature_predictor'):
     shape = (*shape[:-3], size, size, shape[-1])
   return shape
 
 
+def _inputs(name, shape, batch):
+  rng = np.random.default_rng(0)
+  if name == 'memory':
+    return rng.normal(size=(batch * shape[0], shape[1])).astype(np.float32)
+  if name == 'feature_predictor':                 # standardised feature vectors
+    return rng.standard_normal((batch, *shape)).astype(np.float32)
+  return rng.random((batch, *shape), np.float32)
+
+
+def _timed_jax(fn, lower, warmup, repeats):
+  """(timing, resident memory, device peak, XLA's buffer assignment in MB) of one call."""
+  if jax.default_backend() == 'gpu':
+    for d in jax.local_devices():
+      d.memory_stats()      # initialise
+  with harness.PeakRSS() as mem:
+    t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+  peak = None
+  if jax.default_backend() != 'cpu':
+    peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
+  ma = lower().compile().memory_analysis()
+  xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+            - ma.alias_size_in_bytes) / 2**20
+  return t, mem, peak, xla_mb
+
+
 def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer'),
                  keep=None):
-  """Timings per mode; `keep` (a dict) gets each mode's (call, sync) for `--paired`."""
+  """Timings per mode, the variables after them and the inference output on the benchmark
+  input; `keep` (a dict) gets each mode's (call, sync) for `--paired`."""
   if name == 'memory':
     return jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep)
-  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-5,
-                                       memae=dict(entropy_weight=ENTROPY_WEIGHT)))
+  if name in BACKBONE_NAMES:
+    return jax_backbone_records(name, shape, batch, dtype, repeats, warmup, modes, keep)
+  cfg = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3, weight_decay=1e-5, memae=dict(entropy_weight=ENTROPY_WEIGHT),
+      image_size=0, data=dict(video=dict(clip_length=shape[0], clip_strides=(1,)))))
   mesh = parallel.make_mesh(1)
   model_name, kwargs = VARIANTS.get(name, (name, {}))
-  model = MODELS.get(model_name)(channels=1, dtype=jnp.dtype(dtype), **kwargs)
+  model = MODELS.get(model_name)(channels=shape[-1], dtype=jnp.dtype(dtype), **kwargs)
   method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
   tx = method.optimizer(cfg, steps_lib.make_optimizer)
   steps = steps_lib.build_steps(model, method, tx, mesh, shape)
   state = [steps.init(jax.random.PRNGKey(0))]
-  x = np.random.default_rng(0).random((batch, *shape), np.float32)
-  b = parallel.shard_batch({'image': x}, mesh)
+  b = parallel.shard_batch({'image': _inputs(name, shape, batch)}, mesh)
 
   def train():
     state[0], m = steps.train(state[0], b)
     return m['loss']
   infer = jax.jit(lambda s, x: model.apply({'params': s.params, 'batch_stats': s.batch_stats},
                                            x, train=False)[OUTPUT.get(name, 'recon')])
-  compiled = {'train': lambda: steps.train.lower(state[0], b),
-              'infer': lambda: infer.lower(state[0], b['image'])}
+  calls = {'train': (train, lambda: steps.train.lower(state[0], b)),
+           'infer': (lambda: infer(state[0], b['image']),
+                     lambda: infer.lower(state[0], b['image']))}
   out = {}
-  for mode, fn in (('train', train), ('infer', lambda: infer(state[0], b['image']))):
-    if mode not in modes:
-      continue
-    if jax.default_backend() == 'gpu':
-      for d in jax.local_devices():
-        d.memory_stats()      # initialise
-    with harness.PeakRSS() as mem:
-      t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+  for mode in modes:
+    out[mode] = _timed_jax(*calls[mode], warmup, repeats)
     if keep is not None:
-      keep[mode] = (fn, jax.block_until_ready)
-    peak = None
-    if jax.default_backend() != 'cpu':
-      peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
-    ma = compiled[mode]().compile().memory_analysis()    # XLA's buffer assignment
-    xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
-              - ma.alias_size_in_bytes) / 2**20
-    out[mode] = (t, mem, peak, xla_mb)
+      keep[mode] = (calls[mode][0], jax.block_until_ready)
   variables = {'params': state[0].params, 'batch_stats': state[0].batch_stats}
-  return out, jax.device_get(variables)
+  return out, jax.device_get(variables), np.asarray(infer(state[0], b['image']), np.float32)
+
+
+def jax_backbone_records(name, shape, batch, dtype, repeats, warmup, modes, keep=None):
+  module = BACKBONES.get(name)(channels=shape[-1], dtype=jnp.dtype(dtype))
+  x = jnp.asarray(_inputs(name, shape, batch))
+  variables = jax.jit(module.init)(jax.random.key(0), x[:1])
+  infer = jax.jit(lambda v, x: module.apply(v, x)[OUTPUT[name]])
+  out = {}
+  if 'infer' in modes:
+    out['infer'] = _timed_jax(lambda: infer(variables, x), lambda: infer.lower(variables, x),
+                              warmup, repeats)
+    if keep is not None:
+      keep['infer'] = (lambda: infer(variables, x), jax.block_until_ready)
+  return out, jax.device_get(variables), np.asarray(infer(variables, x), np.float32)
 
 
 def jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep=None):
   mod = Memory(num_items=2000, shrink_threshold=1 / 2000, dtype=jnp.dtype(dtype))
-  z = jnp.asarray(np.random.default_rng(0).normal(size=(batch * shape[0], shape[1])),
-                  jnp.float32)
+  z = jnp.asarray(_inputs('memory', shape, batch))
   params = mod.init(jax.random.PRNGKey(0), z)['params']
 
   def loss(p, z):   # as the twin's (vadjax.bench.twins.memae.Memory.loss)
@@ -103,23 +150,15 @@ def jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep=None):
     return (z_hat ** 2).mean() - ENTROPY_WEIGHT * (w * jnp.log(w + 1e-12)).sum(-1).mean()
   grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
   infer = jax.jit(lambda p, z: mod.apply({'params': p}, z)[0])
+  calls = {'train': (lambda: grad(params, z), lambda: grad.lower(params, z)),
+           'infer': (lambda: infer(params, z), lambda: infer.lower(params, z))}
   out = {}
-  for mode, fn, lower in (('train', lambda: grad(params, z), lambda: grad.lower(params, z)),
-                          ('infer', lambda: infer(params, z), lambda: infer.lower(params, z))):
-    if mode not in modes:
-      continue
-    with harness.PeakRSS() as mem:
-      t = harness.time_calls(fn, jax.block_until_ready, warmup, repeats)
+  for mode in modes:
+    out[mode] = _timed_jax(*calls[mode], warmup, repeats)
     if keep is not None:
-      keep[mode] = (fn, jax.block_until_ready)
-    ma = lower().compile().memory_analysis()
-    xla_mb = (ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
-              - ma.alias_size_in_bytes) / 2**20
-    peak = None
-    if jax.default_backend() != 'cpu':
-      peak = jax.local_devices()[0].memory_stats().get('peak_bytes_in_use')
-    out[mode] = (t, mem, peak, xla_mb)
-  return out, {'params': {'memory': {'memory': jax.device_get(params['memory'])}}}
+      keep[mode] = (calls[mode][0], jax.block_until_ready)
+  return (out, {'params': {'memory': {'memory': jax.device_get(params['memory'])}}},
+          np.asarray(infer(params, z), np.float32))
 
 
 def torch_twin(name, shape, variables):
@@ -127,21 +166,27 @@ def torch_twin(name, shape, variables):
     twin = TorchMemory(2000, shape[-1], shrink_threshold=1 / 2000)
     twin.memory.data = torch.from_numpy(np.array(variables['params']['memory']['memory']))
     return twin
-  return port(TWINS[name](channels=1, input_size=shape[-3:-1]), variables)
+  if name in BACKBONE_NAMES:
+    return backbones.twin_of(name, variables)
+  twin = TWINS[name](channels=shape[-1], input_size=shape[-3:-1])
+  if hasattr(twin, 'load_flax'):
+    return twin.load_flax(variables['params'])
+  return port(twin, variables)
 
 
 def torch_records(name, shape, batch, dtype, repeats, warmup, variables, compiled,
-                   modes=('train', 'infer'), keep=None):
+                   modes=('train', 'infer'), keep=None, reference=None):
+  """Timings per mode and the forward FLOPs; with `reference` (the JAX inference output on
+  the same input and variables) also the largest difference from it, relative to its
+  largest magnitude, measured before any timed training step."""
   dev = 'cuda' if torch.cuda.is_available() else 'cpu'
   twin = torch_twin(name, shape, variables).to(dev)
-  rng = np.random.default_rng(0)
-  if name == 'memory':
-    x = torch.from_numpy(rng.normal(size=(batch * shape[0], shape[1])).astype(np.float32))
-  else:   # channels first
-    x = torch.from_numpy(rng.random((batch, *shape), np.float32)).movedim(-1, 1).contiguous()
+  x = torch.from_numpy(_inputs(name, shape, batch))
+  if name not in CHANNELS_LAST and name != 'memory':
+    x = x.movedim(-1, 1).contiguous()
   if name in DOUBLED:
     x = torch.cat([x, x.flip(-1)])
-  target = torch.from_numpy(rng.random(len(x), np.float32)).to(dev)   # ADACL's labels
+  target = torch.from_numpy(np.random.default_rng(1).random(len(x), np.float32)).to(dev)
   x = x.to(dev).requires_grad_(name == 'memory')    # the kernel's gradient w.r.t. queries
   flops = harness.forward_flops(twin, x)
   net = torch.compile(twin) if compiled else twin
@@ -170,19 +215,27 @@ def torch_records(name, shape, batch, dtype, repeats, warmup, variables, compile
     if dev == 'cuda':
       torch.cuda.synchronize()
     return r
+  diff = None if reference is None else _relative_difference(name, infer(), reference)
   out = {}
-  for mode, fn in (('train', train), ('infer', infer)):
-    if mode not in modes:
-      continue
+  for mode in modes:
     if dev == 'cuda':
       torch.cuda.reset_peak_memory_stats()
+    fn = train if mode == 'train' else infer
     with harness.PeakRSS() as mem:
       t = harness.time_calls(fn, sync, warmup, repeats)
     if keep is not None:
       keep[mode] = (fn, sync)
     peak = torch.cuda.max_memory_allocated() if dev == 'cuda' else None
     out[mode] = (t, mem, peak, None)
-  return out, flops
+  return out, flops, diff
+
+
+def _relative_difference(name, ours, reference) -> float:
+  ours = ours.detach().float().cpu().numpy()[:len(reference)]    # (ADACL's doubled batch)
+  if name not in CHANNELS_LAST and name != 'memory' and ours.ndim >= 4:
+    ours = np.moveaxis(ours, 1, -1)
+  ours = ours.reshape(reference.shape)
+  return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), 1e-12))
 
 
 def record(name, framework, mode, shape, batch, dtype, flops, t, mem, peak, xla_mb):
@@ -230,9 +283,9 @@ def table(records) -> str:
   paired = any('paired_ratio' in r for r in records)
   block = next((r['paired_block'] for r in records if 'paired_block' in r), 0)
   lines = ['| model | mode | framework | median ms | p10–p90 ms | samples/s | GFLOP/s | '
-           '% peak | first call s | memory MB | torch/jax |'
+           '% peak | first call s | memory MB | torch/jax | rel. diff |'
            + (f' paired torch/jax (p25–p75) | blocks of {block} |' if paired else ''),
-           '|' + '---|' * (13 if paired else 11)]
+           '|' + '---|' * (14 if paired else 12)]
   base = {(r['model'], r['mode']): r['median_s'] for r in records if r['framework'] == 'jax'}
   for r in records:
     ratio = base[(r['model'], r['mode'])] and r['median_s'] / base[(r['model'], r['mode'])]
@@ -241,9 +294,14 @@ def table(records) -> str:
         f'{r["median_s"] * 1e3:.1f} | {r["p10_s"] * 1e3:.1f}–{r["p90_s"] * 1e3:.1f} | '
         f'{r["samples_per_s"]:.0f} | {r["gflops_per_s"]:.1f} | {_share(r)} | '
         f'{r["first_call_s"]:.1f} | '
-        f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} |'
+        f'{_memory(r)} | {"" if r["framework"] == "jax" else f"{ratio:.2f}"} | '
+        f'{_diff(r)} |'
         + (f' {_paired(r, "paired")} | {_paired(r, "paired_block")} |' if paired else ''))
   return '\n'.join(lines)
+
+
+def _diff(r) -> str:
+  return '' if r.get('max_rel_diff') is None else f'{r["max_rel_diff"]:.0e}'
 
 
 def _share(r) -> str:

@@ -7,8 +7,8 @@ parity tests (same weights, same input → same outputs) and the speed compariso
 `experiments/bench.py`.
 """
 
-from vadjax.bench.twins import (conv_ae, conv_rnn, frame_predictor, ks_cae, memae,  # noqa: F401
-                                 seed002)  # (register)
+from vadjax.bench.twins import (backbones, conv_ae, conv_rnn, frame_predictor, ks_cae,  # noqa: F401
+                                 memae, seed002)  # (register)
 from vadjax.bench.twins.ks_cae import AsymmetricBlock
 from vadjax.bench.twins.conv_rnn import Recurrent
 from vadjax.bench.twins.memae import Memory

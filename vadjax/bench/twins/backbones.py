@@ -15,6 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vadjax.bench.twins.registry import add
+from vadjax.models import checkpoints
+from vadjax.models.vit import SIZES
+
 
 class Attention(nn.Module):
   def __init__(self, dim, heads):
@@ -141,16 +145,23 @@ class ResNet(nn.Module):
 
 class LSTMPredictor(nn.Module):
   """The LSTM next-feature predictor (vadjax/models/feature_predictor.py) in PyTorch: clips
-  (B, T, 1, 1, D) → predictions (B, T − 1, D) of vectors 1..T−1."""
+  (B, T, 1, 1, D) → {'prediction': vectors 1..T−1 predicted (B, T − 1, D), 'target': those
+  vectors}, and the l2 objective of vadjax/methods/feature_prediction.py as `loss`."""
 
-  def __init__(self, dim, hidden=256, layers=1):
+  def __init__(self, channels, input_size=None, hidden=256, layers=1):
+    del input_size           # (the twins' signature)
     super().__init__()
-    self.lstm = nn.LSTM(dim, hidden, layers, batch_first=True)
-    self.out = nn.Linear(hidden, dim)
+    self.lstm = nn.LSTM(channels, hidden, layers, batch_first=True)
+    self.out = nn.Linear(hidden, channels)
 
   def forward(self, x):
     h, _ = self.lstm(x[:, :-1, 0, 0])
-    return self.out(h)
+    return {'prediction': self.out(h), 'target': x[:, 1:, 0, 0]}
+
+  @staticmethod
+  def loss(out, x, target=None):
+    del x, target
+    return torch.mean((out['prediction'] - out['target']) ** 2)
 
   def load_flax(self, params: dict) -> 'LSTMPredictor':
     """Copies the Flax predictor's params: per layer, the input kernels ii, if, ig, io and
@@ -168,3 +179,21 @@ class LSTMPredictor(nn.Module):
     self.out.weight.data, self.out.bias.data = t(params['out']['kernel']).T, t(
         params['out']['bias'])
     return self
+
+
+add('feature_predictor', LSTMPredictor)
+
+
+def twin_of(name: str, variables) -> nn.Module:
+  """The reference of backbone `name` (a vadjax.models.BACKBONES name) holding the Flax
+  `variables`, in eval mode."""
+  if name in SIZES:
+    dim, depth, heads, patch, native = SIZES[name]
+    twin = ViT(dim, depth, heads, patch, native)
+  else:
+    twin = ResNet() if name == 'resnet50' else ResNet(blocks=(1, 1, 1, 1), width=16)
+  missing, _ = twin.load_state_dict({k: torch.tensor(v) for k, v in
+                                     checkpoints.torch_named(variables).items()}, strict=False)
+  if missing != [] and set(missing) != {'fc.weight', 'fc.bias'}:
+    raise ValueError(f'{name}: the Flax variables lack {missing}')
+  return twin.eval()

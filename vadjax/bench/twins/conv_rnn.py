@@ -9,7 +9,7 @@ the Flax names, so `vadjax.bench.twins.port` copies variables by path.
 import torch
 from torch import nn
 
-from vadjax.bench.twins.registry import add, bn, mse_loss
+from vadjax.bench.twins.registry import TWINS, add, bn, mse_loss
 from vadjax.models.conv_rnn_ae import NAMES
 
 GATES = {'rnn': 1, 'lstm': 4, 'gru': 3}
@@ -158,3 +158,23 @@ class ConvRecurrentAE(nn.Module):
 add('conv_rnn_ae', ConvRecurrentAE)
 for _name, (_cell, _variant) in NAMES.items():
   add(_name, ConvRecurrentAE, cell=_cell, variant=_variant)
+
+
+class PerFrame(nn.Module):
+  """Twin of `vadjax.models.conv_rnn_ae.PerFrame`: the image twin of `image_model` on every
+  frame of clips (B, C, T, H, W)."""
+
+  def __init__(self, channels=1, input_size=(128, 128), image_model='bcae1'):
+    super().__init__()
+    self.frames = TWINS[image_model](channels=channels, input_size=input_size)
+
+  def forward(self, x):
+    b, t = x.shape[0], x.shape[2]
+    out = self.frames(x.transpose(1, 2).flatten(0, 1))
+    return {'recon': out['recon'].unflatten(0, (b, t)).transpose(1, 2),
+            'latent': out['latent'].reshape(b, -1)}
+
+  loss = staticmethod(mse_loss)
+
+
+add('per_frame', PerFrame)
