@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from conftest import SUBPROCESS_ENV
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ('--config=experiments/configs/reconstruction.py:quick,num_epochs=6,'
@@ -16,7 +17,7 @@ QUICK = ('--config=experiments/configs/reconstruction.py:quick,num_epochs=6,'
 
 
 def _run(*args, timeout=300):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = dict(SUBPROCESS_ENV)
   return subprocess.run([sys.executable, '-m', 'experiments.main', *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
 
@@ -59,7 +60,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(args, message, tmp_path)
 
 
 def test_kill_and_restart_resumes(tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = dict(SUBPROCESS_ENV)
   cmd = [sys.executable, '-m', 'experiments.main', QUICK, f'--workdir={tmp_path}']
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict
 
+from conftest import SUBPROCESS_ENV
 from test_train import _final_params, _history
 from vadjax.models import MODELS
 from vadjax.train import train_and_evaluate
@@ -30,7 +31,7 @@ def test_two_processes_equal_two_devices(quick_config, tmp_path):
   train_and_evaluate(quick_config(num_devices=2), str(single))
 
   multi, port = tmp_path / 'multi', _free_port()
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = dict(SUBPROCESS_ENV)
   env['PYTHONPATH'] = ROOT
   procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'multiprocess_worker.py'),
                              str(multi), str(port), str(i)], cwd=ROOT, env=env,

@@ -7,7 +7,6 @@ import time
 
 import jax
 from absl import logging
-from tensorboardX import SummaryWriter
 
 
 class RunLogger:
@@ -18,6 +17,9 @@ class RunLogger:
     self.t0 = time.perf_counter()
     if self.enabled:
       self.jsonl = open(os.path.join(run_dir, 'metrics.jsonl'), 'a')
+      # imported here: tensorboardX imports torch when torch is installed (1.3 s), which
+      # every CLI start would pay, also those that never train
+      from tensorboardX import SummaryWriter  # noqa: PLC0415
       self.tb = SummaryWriter(os.path.join(run_dir, 'tensorboard'))
 
   def write(self, step: int, values: dict) -> None:
