@@ -15,8 +15,8 @@ unless --batch is:
 - the conv recurrent AEs of seed 001 at (L_R, DUT) = (2, N) and `per_frame` (BCAE1 on every
   frame) on 8×128×128 clips, batch 8 (per_frame 4: BCAE1's 32 images);
 - seed 004's feature predictor (LSTM) on clips of 9 standardised 384-d vectors, and its
-  frozen backbones in inference only: the ViTs at 224² (vit_mini 64²), ResNet-50 at 128²
-  (resnet_mini 64²), RGB.
+  frozen backbones in inference only: the ViTs at 224² (vit_mini 64²; ViT-S/8 and ViT-B/16
+  batch 4, ViT-B/8 batch 2), ResNet-50 at 128² (resnet_mini 64²), RGB.
 `--fast` is the CI-sized run: one model of each family (FAST) at 32×32, batch 4.
 
 Records (model × framework × mode) go to --out as JSON and a markdown table is printed,
@@ -26,8 +26,8 @@ and the largest difference of its inference output from JAX's on the benchmark i
 relative to the largest output, is checked before timing (`max_rel_diff`, "rel. diff").
 Memory: peak device memory on GPU; on CPU the growth of resident memory over one record
 run alone in a fresh process (JAX's includes compilation), and for JAX also XLA's own
-buffer assignment (`xla_buffers_mb`). Runtime on a 2-core CPU: ~25 min for the default
-run with --torch_compile=false, ~1 min with --fast.
+buffer assignment (`xla_buffers_mb`). Runtime on a 2-core CPU: ~40 min for the default
+run with --torch_compile=false --isolated_memory=false --paired=6, ~75 s with --fast.
 
 `--paired=N` also alternates N JAX and eager-torch calls per mode and reports the median
 (and quartiles) of the per-pair ratios, for single calls and for blocks of
