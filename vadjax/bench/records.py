@@ -91,6 +91,16 @@ def _timed_jax(fn, lower, warmup, repeats):
   return t, mem, peak, xla_mb
 
 
+def _time_modes(calls, modes, warmup, repeats, keep):
+  """{mode: `_timed_jax` of calls[mode] = (call, lower)}; `keep` gets (call, sync)."""
+  out = {}
+  for mode in modes:
+    out[mode] = _timed_jax(*calls[mode], warmup, repeats)
+    if keep is not None:
+      keep[mode] = (calls[mode][0], jax.block_until_ready)
+  return out
+
+
 def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer'),
                  keep=None):
   """Timings per mode, the variables after them and the inference output on the benchmark
@@ -119,11 +129,7 @@ def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'inf
   calls = {'train': (train, lambda: steps.train.lower(state[0], b)),
            'infer': (lambda: infer(state[0], b['image']),
                      lambda: infer.lower(state[0], b['image']))}
-  out = {}
-  for mode in modes:
-    out[mode] = _timed_jax(*calls[mode], warmup, repeats)
-    if keep is not None:
-      keep[mode] = (calls[mode][0], jax.block_until_ready)
+  out = _time_modes(calls, modes, warmup, repeats, keep)
   variables = {'params': state[0].params, 'batch_stats': state[0].batch_stats}
   return out, jax.device_get(variables), np.asarray(infer(state[0], b['image']), np.float32)
 
@@ -133,12 +139,8 @@ def jax_backbone_records(name, shape, batch, dtype, repeats, warmup, modes, keep
   x = jnp.asarray(_inputs(name, shape, batch))
   variables = jax.jit(module.init)(jax.random.key(0), x[:1])
   infer = jax.jit(lambda v, x: module.apply(v, x)[OUTPUT[name]])
-  out = {}
-  if 'infer' in modes:
-    out['infer'] = _timed_jax(lambda: infer(variables, x), lambda: infer.lower(variables, x),
-                              warmup, repeats)
-    if keep is not None:
-      keep['infer'] = (lambda: infer(variables, x), jax.block_until_ready)
+  calls = {'infer': (lambda: infer(variables, x), lambda: infer.lower(variables, x))}
+  out = _time_modes(calls, modes, warmup, repeats, keep)
   return out, jax.device_get(variables), np.asarray(infer(variables, x), np.float32)
 
 
@@ -154,11 +156,7 @@ def jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep=None):
   infer = jax.jit(lambda p, z: mod.apply({'params': p}, z)[0])
   calls = {'train': (lambda: grad(params, z), lambda: grad.lower(params, z)),
            'infer': (lambda: infer(params, z), lambda: infer.lower(params, z))}
-  out = {}
-  for mode in modes:
-    out[mode] = _timed_jax(*calls[mode], warmup, repeats)
-    if keep is not None:
-      keep[mode] = (calls[mode][0], jax.block_until_ready)
+  out = _time_modes(calls, modes, warmup, repeats, keep)
   return (out, {'params': {'memory': {'memory': jax.device_get(params['memory'])}}},
           np.asarray(infer(params, z), np.float32))
 
