@@ -10,7 +10,8 @@ def main(workdir, port, process_id):
   c = reconstruction.get_config('quick')
   c.model_kwargs.filters = (8, 8, 8, 16, 16)
   c.update(dict(distributed=True, coordinator_address=f'127.0.0.1:{port}', num_processes=2,
-                process_id=int(process_id), log_every_steps=2, checkpoint_every_epochs=1))
+                process_id=int(process_id), log_every_steps=2, checkpoint_every_epochs=1,
+                num_epochs=1))
   train_and_evaluate(c, workdir)
 
 

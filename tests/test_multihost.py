@@ -28,7 +28,7 @@ def _free_port():
 
 def test_two_processes_equal_two_devices(quick_config, tmp_path):
   single = tmp_path / 'single'
-  train_and_evaluate(quick_config(num_devices=2), str(single))
+  train_and_evaluate(quick_config(num_devices=2, num_epochs=1), str(single))
 
   multi, port = tmp_path / 'multi', _free_port()
   env = dict(SUBPROCESS_ENV)

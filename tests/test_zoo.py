@@ -288,7 +288,7 @@ def test_svdd_finetunes_only_the_encoder():
 def test_svdd_stage_attention_plots_and_the_svdd_sweep(tmp_path, quick_config):
   from experiments import svdd_sweep
   from vadjax.train import restore, train_and_evaluate
-  cfg = quick_config(model='cbam_ae', image_size=32, plots=True)
+  cfg = quick_config(model='cbam_ae', image_size=32, plots=True, num_epochs=1)
   cfg.svdd.epochs = 1
   cfg.unlock()
   cfg.model_kwargs = ml_collections.ConfigDict()
