@@ -35,7 +35,7 @@ PAPER_INPUT = {'bcae1': (128, 128, 1), 'deep_ae': (32, 32, 1), 'memae_2d': (32, 
                **{n: (224, 224, 3) for n in vit.SIZES}, 'vit_mini': (64, 64, 3),
                'resnet50': (128, 128, 3), 'resnet_mini': (64, 64, 3)}
 # per_frame: BCAE1 on 4 clips of 8 frames, BCAE1's own batch of 32 images; the larger ViTs
-# at 224² cost 17–78 GFLOP an image (a CPU call of 32 would take 5–20 s)
+# at 224² cost 35–156 GFLOP an image (measured: a CPU call of 32 would take 7–37 s)
 DEFAULT_BATCH = {'memae_3d': 4, 'memory': 8, 'aa_cae': 8, 'per_frame': 4,
                  **{n: 8 for n in ('conv_rnn_ae', *conv_rnn_ae.NAMES)},
                  'vit_s8': 4, 'vit_b16': 4, 'vit_b8': 2}
