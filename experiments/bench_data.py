@@ -1,11 +1,14 @@
-"""Data-loading speed on a real-format video dataset (issue 8; BUILD_NOTES.md).
+"""Data-loading speed on a real-format video dataset (issues 8 and 32; BUILD_NOTES.md).
 
 Writes a UCSD-Ped2-sized dataset in the official archive layout (random 240×360 `.tif`
-frames, `_gt` masks, the `.m` file) under --workdir, prepares it through the `vad_ucsd_ped2`
-TFDS builder at --image_size, and times what training and scoring read:
+frames, `_gt` masks, the `.m` file) under --workdir, prepares it into the frame store
+(vadjax/data/store.py) at --image_size, and times what training and scoring read: the input
+pipeline alone (clips/s), then the quick ConvRNN config at that size training
+--train_steps steps on it, in-process and with --workers Grain workers: steps/s, clips/s
+and the share of the wall time the training loop waits for its next batch.
 
   python -m experiments.bench_data --workdir=/tmp/bench_data [--train_videos=16 --test_videos=12
-      --frames=120 --image_size=128 --workers=2]
+      --frames=120 --image_size=128 --workers=2 --train_steps=100]
 """
 
 import json
@@ -27,6 +30,8 @@ _TEST = flags.DEFINE_integer('test_videos', 12, 'Test videos (Ped2: 12).')
 _FRAMES = flags.DEFINE_integer('frames', 120, 'Frames per video (Ped2: 120–180).')
 _SIZE = flags.DEFINE_integer('image_size', 128, 'Prepared frame size.')
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Grain workers for the second training timing.')
+_STEPS = flags.DEFINE_integer('train_steps', 100, 'Training steps of the ConvRNN timing '
+                              '(0: skip it).')
 
 
 def write_ucsd(root: str, n_train: int, n_test: int, frames: int) -> None:
@@ -61,6 +66,21 @@ def clips_per_second(source, workers: int, batches: int = 20) -> float:
   return rate
 
 
+def train_timings(raw: str, prepared: str, workers: int) -> dict:
+  """The quick ConvRNN config at --image_size on the prepared dataset, --train_steps steps:
+  the loop's timings (steps/s, clips/s, input wait share)."""
+  from experiments.configs import conv_rnn
+  from vadjax.train import restore, train_and_evaluate
+  workdir = os.path.join(_WORKDIR.value, f'train_{workers}_workers')
+  c = conv_rnn.get_config(f'quick,dataset=ucsd_ped2,image_size={_SIZE.value},'
+                          f'num_train_steps={_STEPS.value},data.workers={workers},'
+                          'num_devices=1,log_every_steps=1000')
+  c.data.update(manual_dir=raw, tfds_dir=prepared)
+  train_and_evaluate(c, workdir, mode='train')
+  t = restore(workdir).meta['timings']
+  return {k: round(t[k], 4) for k in ('steps_per_s', 'clips_per_s', 'input_wait_share')}
+
+
 def main(_):
   raw, prepared = (os.path.join(_WORKDIR.value, d) for d in ('raw', 'tfds'))
   shutil.rmtree(_WORKDIR.value, ignore_errors=True)
@@ -85,6 +105,10 @@ def main(_):
       f'train_clips_per_s_{_WORKERS.value}_workers': round(
           clips_per_second(splits.train, _WORKERS.value)),
       'date': time.strftime('%Y-%m-%d %H:%M'), 'cpus': os.cpu_count()}
+  if _STEPS.value:
+    result['train_quick_conv_rnn'] = train_timings(raw, prepared, 0)
+    result[f'train_quick_conv_rnn_{_WORKERS.value}_workers'] = train_timings(
+        raw, prepared, _WORKERS.value)
   print(json.dumps(result, indent=1))
   with open(os.path.join(_WORKDIR.value, 'bench_data.json'), 'w') as f:
     json.dump(result, f, indent=1)

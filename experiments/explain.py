@@ -72,7 +72,7 @@ def _output_folder() -> str:
 
 def _explain() -> str:
   from vadjax.explain import study
-  from vadjax.serving.predict import Progress
+  from vadjax.progress import Progress
   out = _output_folder()
   records = []
   for run in _runs():

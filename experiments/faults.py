@@ -27,7 +27,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from vadjax.data import builders, folder, formats
+from vadjax.data import folder, formats, video_datasets
 from vadjax.registry import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,6 +103,18 @@ def _write_events(path):
   return path + '.json'
 
 
+def _write_npy(path):
+  masks = np.zeros((5, 6, 8), np.uint8)
+  masks[2:4, 1:3, 2:6] = 1
+  np.save(path + '.npy', masks)
+  return path + '.npy'
+
+
+def _read_npy(path):
+  rows = formats.NpyRows(path)
+  return rows.read(0, len(rows))
+
+
 def _read_labels(path):
   return folder._frame_labels(os.path.dirname(os.path.dirname(path)), 'v', 5)
 
@@ -119,7 +131,8 @@ FORMATS = {
     'Avenue .mat': (_write_mat, formats.read_avenue_masks),
     'video (.avi)': (_write_video, formats.read_video),
     'frame labels (.txt)': (_write_labels, _read_labels),
-    'Subway events (.json)': (_write_events, builders.read_events),
+    'Subway events (.json)': (_write_events, video_datasets.read_events),
+    'ShanghaiTech masks (.npy)': (_write_npy, _read_npy),
 }
 
 

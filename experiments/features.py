@@ -28,17 +28,16 @@ def cached_features(workdir: str, category: str | None = None):
   if config.method != 'feature_prediction':
     raise UserError(f'{workdir!r} is a {config.method} experiment, not feature prediction')
   category = category or str(config.categories).split(',')[0]
-  files = sorted(glob.glob(os.path.join(workdir, 'cache', f'{category}-*.npz')),
-                 key=os.path.getmtime)
-  if not files:
+  folders = sorted(glob.glob(os.path.join(workdir, 'cache', f'{category}-*', 'train.npy')),
+                   key=os.path.getmtime)
+  if not folders:
     raise UserError(f'no cached features of {category!r} in {workdir}/cache; train first')
+  folder = os.path.dirname(folders[-1])
   splits = DATASETS.get(config.dataset)(category, config.image_size, config.data)
   feats, labels = [], []
-  with np.load(files[-1]) as z:
-    for split in ('train', 'val', 'test'):
-      for i, v in enumerate(getattr(splits, split).videos):
-        feats.append(z[f'{split}_{i}'])
-        labels.append(v.labels)
+  for split in ('train', 'val', 'test'):           # t-SNE takes every frame at once
+    feats.append(np.load(os.path.join(folder, f'{split}.npy'), allow_pickle=False))
+    labels += [v.labels for v in getattr(splits, split).videos]
   videos = np.concatenate([np.full(len(lab), i) for i, lab in enumerate(labels)])
   return np.concatenate(feats), np.concatenate(labels), videos
 

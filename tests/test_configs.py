@@ -21,7 +21,7 @@ CONFIGS = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
 VIDEO_ONLY = {'conv_rnn', 'feature_prediction'}
 # one dataset of each kind: grey / colour images (small, large), grey / colour video, folders
 IMAGE_KINDS = ('digits', 'mnist', 'cifar10', 'mvtec', 'folder')
-VIDEO_KINDS = ('walkway', 'ucsd_ped2', 'avenue', 'folder_video')
+VIDEO_KINDS = ('walkway', 'ucsd_ped2', 'avenue', 'shanghaitech', 'folder_video')
 
 
 def _shape(c):
@@ -29,7 +29,7 @@ def _shape(c):
   grey = c.dataset in real.GREY_BY_DEFAULT or c.dataset in ('digits', 'walkway', 'folder',
                                                              'folder_video', 'moving_digits')
   channels = c.data.channels or (1 if grey else 3)
-  if c.method == 'feature_prediction':      # clips of 1×1 feature maps (data/features.py)
+  if c.method == 'feature_prediction':      # clips of 1×1 feature maps (methods/feature_cache.py)
     backbone = BACKBONES.get(c.features.backbone)()
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), 'float32')
     d = jax.eval_shape(lambda x: backbone.init_with_output(jax.random.key(0), x)[0], x)

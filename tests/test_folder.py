@@ -133,7 +133,7 @@ def video_root(tmp_path):
 
 
 def _video_cfg(root, **kw):
-  return _cfg(root, val_fraction=0.25, test_fraction=0.25,
+  return _cfg(root, val_fraction=0.25, test_fraction=0.25, tfds_dir=f'{root}-prepared',
               video=dict(clip_length=2, clip_strides=(1,)), **kw)
 
 

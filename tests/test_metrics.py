@@ -104,3 +104,93 @@ def test_bad_input_errors():
     metrics.auroc([0, 1], [0.0, np.nan])
   with pytest.raises(ValueError, match='both normal and anomalous'):
     metrics.ranking_metrics([0, 0], [0.1, 0.2])
+
+
+# ---- pixel metrics from per-batch statistics (vadjax/eval/pixel.py) ----
+
+def _exact_aupro(scores, masks, limit=0.3):
+  """By definition, at every distinct score: the false-positive rate over all normal pixels
+  and the mean over 8-connected regions (scikit-image) of the share of their pixels at or
+  above it; the area up to `limit` (the last segment interpolated), over `limit`."""
+  from skimage import measure
+  masks = masks > 0.5
+  regions = []
+  for s, m in zip(scores, masks):
+    lab = measure.label(m, connectivity=2)
+    regions += [np.sort(s[lab == r]) for r in range(1, lab.max() + 1)]
+  normal = np.sort(scores[~masks])
+  ts = np.unique(scores)[::-1]
+  above = lambda v: (len(v) - np.searchsorted(v, ts, side='left')) / len(v)   # noqa: E731
+  fpr = np.r_[0, above(normal)]
+  pro = np.r_[0, np.mean([above(r) for r in regions], axis=0)]
+  inside = fpr <= limit
+  xs, ys = fpr[inside], pro[inside]
+  j = int(np.argmax(~inside))
+  end = pro[j - 1] + (limit - fpr[j - 1]) / (fpr[j] - fpr[j - 1]) * (pro[j] - pro[j - 1])
+  return np.trapezoid(np.r_[ys, end], np.r_[xs, limit]) / limit
+
+
+def _pixel_fixture(seed, ties=False):
+  rng = np.random.default_rng(seed)
+  masks = np.zeros((30, 24, 24), np.float32)
+  for i in range(30):
+    for _ in range(rng.integers(0, 4)):        # 0–3 boxes, some touching, of 1–64 pixels
+      y, x = rng.integers(0, 22, 2)
+      h, w = rng.integers(1, 9, 2)
+      masks[i, y:y + h, x:x + w] = 1
+  scores = masks * rng.uniform(0.1, 2.0) + rng.gamma(2.0, 0.3, masks.shape) - 0.4
+  if ties:
+    scores = np.round(scores, 1)               # heavy ties, negative scores too
+  return scores.astype(np.float32), masks
+
+
+@pytest.mark.parametrize('seed,ties', [(0, False), (1, False), (2, True)])
+def test_binned_pixel_metrics_equal_exact_ones(seed, ties):
+  """AUROC against scikit-learn and AUPRO against the definition: |Δ| ≤ 1e-3, and within
+  the bound the statistics report; the same whatever the batches."""
+  from vadjax.eval.pixel import PixelStats
+  scores, masks = _pixel_fixture(seed, ties)
+  stats = PixelStats()
+  for i in range(0, len(scores), 7):
+    stats.update(scores[i:i + 7], masks[i:i + 7])
+  r = stats.results()
+  auroc = skm.roc_auc_score(masks.ravel() > 0.5, scores.ravel())
+  aupro = _exact_aupro(scores, masks)
+  assert abs(r['pixel_auroc'] - auroc) <= min(1e-3, r['pixel_auroc_bin_bound'] + 1e-12)
+  assert abs(r['pixel_aupro'] - aupro) <= min(1e-3, r['pixel_aupro_bin_bound'] + 1e-12)
+  if ties:                          # tied values share a bin: counted half, as sklearn does
+    assert r['pixel_auroc'] == pytest.approx(auroc, abs=1e-12)
+  whole = PixelStats()
+  whole.update(scores, masks)
+  assert whole.results() == pytest.approx(r, rel=1e-12)
+  from skimage import measure
+  assert r['pixel_regions'] == sum(measure.label(m > 0.5, connectivity=2).max() for m in masks)
+  # a coarse binning shows its error, bounded
+  coarse = PixelStats(bits=10)
+  coarse.update(scores, masks)
+  assert abs(coarse.auroc() - auroc) <= coarse.auroc_bound() + 1e-12
+  assert abs(coarse.aupro() - aupro) <= coarse.aupro_bound() + 1e-12
+
+
+def test_bin_keys_keep_the_order_of_every_float():
+  from vadjax.eval.pixel import bin_keys
+  rng = np.random.default_rng(0)
+  x = (rng.normal(size=20000) * 10.0 ** rng.uniform(-38, 38, 20000)).astype(np.float32)
+  x = np.r_[x[np.isfinite(x)], 0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38].astype(np.float32)
+  order = np.argsort(x, kind='stable')
+  for bits in (8, 16, 20, 24):
+    keys = bin_keys(x, bits)
+    assert np.all(np.diff(keys[order]) >= 0) and keys.min() >= 0 and keys.max() < 2 ** bits
+  assert bin_keys(np.float32([0.0, -0.0]), 20)[0] == bin_keys(np.float32([0.0, -0.0]), 20)[1]
+
+
+def test_pixel_stats_refuse_bad_input():
+  from vadjax.eval.pixel import PixelStats
+  stats = PixelStats()
+  with pytest.raises(ValueError, match='differ'):
+    stats.update(np.zeros((2, 4, 4)), np.zeros((2, 4, 5)))
+  with pytest.raises(ValueError, match='NaN'):
+    stats.update(np.full((1, 4, 4), np.nan), np.zeros((1, 4, 4)))
+  stats.update(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)))
+  with pytest.raises(ValueError, match='both normal and anomalous'):
+    stats.auroc()

@@ -17,7 +17,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from vadjax.data import DATASETS, builders, formats, frames, real
+from vadjax.data import DATASETS, builders, formats, frames, real, video_datasets
 from vadjax.data.sources import field
 from vadjax.registry import UserError
 
@@ -87,7 +87,7 @@ def test_ucsd_m_parser(tmp_path):
 
 def test_subway_event_labels():
   events = np.array([10, 40])
-  labels = builders.event_labels(events, 5, 50, 3)
+  labels = video_datasets.event_labels(events, 5, 50, 3)
   expected = np.array([int(any(abs(f - e) <= 3 for e in events)) for f in range(5, 55)])
   np.testing.assert_array_equal(labels, expected)
 
@@ -450,7 +450,7 @@ def test_cli_missing_files_is_a_clear_error(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
   assert out.returncode == 2, out.stderr[-2000:]
-  assert 'error: the files of vad_avenue are missing' in out.stderr
+  assert 'error: the files of avenue are missing' in out.stderr
   assert 'testing_label_mask/1_label.mat' in out.stderr          # the instructions
   assert 'Traceback' not in out.stderr
 
@@ -480,7 +480,7 @@ def test_readme_commands_build_their_models():
     channels = c.data.channels or (1 if name in real.GREY_BY_DEFAULT else 3)
     if c.data.patches.size:
       shape = (c.data.patches.size, c.data.patches.size, channels)
-    elif name in ('ucsd_ped1', 'ucsd_ped2', 'avenue', 'subway'):
+    elif name in real.VIDEOS:
       shape = (c.data.video.clip_length, c.image_size, c.image_size, channels)
     else:
       shape = (c.image_size, c.image_size, channels)
@@ -528,9 +528,13 @@ def test_data_benchmark_harness(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = subprocess.run([sys.executable, '-m', 'experiments.bench_data', f'--workdir={tmp_path}',
                         '--train_videos=3', '--test_videos=1', '--frames=40',
-                        '--image_size=16', '--workers=1'],
+                        '--image_size=32', '--workers=1', '--train_steps=3'],
                        cwd=root, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   result = json.loads((tmp_path / 'bench_data.json').read_text())
   assert result['frames'] == 160 and result['prepare_frames_per_s'] > 0
   assert result['train_clips_per_s'] > 0 and result['train_clips_per_s_1_workers'] > 0
+  for key in ('train_quick_conv_rnn', 'train_quick_conv_rnn_1_workers'):
+    t = result[key]
+    assert t['steps_per_s'] > 0 and t['clips_per_s'] == pytest.approx(4 * t['steps_per_s'])
+    assert 0 <= t['input_wait_share'] < 1

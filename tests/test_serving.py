@@ -222,6 +222,41 @@ def test_predict_on_a_video_scores_clips_as_evaluation(clip_run, tmp_path):
   assert len(overlay) == len(frames) and overlay.std() > 10
 
 
+def test_video_scored_in_chunks_equals_the_whole_video(clip_run):
+  """`score_video` reads frames as it goes (a chunk and a clip of them at a time) and gives
+  every frame the score and map of the evaluation path, whatever the chunk size, the
+  video's ends included; a video shorter than a clip is a one-line error."""
+  from vadjax.data.video import ClipSource, Video
+  _, run, frames = clip_run
+  zeros = np.zeros(len(frames), np.int32)
+  length = run.image_shape[0]
+  want = run.score_source(ClipSource([Video(frames, zeros, zeros)], length, per_frame=True))
+  predictor, old = Predictor(run), run.config.eval_batch_size
+  try:
+    for chunk in (3, 7, 64):
+      run.config.eval_batch_size = chunk
+      pulled = []
+
+      def source():
+        for f in frames:
+          pulled.append(1)
+          yield f
+      parts = []
+      for first, s in predictor.score_video(source(), keep_maps=True):
+        if not parts:          # the first chunk came before the video was read whole
+          assert len(pulled) <= min(chunk, len(frames)) + length, (chunk, len(pulled))
+        parts.append((first, s))
+      assert [f for f, _ in parts] == list(range(0, len(frames), chunk))
+      np.testing.assert_allclose(np.concatenate([s.raw for _, s in parts]), want['score'],
+                                 rtol=1e-6)
+      np.testing.assert_allclose(np.concatenate([s.pixel for _, s in parts]), want['pixel'],
+                                 rtol=1e-5, atol=1e-7)
+  finally:
+    run.config.eval_batch_size = old
+  with pytest.raises(UserError, match='shorter than one clip'):
+    list(predictor.score_video(iter(frames[:length - 1])))
+
+
 def test_streamed_scores_equal_offline_scores(clip_run):
   _, run, frames = clip_run
   offline = Predictor(run).score(frames, video=True)

@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 32
   c.eval_batch_size = 64
   c.num_epochs = 100
+  c.num_train_steps = 0          # > 0: train this many steps instead (hours of footage)
   c.optimizer = ml_collections.ConfigDict(dict(   # Adam (vadjax/train/steps.py)
       learning_rate=1e-3,
       lr_schedule='constant',    # or 'cyclic': triangular, learning_rate ↔ max_learning_rate
@@ -91,7 +92,7 @@ def _coerce(old, text: str):
 
 
 VIDEO_DATASETS = ('walkway', 'moving_digits', 'ucsd_ped1', 'ucsd_ped2', 'avenue', 'subway',
-                  'folder_video')
+                  'shanghaitech', 'folder_video')
 REAL_VIDEO_DATASETS = VIDEO_DATASETS[2:]
 
 

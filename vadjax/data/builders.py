@@ -1,5 +1,6 @@
-"""The real datasets' TFDS builders by name, and their preparation from a user's files (the
-builders: image_builders.py, video_builders.py; what they share and how: frames.py)."""
+"""The real image datasets' TFDS builders by name, and their preparation from a user's files
+(the builders: image_builders.py; what they share and how: frames.py). The video datasets
+are prepared into the resumable frame store instead (store.py, video_datasets.py)."""
 
 import contextlib
 import logging as std_logging
@@ -8,20 +9,16 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from vadjax.data import image_builders as img
-from vadjax.data import video_builders as vid
 from vadjax.data.frames import (CODE_CROPS, HAM_CLASSES, MVTEC_CATEGORIES, FrameConfig,
-                                frame_config, labels_from_runs, to_frame, to_mask)
-from vadjax.data.video_builders import event_labels, read_events
+                                frame_config, to_frame, to_mask)
 from vadjax.registry import UserError
 
-__all__ = ['BUILDERS', 'CODE_CROPS', 'HAM_CLASSES', 'MVTEC_CATEGORIES', 'event_labels',
-           'frame_config', 'labels_from_runs', 'make_builder', 'prepare', 'read_events',
-           'to_frame', 'to_mask']
+__all__ = ['BUILDERS', 'CODE_CROPS', 'HAM_CLASSES', 'MVTEC_CATEGORIES', 'frame_config',
+           'make_builder', 'prepare', 'to_frame', 'to_mask']
 
 BUILDERS = {'mnist': img.VadMnist, 'fashion_mnist': img.VadFashionMnist,
             'cifar10': img.VadCifar10, 'mvtec': img.VadMvtec, 'ham10000': img.VadHam10000,
-            'ddds': img.VadDdds, 'ucsd_ped1': vid.VadUcsdPed1, 'ucsd_ped2': vid.VadUcsdPed2,
-            'avenue': vid.VadAvenue, 'subway': vid.VadSubway}
+            'ddds': img.VadDdds}
 
 
 def make_builder(name: str, cfg: FrameConfig, data_dir: str):

@@ -26,21 +26,26 @@ Images are resized to image_size × image_size with Pillow (bilinear; masks near
   <root>/masks/<video>/*.png        optional pixel masks, one per frame (non-zero anomalous)
 
 Whole videos are split like images: normal videos into train / val / test by
-`data.val_fraction` / `data.test_fraction`, anomalous ones into val / test. Frames are
-resized with Pillow's bilinear filter to image_size (RGB, or grey with data.channels=1) and
-held in memory; models see clips (data.video.clip_length, data.video.clip_strides) as on `walkway`.
+`data.val_fraction` / `data.test_fraction`, anomalous ones into val / test. The first run
+decodes every frame once, resized with Pillow's bilinear filter to image_size (RGB, or grey
+with data.channels=1), into the frame store under `data.tfds_dir` (vadjax/data/store.py:
+resumable, read back frame by frame, prepared again when the folder's files change); models
+see clips (data.video.clip_length, data.video.clip_strides) as on `walkway`, and memory does
+not grow with the length of the footage.
 
   python -m experiments.main --config=experiments/configs/conv_rnn.py:cpu,dataset=folder_video \\
       --config.data.folder_root=/path/to/my_videos --workdir=runs/my_videos
 """
 
+import hashlib
 import os
 
+import jax
 import numpy as np
 
-from vadjax.data import builders, formats
+from vadjax.data import builders, formats, real, store
 from vadjax.data.sources import DATASETS, ArraySource, Splits, register_categories
-from vadjax.data.video import ClipSource, Video
+from vadjax.data.video import ClipSource
 from vadjax.registry import UserError
 
 SPLIT_SEED = 1234
@@ -161,15 +166,6 @@ def _video_name(path: str) -> str:
   return base if os.path.isdir(path) else os.path.splitext(base)[0]
 
 
-def _raw_frames(path: str) -> list[np.ndarray]:
-  if os.path.isdir(path):
-    files = formats.files_with(path, formats.IMAGE_EXTENSIONS)
-    if not files:
-      raise UserError(f'no frame images in {path}; {VIDEO_LAYOUT}')
-    return [formats.read_image(f) for f in files]
-  return list(formats.iter_video(path))
-
-
 def _frame_labels(root: str, name: str, n: int) -> np.ndarray:
   path = os.path.join(root, 'labels', f'{name}.txt')
   if not os.path.isfile(path):
@@ -186,56 +182,70 @@ def _frame_labels(root: str, name: str, n: int) -> np.ndarray:
   return labels
 
 
-def _load_video(root: str, path: str, anomalous: bool, cfg) -> Video:
+def _video_spec(root: str, path: str, anomalous: bool) -> store.VideoSpec:
+  """One of a user's videos for the store; what can be checked without decoding is."""
   name = _video_name(path)
-  raw = _raw_frames(path)
-  frames = np.stack([builders.to_frame(a, cfg, f'{path} frame {i + 1}')
-                     for i, a in enumerate(raw)]).astype(np.float32) / 255.0
-  labels = (_frame_labels(root, name, len(raw)) if anomalous
-            else np.zeros(len(raw), np.int32))
-  masks = None
+  if os.path.isdir(path):
+    files = formats.files_with(path, formats.IMAGE_EXTENSIONS)
+    if not files:
+      raise UserError(f'no frame images in {path}; {VIDEO_LAYOUT}')
+    frames, length = (lambda start: (formats.read_image(f) for f in files[start:])), len(files)
+  else:
+    files, length = [path], formats.video_length(path)
+    frames = lambda start: formats.iter_video(path, start=start)     # noqa: E731
+  label_file = os.path.join(root, 'labels', f'{name}.txt')
+  if anomalous and not os.path.isfile(label_file):
+    _frame_labels(root, name, 0)                 # the one-line error
+  labels = ((lambda n, m: _frame_labels(root, name, n)) if anomalous
+            else (lambda n, m: np.zeros(n, np.int32)))
   mask_dir = os.path.join(root, 'masks', name)
-  if os.path.isdir(mask_dir):
-    files = formats.files_with(mask_dir, formats.IMAGE_EXTENSIONS)
-    if len(files) != len(raw):
-      raise UserError(f'{mask_dir} holds {len(files)} masks for the {len(raw)} frames of '
-                      f'{path}; give one mask per frame')
-    masks = np.stack([builders.to_mask(formats.read_image(f), cfg)
-                      for f in files]).astype(np.float32)
-  elif not anomalous:             # a normal video's pixels are all normal
-    masks = np.zeros(frames.shape[:3], np.float32)
-  return Video(frames, labels, labels.copy(), masks, name)
+  masks = (formats.files_with(mask_dir, formats.IMAGE_EXTENSIONS) if os.path.isdir(mask_dir)
+           else None)
+  if masks is not None and length is not None and len(masks) != length:
+    raise UserError(f'{mask_dir} holds {len(masks)} masks for the {length} frames of '
+                    f'{path}; give one mask per frame')
+  return store.VideoSpec(name, frames, labels, (lambda: masks) if masks is not None else None,
+                         files=files + (masks or []),
+                         annotations=[label_file] if anomalous else [], length=length)
+
+
+def _listing(root: str) -> store.Listing:
+  normal = _video_items(os.path.join(root, 'normal'))
+  anomalous = _video_items(os.path.join(root, 'anomalous'))
+  if not normal or not anomalous:
+    raise UserError(f'{root}: found {len(normal)} normal and {len(anomalous)} anomalous '
+                    f'videos, need both; {VIDEO_LAYOUT}')
+  return store.Listing({'normal': [_video_spec(root, p, False) for p in normal],
+                        'anomalous': [_video_spec(root, p, True) for p in anomalous]})
 
 
 @DATASETS.register('folder_video')
 def build_folder_video(category: str, image_size: int, data_cfg) -> Splits:
-  """A user's own videos; splits like `folder`, by whole videos (module docstring)."""
+  """A user's own videos, prepared once into the frame store (vadjax/data/store.py) at the
+  run's size; splits like `folder`, by whole videos (module docstring)."""
   if category != 'default':
     raise UserError(f"folder_video has one category, 'default'; got {category!r}")
   root = data_cfg.folder_root
   if not root or not os.path.isdir(root):
     raise UserError(f'dataset folder_video needs data.folder_root to be a folder, got '
                     f'{root!r}; {VIDEO_LAYOUT}')
-  normal = _video_items(os.path.join(root, 'normal'))
-  anomalous = _video_items(os.path.join(root, 'anomalous'))
-  if not normal or not anomalous:
-    raise UserError(f'{root}: found {len(normal)} normal and {len(anomalous)} anomalous '
-                    f'videos, need both; {VIDEO_LAYOUT}')
   channels = data_cfg.channels or 3
   if channels not in (1, 3):
     raise UserError(f'data.channels must be 0 (RGB), 1 or 3, got {channels}')
-  cfg = builders.frame_config(image_size, channels)
+  root = os.path.abspath(os.path.expanduser(root))
+  scope = (f'{os.path.basename(root.rstrip(os.sep)) or "root"}-'
+           f'{hashlib.sha256(root.encode()).hexdigest()[:8]}')
+  st = store.open_store('folder_video', builders.frame_config(image_size, channels),
+                        real.tfds_dir(data_cfg), root, _listing, VIDEO_LAYOUT, scope=scope,
+                        process_index=jax.process_index())
+  normal, anomalous = st.videos('normal', masks='zeros_if_none'), st.videos('anomalous')
   rng = np.random.default_rng(SPLIT_SEED)
   tr, va, te = _split(len(normal), data_cfg.val_fraction, data_cfg.test_fraction, rng)
   share = data_cfg.val_fraction / max(data_cfg.val_fraction + data_cfg.test_fraction, 1e-9)
   _, a_va, a_te = _split(len(anomalous), share, 1 - share, rng)
-
-  def load(paths, idx, bad):
-    return [_load_video(root, paths[i], bad, cfg) for i in idx]
-
-  train = load(normal, tr, False)
-  val = load(normal, va, False) + load(anomalous, a_va, True)
-  test = load(normal, te, False) + load(anomalous, a_te, True)
+  train = [normal[i] for i in tr]
+  val = [normal[i] for i in va] + [anomalous[i] for i in a_va]
+  test = [normal[i] for i in te] + [anomalous[i] for i in a_te]
   if not train or not val or not test:
     raise UserError(f'{root}: {len(normal)} normal and {len(anomalous)} anomalous videos '
                     f'give {len(train)} train, {len(val)} val and {len(test)} test videos; '

@@ -24,6 +24,7 @@ import re
 import signal
 import tempfile
 import time
+import tokenize
 import warnings
 
 import numpy as np
@@ -239,9 +240,10 @@ def read_video(path: str) -> np.ndarray:
   return np.stack(list(iter_video(path)))
 
 
-def iter_video(path: str, container_format: str | None = None):
-  """Yields the frames of a video as uint8 (H, W, 3) arrays, in order: a file, a stream URL
-  (rtsp://, http://, ...) or a device with its FFmpeg `container_format` ('v4l2')."""
+def iter_video(path: str, container_format: str | None = None, start: int = 0):
+  """Yields the frames of a video as uint8 (H, W, 3) arrays, in order, from frame `start`
+  on (earlier frames are decoded and dropped unconverted): a file, a stream URL (rtsp://,
+  http://, ...) or a device with its FFmpeg `container_format` ('v4l2')."""
   import av   # PyAV: FFmpeg bindings; imported here so image-only users need no FFmpeg
   if '://' not in path and container_format is None and not os.path.isfile(path):
     raise UserError(f'video {path} does not exist')
@@ -252,12 +254,24 @@ def iter_video(path: str, container_format: str | None = None):
         raise UserError(f'{path} holds no video stream')
       for frame in container.decode(video=0):
         n += 1
-        yield frame.to_ndarray(format='rgb24')
+        if n > start:
+          yield frame.to_ndarray(format='rgb24')
   except (av.error.FFmpegError, ValueError, OverflowError, MemoryError) as e:
     raise UserError(f'cannot decode video {path} (after {n} frames): {e}; the file is '
                     f'corrupt or not a video') from None
   if n == 0:
     raise UserError(f'video {path} has no frames; the file is corrupt or empty')
+
+
+def video_length(path: str) -> int | None:
+  """The frame count a video file's header states (None when it states none); a hint for
+  progress bars, never trusted for labels."""
+  import av
+  try:
+    with av.open(path) as container:
+      return int(container.streams.video[0].frames) or None
+  except (av.error.FFmpegError, IndexError, ValueError):
+    return None
 
 
 def video_fps(path: str) -> float:
@@ -284,3 +298,49 @@ def write_video(path: str, frames, rate: float = 25.0, codec: str = 'libx264') -
       container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
     if stream is not None:
       container.mux(stream.encode())
+
+
+class NpyRows:
+  """The rows of a numeric `.npy` file (`np.save`'s format), read one at a time with
+  positioned reads: a (T, H, W) mask volume or a (T, D) feature table of any length costs
+  one row of memory. The header is checked (numeric dtype, C order, the size the shape
+  implies); object arrays (pickles) are refused."""
+
+  def __init__(self, path: str):
+    self.path = path
+    try:
+      with open(path, 'rb') as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+          shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+          shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        self.offset = f.tell()
+    except (OSError, ValueError, SyntaxError, TypeError, KeyError, OverflowError,
+            MemoryError, tokenize.TokenError) as e:
+      raise UserError(f'cannot read {path}: {e}; expected a .npy array') from None
+    if dtype.hasobject or dtype.kind not in 'biuf' or fortran or not shape:
+      raise UserError(f'{path}: expected a numeric C-order array, got dtype {dtype}, shape '
+                      f'{shape}{" (Fortran order)" if fortran else ""}')
+    self.shape, self.dtype = tuple(shape), dtype
+    self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size < self.offset + self.row_bytes * shape[0]:
+      raise UserError(f'{path}: its header says shape {self.shape} ({dtype}) but the file '
+                      f'holds {size} bytes; it is truncated')
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def read(self, start: int, stop: int) -> np.ndarray:
+    """Rows start … stop − 1."""
+    start, stop = max(start, 0), min(stop, len(self))
+    with open(self.path, 'rb') as f:
+      data = os.pread(f.fileno(), self.row_bytes * max(stop - start, 0),
+                      self.offset + self.row_bytes * start)
+    return np.frombuffer(data, self.dtype).reshape((max(stop - start, 0),) + self.shape[1:])
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    if not -len(self) <= i < len(self):
+      raise IndexError(i)
+    return self.read(i % len(self), i % len(self) + 1)[0]

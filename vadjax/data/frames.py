@@ -1,4 +1,6 @@
-"""TFDS builders for the seeds' real datasets, from the files a user places locally.
+"""TFDS builders for the seeds' real image datasets, from the files a user places locally,
+and the frame conversion every real dataset shares (the video datasets are prepared into
+vadjax/data/store.py with the same `FrameConfig`, `to_frame` and `to_mask`).
 
 No TensorFlow: `file_format='array_record'` and `tfds.features.Tensor` features only, read
 back with random access through `as_data_source()` (Grain reads those directly). Every
@@ -7,14 +9,10 @@ per (size, channels, crop) into `data_dir` and later runs reuse it. TFDS writes 
 temporary folder and renames it only when every split is complete, so an error (missing or
 corrupt file, frames that do not match their labels) never leaves a partial dataset.
 
-Records, in generation order (`disable_shuffling`):
-  image datasets   image uint8 (S, S, C), class int32, group int32 (MVTec category,
-                   DDDS driver; -1 when none), mask uint8 (S, S) (MVTec)
-  video datasets   one record per frame: image uint8 (S, S, C), mask uint8 (S, S);
-                   `metadata['videos'][split]` lists each video's name, length, anomalous
-                   frame ranges (the frame labels) and whether it has pixel ground truth.
-`metadata` also holds the per-record classes and groups of image datasets, so protocols
-can split without decoding a single image.
+Records, in generation order (`disable_shuffling`): image uint8 (S, S, C), class int32,
+group int32 (MVTec category, DDDS driver; -1 when none), mask uint8 (S, S) (MVTec).
+`metadata` also holds the per-record classes and groups, so protocols can split without
+decoding a single image.
 
 Frames are cropped (optional; `CODE_CROPS` are the seed 001 code's crops), converted to
 grey with Pillow's ITU-R 601-2 luma (as torchvision's `Grayscale`) or to RGB, and resized
@@ -118,15 +116,13 @@ class FrameBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {'1.0.0': 'First release.'}
   BUILDER_CONFIGS = [frame_config(64, 1)]
   HAS_MASK = False
-  IS_VIDEO = False
 
   def _info(self):
     s, c = self.builder_config.size, self.builder_config.channels
-    feats = {'image': tfds.features.Tensor(shape=(s, s, c), dtype=np.uint8)}
-    if not self.IS_VIDEO:     # video frame labels live in metadata (known after decoding)
-      feats['class'] = tfds.features.Tensor(shape=(), dtype=np.int32)
-      feats['group'] = tfds.features.Tensor(shape=(), dtype=np.int32)
-    if self.HAS_MASK or self.IS_VIDEO:
+    feats = {'image': tfds.features.Tensor(shape=(s, s, c), dtype=np.uint8),
+             'class': tfds.features.Tensor(shape=(), dtype=np.int32),
+             'group': tfds.features.Tensor(shape=(), dtype=np.int32)}
+    if self.HAS_MASK:
       feats['mask'] = tfds.features.Tensor(shape=(s, s), dtype=np.uint8)
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(feats),
                                  disable_shuffling=True, metadata=tfds.core.MetadataDict())
@@ -158,37 +154,6 @@ class FrameBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       classes.append(int(cls))
       groups.append(int(group))
       yield i, rec
-
-  # ----------------------------------------------------------------- video records
-
-  def _video_examples(self, split: str, videos):
-    """videos: (name, iterable of uint8 frames, labels or a function of the frame count,
-    mask paths / arrays or None) → one record per frame; per-video facts to metadata."""
-    listing = self.info.metadata.setdefault('videos', {}).setdefault(split, [])
-    key, s = 0, self.builder_config.size
-    for name, frames, labels, masks in videos:
-      n = 0
-      for n, frame in enumerate(frames, 1):
-        rec = {'image': to_frame(frame, self.builder_config, f'{name} frame {n}'),
-               'mask': np.zeros((s, s), np.uint8)}
-        if masks is not None:
-          if n > len(masks):
-            raise UserError(f'{name}: more frames than pixel masks ({len(masks)}); frames '
-                            f'and ground truth do not match')
-          m = masks[n - 1]
-          rec['mask'] = to_mask(formats.read_image(m) if isinstance(m, str) else m,
-                                self.builder_config)
-        yield key, rec
-        key += 1
-      if masks is not None and n != len(masks):
-        raise UserError(f'{name}: {n} frames but {len(masks)} pixel masks; frames and ground '
-                        f'truth do not match')
-      lab = labels(n) if callable(labels) else np.asarray(labels)
-      if len(lab) != n:
-        raise UserError(f'{name}: {n} frames but {len(lab)} frame labels; frames and ground '
-                        f'truth do not match')
-      listing.append({'name': name, 'length': n, 'anomalous': label_runs(lab),
-                      'has_mask': masks is not None})
 
   def _split_generators(self, dl_manager):
     return {split: self._generate_examples(examples)

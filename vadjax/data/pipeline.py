@@ -43,12 +43,14 @@ def train_iterator(ds: grain.MapDataset, workers: int):
   return iter(iter_ds)
 
 
-def eval_batches(source, global_batch: int, fields=('image',)
+def eval_batches(source, global_batch: int, fields=('image',), whole=()
                  ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
   """Yields (process-local batch padded to the global batch size, number of real samples).
 
   Padding repeats the last record; the batch's `weight` field (1 real, 0 padding) lets
-  losses average over real records only.
+  losses average over real records only. `whole` fields (pixel masks, which never go to a
+  device) come with every process's batch for the real records of the global batch, so that
+  each process can pair them with the replicated scores.
   """
   ds = grain.MapDataset.source(source).batch(global_batch)
   n_proc, pid = jax.process_count(), jax.process_index()
@@ -63,4 +65,5 @@ def eval_batches(source, global_batch: int, fields=('image',)
       out[k] = v[pid * local:(pid + 1) * local]
     weight = (np.arange(global_batch) < n).astype(np.float32)
     out['weight'] = weight[pid * local:(pid + 1) * local]
+    out.update({k: batch[k] for k in whole})
     yield out, n

@@ -1,4 +1,5 @@
-"""The real datasets as `Splits`: protocols over the prepared TFDS data (builders.py).
+"""The real datasets as `Splits`: protocols over the prepared data (image datasets: TFDS
+builders, builders.py; video datasets: the frame store, store.py and video_datasets.py).
 
 Config keys (`data.*`): `manual_dir` (the raw files; needed the first time only),
 `tfds_dir` (prepared data; default ~/tensorflow_datasets), `channels` (0 = the dataset's
@@ -19,20 +20,22 @@ Protocols (SPLIT_SEED fixes every split; training seeds vary the model only):
   ddds  the normal images of 16 of the 25 drivers (seed 001 §4.2.2; the same share of
         drivers when there are fewer, or of images when there are no driver folders) train
         and validate; everything else tests.
-  ucsd_ped1, ucsd_ped2, avenue, subway   videos as clips (video.ClipSource): train =
-        training videos less `val_fraction` of them (normal val; a single training video is
-        split in time), test = test videos per frame. Subway test labels are the frames
-        within ±label_window of an event (seed 001 §4.2.6: 15).
+  ucsd_ped1, ucsd_ped2, avenue, subway, shanghaitech   videos as clips (video.ClipSource):
+        train = training videos less `val_fraction` of them (normal val; a single training
+        video is split in time), test = test videos per frame. Subway test labels are the
+        frames within ±label_window of an event (seed 001 §4.2.6: 15). ShanghaiTech's
+        category `all_scenes` is the standard protocol (every scene's videos together,
+        seed 003 Tab. 2); a scene id (`01` … `13`) takes that scene's videos alone.
 """
 
-import collections
 import os
-import threading
 
+import jax
 import numpy as np
 
-from vadjax.data import builders, frames
-from vadjax.data.sources import DATASETS, Splits, register_categories
+from vadjax.data import builders, frames, store
+from vadjax.data import video_datasets as vd
+from vadjax.data.sources import DATASETS, Splits, known_categories, register_categories
 from vadjax.data.video import ClipSource, Video
 from vadjax.registry import UserError
 
@@ -195,107 +198,59 @@ def _normal_vs_rest(name, category, image_size, data_cfg) -> Splits:
 
 # --------------------------------------------------------------------------- videos
 
-class CachedRecords:
-  """A data source with an LRU cache of decoded records: scoring reads every frame's clip,
-  so consecutive records share all but one frame (and the mask is in the same record)."""
-
-  def __init__(self, source, size: int = 512):
-    self.source, self.size, self.cache = source, size, collections.OrderedDict()
-    self.lock = threading.Lock()          # Grain reads from several threads
-
-  def __getstate__(self):                 # worker processes start with an empty cache
-    return {'source': self.source, 'size': self.size}
-
-  def __setstate__(self, state):
-    self.__init__(state['source'], state['size'])
-
-  def __len__(self):
-    return len(self.source)
-
-  def __getitem__(self, i):
-    return self.__getitems__([i])[0]
-
-  def __getitems__(self, indices):
-    with self.lock:
-      found = {i: self.cache[i] for i in indices if i in self.cache}
-    missing = sorted(set(indices) - set(found))
-    if missing:
-      found.update(zip(missing, self.source.__getitems__(missing)))
-    with self.lock:
-      for i in indices:
-        self.cache[i] = found[i]
-        self.cache.move_to_end(i)
-      while len(self.cache) > self.size:
-        self.cache.popitem(last=False)
-    return [found[i] for i in indices]
+VIDEOS = {'ucsd_ped1': vd.ucsd(1), 'ucsd_ped2': vd.ucsd(2),
+          'avenue': (vd.avenue, vd.AVENUE_INSTRUCTIONS),
+          'subway': (vd.subway, vd.SUBWAY_INSTRUCTIONS),
+          'shanghaitech': (vd.shanghaitech, vd.SHANGHAITECH_INSTRUCTIONS)}
+ALL_SCENES = 'all_scenes'
 
 
-class FrameView:
-  """Frames (or masks) `start … start + length − 1` of a prepared video split, sliced like
-  a (T, H, W[, C]) float32 array and read on demand."""
-
-  def __init__(self, source, start: int, length: int, field: str, shape: tuple):
-    self.source, self.start, self.length, self.field = source, start, length, field
-    self.shape = (length, *shape)
-    self.ndim = len(self.shape)
-
-  def __len__(self):
-    return self.length
-
-  def __getitem__(self, key):
-    if isinstance(key, tuple):                 # frames first, then pixels (patches)
-      head, rest = key[0], key[1:]
-      out = self[head]
-      return out[rest] if not isinstance(head, slice) else out[(slice(None), *rest)]
-    if isinstance(key, slice):
-      rows = range(*key.indices(self.length))
-      recs = self.source.__getitems__([self.start + r for r in rows])
-      out = np.stack([r[self.field] for r in recs]) if recs else np.zeros((0, *self.shape[1:]))
-    else:
-      key = range(self.length)[key]
-      out = self.source[self.start + key][self.field]
-    out = np.asarray(out, np.float32)
-    return out / 255.0 if self.field == 'image' else out
-
-
-def _videos(b, split: str, data_cfg) -> list[Video]:
-  src = CachedRecords(b.as_data_source(split))
-  s, c = b.builder_config.size, b.builder_config.channels
-  videos, start = [], 0
-  meta = b.info.metadata
-  for v in meta['videos'][split]:
-    n = v['length']
-    labels = builders.labels_from_runs(v['anomalous'], n)
-    if 'events' in meta and split == 'test':        # Subway: re-label with label_window
-      labels = builders.event_labels(np.asarray(meta['events'], np.int64),
-                                     meta['train_frames'], n, data_cfg.label_window)
-    masks = FrameView(src, start, n, 'mask', (s, s)) if v['has_mask'] else None
-    videos.append(Video(FrameView(src, start, n, 'image', (s, s, c)), labels, labels.copy(),
-                        masks, v['name']))
-    start += n
-  if start != len(src):
-    raise UserError(f'{b.data_dir}: {len(src)} frames in the {split} split but its metadata '
-                    f'lists {start}; delete the folder to prepare it again')
-  return videos
+def video_store(name: str, image_size: int, data_cfg, category: str = '') -> store.Store:
+  """The prepared frames of a real video dataset (prepared from data.manual_dir on first
+  use, or again when its files changed; vadjax/data/store.py)."""
+  channels = data_cfg.channels or (1 if name in GREY_BY_DEFAULT else 3)
+  if channels not in (1, 3):
+    raise UserError(f'data.channels must be 0 (the dataset default), 1 or 3, got {channels}')
+  crop = frames.parse_crop(data_cfg.crop, name)
+  cfg = builders.frame_config(image_size, channels, crop, category if name == 'subway' else '')
+  listing, instructions = VIDEOS[name]
+  return store.open_store(name, cfg, tfds_dir(data_cfg), data_cfg.manual_dir,
+                          lambda root: listing(root, cfg), instructions,
+                          process_index=jax.process_index())
 
 
 def _time_split(v: Video, fraction: float) -> tuple[Video, Video]:
   n_val = int(round(len(v.frames) * fraction))
   cut = len(v.frames) - n_val
-  head = Video(FrameView(v.frames.source, v.frames.start, cut, 'image', v.frames.shape[1:]),
-               v.labels[:cut], v.kinds[:cut], None, v.name)
-  tail = Video(FrameView(v.frames.source, v.frames.start + cut, n_val, 'image',
-                         v.frames.shape[1:]), v.labels[cut:], v.kinds[cut:], None,
-               v.name + '_val')
+  head = Video(v.frames.part(0, cut), v.labels[:cut], v.kinds[:cut], None, v.name)
+  tail = Video(v.frames.part(cut, n_val), v.labels[cut:], v.kinds[cut:], None, v.name + '_val')
   return head, tail
 
 
+def _scene(videos: list[Video], category: str, split: str) -> list[Video]:
+  """ShanghaiTech: the videos of one scene (`<scene>_<n>`), or all of them."""
+  if category == ALL_SCENES:
+    return videos
+  chosen = [v for v in videos if v.name.split('_')[0] == category]
+  if not chosen:
+    raise UserError(f'ShanghaiTech scene {category} has no {split} videos among the prepared '
+                    f'files; choose another scene or categories={ALL_SCENES}')
+  return chosen
+
+
 def _video_dataset(name, category, image_size, data_cfg) -> Splits:
-  cats = CATEGORIES[name]
-  if category not in cats:
-    raise UserError(f'{name} categories are {", ".join(cats)}; got {category!r}')
-  b = _builder(name, image_size, data_cfg, category if name == 'subway' else '')
-  train, test = _videos(b, 'train', data_cfg), _videos(b, 'test', data_cfg)
+  if category not in known_categories(name):
+    raise UserError(f'{name} categories are {", ".join(known_categories(name))}; got '
+                    f'{category!r}')
+  st = video_store(name, image_size, data_cfg, category)
+  relabel = None
+  if name == 'subway':          # re-label the test frames with data.label_window
+    events, first = np.asarray(st.meta['events'], np.int64), st.meta['train_frames']
+    relabel = lambda v, labels: vd.event_labels(events, first, len(labels),   # noqa: E731
+                                                data_cfg.label_window)
+  train, test = st.videos('train'), st.videos('test', relabel)
+  if name == 'shanghaitech':
+    train, test = _scene(train, category, 'training'), _scene(test, category, 'test')
   if len(train) == 1:
     head, tail = _time_split(train[0], data_cfg.val_fraction)
     train, val = [head], [tail]
@@ -305,19 +260,22 @@ def _video_dataset(name, category, image_size, data_cfg) -> Splits:
     held = set(rng.permutation(len(train))[:n_val].tolist())
     val = [v for i, v in enumerate(train) if i in held]
     train = [v for i, v in enumerate(train) if i not in held]
-  length, channels = data_cfg.video.clip_length, b.builder_config.channels
+  length, channels = data_cfg.video.clip_length, st.manifest['channels']
   return Splits(ClipSource(train, length, data_cfg.video.clip_strides),
                 ClipSource(val, length, per_frame=True), ClipSource(test, length, per_frame=True),
                 kind_names=['normal', 'anomalous'],
                 has_masks=all(v.masks is not None for v in test),
-                image_shape=(length, image_size, image_size, channels))
+                image_shape=(length, image_size, image_size, channels),
+                digest=st.digest)
 
 
 CATEGORIES = {
     'mnist': [str(i) for i in range(10)], 'fashion_mnist': [str(i) for i in range(10)],
     'cifar10': [str(i) for i in range(10)], 'mvtec': list(builders.MVTEC_CATEGORIES),
     'ham10000': ['default'], 'ddds': ['default'], 'ucsd_ped1': ['default'],
-    'ucsd_ped2': ['default'], 'avenue': ['default'], 'subway': ['entrance', 'exit']}
+    'ucsd_ped2': ['default'], 'avenue': ['default'], 'subway': ['entrance', 'exit'],
+    'shanghaitech': [ALL_SCENES]}
+ALONE = {'shanghaitech': vd.SHANGHAITECH_SCENES}     # each scene alone, by name
 
 
 def _register():
@@ -327,11 +285,11 @@ def _register():
   for name in ('ham10000', 'ddds'):
     DATASETS.register(name)(
         lambda cat, size, cfg, name=name: _normal_vs_rest(name, cat, size, cfg))
-  for name in ('ucsd_ped1', 'ucsd_ped2', 'avenue', 'subway'):
+  for name in VIDEOS:
     DATASETS.register(name)(
         lambda cat, size, cfg, name=name: _video_dataset(name, cat, size, cfg))
   for name, cats in CATEGORIES.items():
-    register_categories(name, lambda cats=cats: list(cats))
+    register_categories(name, lambda cats=cats: list(cats), ALONE.get(name, ()))
 
 
 _register()

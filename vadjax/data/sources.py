@@ -21,6 +21,7 @@ from vadjax.registry import Registry, UserError
 
 DATASETS = Registry('dataset')
 _CATEGORIES: dict[str, Callable[[], list[str]]] = {}
+_ALONE: dict[str, list[str]] = {}
 
 
 class Source(Protocol):
@@ -59,9 +60,15 @@ class Subset:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     return self.source[int(self.indices[index])]
 
+  def __getattr__(self, name):      # `array` where the source has it (labels without reading)
+    if name == 'array' and hasattr(self.source, 'array'):
+      return lambda field_name: self.source.array(field_name)[self.indices]
+    raise AttributeError(name)
+
 
 def field(source, name: str) -> np.ndarray:
-  """One field of every record of a source, as an array."""
+  """One small per-record field (label, kind, video) of every record of a source, as an
+  array; sources with `array` give it without reading a frame."""
   if hasattr(source, 'array'):       # array sources, clip sources (without building clips)
     return source.array(name)
   return np.stack([source[i][name] for i in range(len(source))])
@@ -80,6 +87,7 @@ class Splits:
   kind_names: list[str]          # kind id -> name ('normal' first)
   has_masks: bool
   image_shape: tuple[int, int, int]
+  digest: str = ''               # the prepared source files' digest (stored real videos)
 
   def check(self, name: str) -> None:
     for split in ('train', 'val', 'test'):
@@ -88,10 +96,19 @@ class Splits:
                         f'and split fractions in the config')
 
 
-def register_categories(name: str, fn: Callable[[], list[str]]) -> None:
+def register_categories(name: str, fn: Callable[[], list[str]], alone=()) -> None:
+  """`fn()`: the categories a protocol loops over ('all'); `alone`: more that may be
+  chosen by name (ShanghaiTech's single scenes beside the standard all-scenes protocol)."""
   _CATEGORIES[name] = fn
+  _ALONE[name] = list(alone)
 
 
 def categories(name: str) -> list[str]:
+  """What `categories='all'` runs."""
   DATASETS.get(name)  # clear error for unknown names
   return _CATEGORIES[name]()
+
+
+def known_categories(name: str) -> list[str]:
+  """Every category that may be chosen by name."""
+  return categories(name) + _ALONE[name]

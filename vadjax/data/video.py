@@ -39,40 +39,55 @@ class Video:
 
 
 class ClipSource:
-  """Random-access clips over a list of videos (see the module docstring)."""
+  """Random-access clips over a list of videos (see the module docstring). Records are
+  index arithmetic over the videos' frames: a block per (video, stride) holds its clip
+  starts in order, so memory is a few numbers per video whatever the footage's length."""
 
   def __init__(self, videos: list[Video], length: int, strides=(1,), per_frame=False,
                anchor: int | None = None):
     self.videos, self.length, self.per_frame = videos, length, per_frame
-    anchor = length // 2 if anchor is None else anchor
+    self.anchor = length // 2 if anchor is None else anchor
     if length == 1:       # a one-frame clip is the same at every stride: each frame once
       strides = (1,)
     short = [v.name for v in videos if len(v.frames) < length]
     if short:
       raise UserError(f'videos {short} have fewer frames than a clip ({length}); lower '
                       f'data.video.clip_length')
-    index = []
+    blocks = []                                       # (video, stride, records)
     for vi, v in enumerate(videos):
       n = len(v.frames)
-      if per_frame:
-        for f in range(n):
-          start = min(max(f - anchor, 0), n - length)
-          index.append((vi, start, 1, f))
-      else:
-        for s in strides:
-          for start in range(n - (length - 1) * s):
-            index.append((vi, start, s, start + anchor * s))
-    if not index:
+      for s in ((1,) if per_frame else strides):
+        count = n if per_frame else n - (length - 1) * s
+        if count > 0:
+          blocks.append((vi, s, count))
+    if not blocks:
       raise UserError(f'no clip of {length} frames with strides {tuple(strides)} fits the '
                       f'videos; lower data.video.clip_length or data.video.clip_strides')
-    self.index = np.asarray(index, np.int64)
+    self.blocks = np.asarray(blocks, np.int64)
+    self.first = np.concatenate([[0], np.cumsum(self.blocks[:, 2])])
     self.has_masks = all(v.masks is not None for v in videos)
 
   def __len__(self) -> int:
-    return len(self.index)
+    return int(self.first[-1])
+
+  def locate(self, i: int) -> tuple[int, int, int, int]:
+    """(video, first frame, stride, scored frame) of record i."""
+    if not 0 <= i < len(self):
+      raise IndexError(f'record {i} of {len(self)}')
+    b = int(np.searchsorted(self.first, i, side='right')) - 1
+    vi, stride, j = int(self.blocks[b, 0]), int(self.blocks[b, 1]), i - int(self.first[b])
+    if self.per_frame:
+      n = len(self.videos[vi].frames)
+      return vi, min(max(j - self.anchor, 0), n - self.length), 1, j
+    return vi, j, stride, j + self.anchor * stride
+
+  def position(self, i: int) -> tuple[int, int]:
+    """(video, scored frame) of record i."""
+    vi, _, _, f = self.locate(int(i))
+    return vi, f
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-    vi, start, stride, f = (int(x) for x in self.index[i])
+    vi, start, stride, f = self.locate(int(i))
     v = self.videos[vi]
     rec = {'image': v.frames[start:start + self.length * stride:stride],
            'label': v.labels[f], 'kind': v.kinds[f], 'video': np.int32(vi),
@@ -82,24 +97,35 @@ class ClipSource:
     return rec
 
   def array(self, name: str) -> np.ndarray:
-    """A per-record field without building the clips (labels, kinds, video, frame)."""
-    vi, f = self.index[:, 0], self.index[:, 3]
+    """A per-record field without reading frames: label, kind, video, frame."""
+    if not self.per_frame:       # training clips: normal videos, their scored frames
+      if name not in ('video', 'frame', 'label', 'kind'):
+        raise KeyError(name)
+      parts = [(np.full(c, vi), np.arange(c) + self.anchor * s) for vi, s, c in self.blocks]
+      vi, f = (np.concatenate(p) for p in zip(*parts))
+    else:
+      vi = np.repeat(self.blocks[:, 0], self.blocks[:, 2])
+      f = np.concatenate([np.arange(c) for c in self.blocks[:, 2]])
     if name == 'video':
       return vi.astype(np.int32)
     if name == 'frame':
       return f.astype(np.int32)
-    if name in FRAME_FIELDS:
+    if name in ('label', 'kind'):
       return frame_field(self.videos, vi, f, name)
-    return np.stack([self[i][name] for i in range(len(self))])
+    raise KeyError(f'{name!r} is read per record (e.g. in batches), not as one array')
 
 
-FRAME_FIELDS = {'label': 'labels', 'kind': 'kinds', 'mask': 'masks'}
+FRAME_FIELDS = {'label': 'labels', 'kind': 'kinds'}
 
 
 def frame_field(videos, video_index, frame_index, name: str) -> np.ndarray:
-  """A per-frame field (label, kind, mask) at (video, frame) index pairs."""
+  """A per-frame field (label, kind) at (video, frame) index pairs."""
   attr = FRAME_FIELDS[name]
-  return np.stack([getattr(videos[a], attr)[b] for a, b in zip(video_index, frame_index)])
+  out = np.empty(len(video_index), np.int32)
+  for vi in np.unique(video_index):
+    sel = video_index == vi
+    out[sel] = getattr(videos[vi], attr)[frame_index[sel]]
+  return out
 
 
 def walker_x(walker: dict, t: int) -> float:

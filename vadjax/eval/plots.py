@@ -31,6 +31,26 @@ def roc_pr(path, labels, scores) -> str:
   return _save(fig, path)
 
 
+def pixel_roc_pro(path, fpr, tpr, pro_fpr, pro, limit: float) -> str:
+  """Pixel-level ROC and per-region overlap against the false-positive rate (the AUPRO
+  curve, shaded up to `limit`), from the statistics of vadjax/eval/pixel.py."""
+  from vadjax.eval.pixel import integrate_to
+  fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+  a.plot(fpr, tpr, label=f'pixel AUROC {np.trapezoid(tpr, fpr):.4f}')
+  a.plot([0, 1], [0, 1], 'k:', lw=0.8)
+  a.set(xlabel='false positive rate (pixels)', ylabel='true positive rate (pixels)',
+        title='pixel ROC')
+  b.plot(pro_fpr, pro, label=f'AUPRO@{limit:g} {integrate_to(pro_fpr, pro, limit) / limit:.4f}')
+  inside = pro_fpr <= limit
+  b.fill_between(pro_fpr[inside], pro[inside], alpha=0.2)
+  b.axvline(limit, color='k', ls=':', lw=0.8)
+  b.set(xlabel='false positive rate (pixels)', ylabel='per-region overlap',
+        title='PRO curve (MVTec AD)')
+  a.legend(loc='lower right')
+  b.legend(loc='lower right')
+  return _save(fig, path)
+
+
 def histogram(path, labels, scores, thresholds: dict) -> str:
   labels, scores = np.asarray(labels), np.asarray(scores)
   fig, ax = plt.subplots(figsize=(7, 4))

@@ -12,16 +12,15 @@ import numpy as np
 
 from vadjax.eval import metrics, plots
 
-SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc', 'auroc_clean', 'auroc_perturbed',
+SUMMARY_KEYS = ('auroc', 'aupr', 'eer', 'pixel_auroc', 'pixel_aupro', 'auroc_clean', 'auroc_perturbed',
                 'auroc_mean', 'auroc_raw', 'auroc_per_video_norm',
                 'eer_per_video_norm', 'auroc_mean_per_video', 'auroc_regularity',
                 'eer_regularity')   # clean..mean: ALPS, raw: ADACL; from per_video_norm on: video
 
 
-def run_metrics(labels, kinds, scores, thresholds, kind_names, pixel_scores=None,
-                masks=None, positive='anomaly') -> dict:
-  """Image-level ranking metrics, per-anomaly-kind AUROC, metrics at every threshold and,
-  where masks exist, pixel-level AUROC over all test pixels."""
+def run_metrics(labels, kinds, scores, thresholds, kind_names, positive='anomaly') -> dict:
+  """Image-level ranking metrics, per-anomaly-kind AUROC and metrics at every threshold
+  (pixel metrics: vadjax/eval/pixel.py, accumulated while scoring)."""
   labels, kinds = np.asarray(labels), np.asarray(kinds)
   out = {'image': metrics.ranking_metrics(labels, scores), 'per_kind_auroc': {},
          'thresholds': {}}
@@ -31,9 +30,6 @@ def run_metrics(labels, kinds, scores, thresholds, kind_names, pixel_scores=None
     out['per_kind_auroc'][kind_names[k]] = metrics.auroc(labels[sel], scores[sel])
   for name, t in thresholds.items():
     out['thresholds'][name] = metrics.threshold_metrics(labels, scores, t, positive)
-  if masks is not None:
-    out['image']['pixel_auroc'] = metrics.auroc(np.asarray(masks).ravel() > 0.5,
-                                                np.asarray(pixel_scores).ravel())
   return out
 
 

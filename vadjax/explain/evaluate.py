@@ -6,8 +6,8 @@
   never ranked across images.
 - AUPRO (Bergmann et al., MVTec AD): maps min–max scaled per image; for each threshold, the
   false-positive rate over the normal pixels of all images and the mean overlap with each
-  connected defect region (scikit-image labels); the area under PRO(FPR) up to FPR 0.3,
-  divided by 0.3.
+  connected defect region; the area under PRO(FPR) up to FPR 0.3, divided by 0.3
+  (vadjax/eval/pixel.py computes it for evaluation and explanations alike).
 - deletion / insertion (Petsiuk et al. 2018): the score as the map's top pixels are replaced
   by a background (deletion: a faithful map makes it fall fast, lower area is better) or
   copied into the background (insertion: higher is better); areas over the fraction of
@@ -15,8 +15,9 @@
 """
 
 import numpy as np
-from skimage import measure
 from sklearn import metrics as skm
+
+from vadjax.eval.pixel import PixelStats
 
 
 def pixel_auroc(maps, masks) -> float:
@@ -33,34 +34,14 @@ def _per_image_scaled(maps):
   return (maps - low) / np.where(span > 0, span, 1.0)
 
 
-def pro_curve(maps, masks, thresholds: int = 200):
-  """(fpr, pro) at `thresholds` thresholds over the per-image scaled maps, fpr descending."""
-  maps, masks = _per_image_scaled(maps), np.asarray(masks) > 0.5
-  regions = []
-  for s, m in zip(maps, masks):
-    labels = measure.label(m, connectivity=2)
-    regions += [np.sort(s[labels == r]) for r in range(1, labels.max() + 1)]
-  normal = np.sort(maps[~masks])
-  if not regions or not normal.size:
-    return None, None
-  ts = np.linspace(0.0, 1.0, thresholds)
-  # counts of values >= t by binary search on the sorted values
-  above = lambda v: (len(v) - np.searchsorted(v, ts, side='left')) / len(v)
-  fpr = above(normal)
-  pro = np.mean([above(r) for r in regions], axis=0)
-  return fpr, pro
-
-
-def aupro(maps, masks, max_fpr: float = 0.3, thresholds: int = 200) -> float:
-  """Area under PRO(FPR) for FPR in [0, max_fpr], over max_fpr (1 is perfect)."""
-  fpr, pro = pro_curve(maps, masks, thresholds)
-  if fpr is None:
+def aupro(maps, masks, max_fpr: float = 0.3) -> float:
+  """Area under PRO(FPR) for FPR in [0, max_fpr], over max_fpr (1 is perfect), of the
+  per-image scaled maps (vadjax/eval/pixel.py, the evaluation's own AUPRO)."""
+  stats = PixelStats(limit=max_fpr)
+  stats.update(_per_image_scaled(maps), masks)
+  if not stats.regions or not stats.normal.any():
     return float('nan')
-  fpr, pro = fpr[::-1], pro[::-1]          # thresholds descending: both non-decreasing
-  end = np.interp(max_fpr, fpr, pro)
-  keep = fpr < max_fpr
-  xs, ys = np.r_[fpr[keep], max_fpr], np.r_[pro[keep], end]
-  return float(np.trapezoid(ys, xs) / max_fpr)
+  return stats.aupro()
 
 
 def _orders(maps):

@@ -35,9 +35,9 @@ def compare(run, n: int, samples: int) -> dict:
   test images of a run."""
   lime_image, shap = _packages()
   logging.getLogger('shap').setLevel(logging.WARNING)      # it logs every solve at INFO
-  explained, images, labels, masks = study.explained_test(run)
-  idx = study.select(labels, masks, n + n // 3, 0)
-  images = images[idx[:n]]
+  explained, test, labels, regions = study.explained_test(run)
+  idx = study.select(labels, regions, n + n // 3, 0)
+  images, _ = study.frames_at(test, idx[:n])
   items = [(im, perturbation.segment(im)) for im in images]
   chunk = explained.chunk
   rng = np.random.default_rng(0)

@@ -11,6 +11,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
+from vadjax.data.sources import field
 from vadjax.eval import plots
 from vadjax.explain import evaluate, gradients, perturbation
 from vadjax.explain.lrp import LRPUnsupported
@@ -65,31 +66,41 @@ def choose(text: str, explained: Explained) -> list[str]:
   return names
 
 
-def frames_of(test):
-  """(images (N, S, S, C), labels, masks (N, S, S) or None) of a test split as frames
-  (patch stacks: their frames; one-frame clips: the frame)."""
-  if hasattr(test, 'videos') and hasattr(test, 'corners'):          # patch stacks
-    vi, t = test.index[:, 0], test.index[:, 1]
-    images = np.stack([test.videos[v].frames[f] for v, f in zip(vi, t)])
-    labels = test.array('label')
+def frames_at(test, idx):
+  """(images (k, S, S, C), masks (k, S, S) or None) of test records `idx` as frames (patch
+  stacks and clips: their scored frame), read for those records only."""
+  idx = [int(i) for i in idx]
+  if hasattr(test, 'videos'):                                   # clips, patch stacks
+    pos = [test.position(i) for i in idx]
+    images = np.stack([test.videos[v].frames[t] for v, t in pos])
     has = all(v.masks is not None for v in test.videos)
-    masks = np.stack([test.videos[v].masks[f] for v, f in zip(vi, t)]) if has else None
-    return images, labels, masks
-  records = [test[i] for i in range(len(test))]
+    masks = np.stack([test.videos[v].masks[t] for v, t in pos]) if has else None
+    return images, masks
+  records = [test[i] for i in idx]
   images = np.stack([r['image'] for r in records])
-  images = images[:, 0] if images.ndim == 5 else images
-  labels = np.array([int(r['label']) for r in records])
   masks = np.stack([r['mask'] for r in records]) if 'mask' in records[0] else None
-  return images, labels, masks
+  return images, masks
 
 
-def select(labels, masks, n: int, seed: int) -> np.ndarray:
-  """n test samples: three quarters anomalous (with a non-empty mask where masks exist),
-  the rest normal, drawn with `seed`, anomalous first."""
+def with_regions(test, batch: int = 256) -> np.ndarray | None:
+  """Per test record: whether its pixel mask marks anything (None without masks), read in
+  batches."""
+  flags = []
+  for i in range(0, len(test), batch):
+    _, masks = frames_at(test, range(i, min(i + batch, len(test))))
+    if masks is None:
+      return None
+    flags.append(masks.reshape(len(masks), -1).max(axis=1) > 0.5)
+  return np.concatenate(flags)
+
+
+def select(labels, regions, n: int, seed: int) -> np.ndarray:
+  """n test samples: three quarters anomalous (with a non-empty mask where masks exist:
+  `regions`), the rest normal, drawn with `seed`, anomalous first."""
   rng = np.random.default_rng(seed)
   anomalous = labels == 1
-  if masks is not None:
-    anomalous &= masks.reshape(len(masks), -1).max(axis=1) > 0.5
+  if regions is not None:
+    anomalous &= regions
   a, z = np.flatnonzero(anomalous), np.flatnonzero(labels == 0)
   n_a = min(len(a), max(1, n - n // 4))
   n_z = min(len(z), n - n_a)
@@ -189,24 +200,25 @@ def measure(explained: Explained, images, masks, labels, result: dict, s: Settin
 
 
 def explained_test(run):
-  """(Explained, test images, labels, masks): the run behind §3.8.5's score layer, its
-  scale the largest raw score of the test split's anomalies (as the seed's)."""
+  """(Explained, test split, labels, per-record "mask marks a region" or None): the run
+  behind §3.8.5's score layer, its scale the largest raw score of the test split's
+  anomalies (as the seed's)."""
   test = load_splits(run.config, run.category).test
-  images, labels, masks = frames_of(test)
-  raw = run.score_source(test)['score']
+  labels = field(test, 'label')
+  raw = run.score_source(test, keep_maps=False)['score']
   layer = ScoreLayer.fit(raw, labels, run.thresholds, run.normalizer)
-  return Explained(run, layer), images, labels, masks
+  return Explained(run, layer), test, labels, with_regions(test)
 
 
 def explain_run(run, names_text: str, n: int, s: Settings, out_dir: str,
                 progress_factory=None) -> dict:
   """Explains `n` test samples of a restored run; writes `maps.npz`, `metrics.json` and the
   Fig. 4.19-style `explanations.png` into out_dir; returns the metrics record."""
-  explained, images, labels, masks = explained_test(run)
+  explained, test, labels, regions = explained_test(run)
   names = choose(names_text, explained)
-  idx = select(labels, masks, n, s.seed)
-  images, labels = images[idx], labels[idx]
-  masks = masks[idx] if masks is not None else None
+  idx = select(labels, regions, n, s.seed)
+  images, masks = frames_at(test, idx)
+  labels = labels[idx]
   progress = progress_factory(len(names) * len(idx)) if progress_factory else None
   result = explain(explained, images, names, s, progress)
   metrics = measure(explained, images, masks, labels, result, s)

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from vadjax.data import augment
-from vadjax.data.sources import ArraySource, field
+from vadjax.data.sources import ArraySource
 from vadjax.eval import plots
 from vadjax.methods import METHODS
 from vadjax.methods.base import Method, settings as method_settings
@@ -90,11 +90,15 @@ class ADACL(Method):
     return {'score': score, 'score/raw': raw}
 
   def validation_set(self, val_normals, seed: int) -> ArraySource:
-    images = field(val_normals, 'image')
-    if images.ndim == 5:          # patch stacks (the patch protocol): their patches
-      images = images.reshape(-1, *images.shape[2:])
+    """`num_val` normal validation images (patches, under the patch protocol) drawn with
+    `seed`, and one created anomaly of each; only the drawn records are read."""
+    per = val_normals[0]['image']
+    per = len(per) if per.ndim == 4 else 1        # patch stacks: patches per record
     rng = np.random.default_rng(seed)
-    images = images[np.sort(rng.permutation(len(images))[:self.s['num_val']])]
+    chosen = np.sort(rng.permutation(len(val_normals) * per)[:self.s['num_val']])
+    records = {int(r): val_normals[int(r)]['image'] for r in np.unique(chosen // per)}
+    images = np.stack([records[int(c // per)][c % per] if per > 1 else records[int(c)]
+                       for c in chosen])
     created, _ = jax.jit(augment.create_anomalies, static_argnums=2)(
         jax.random.PRNGKey(seed), jnp.asarray(images), self.s['augmentations'])
     n = len(images)

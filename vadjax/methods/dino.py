@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vadjax.data.features import IMAGENET_MEAN, IMAGENET_STD
+from vadjax.methods.feature_cache import IMAGENET_MEAN, IMAGENET_STD
 from vadjax.registry import UserError
 
 

@@ -3,7 +3,7 @@ baseline) gives one vector per frame; a sequence model predicts each next vector
 anomaly score is the distance between its predicted and its actual vector.
 
 `prepare` turns a video dataset into standardised feature videos once (cached in the
-workdir, vadjax/data/features.py); the model is `feature_predictor` (LSTM or, the seed's
+workdir, vadjax/methods/feature_cache.py); the model is `feature_predictor` (LSTM or, the seed's
 future work, a causal Transformer). Distances, on standardised vectors:
   l2      ‖p − x‖² / D
   cosine  1 − cos(p, x)
@@ -15,9 +15,9 @@ the shared frame-level protocol (METHODS.md §0).
 
 import jax.numpy as jnp
 
-from vadjax.data.features import POOLS, feature_splits
 from vadjax.methods import METHODS
 from vadjax.methods.base import Method, settings
+from vadjax.methods.feature_cache import POOLS, feature_splits
 from vadjax.methods.reconstruction import weighted_mean
 from vadjax.models import BACKBONES
 from vadjax.registry import UserError

@@ -2,7 +2,7 @@
 next frame's DINO vector from the previous ones; its future work: a Transformer over the
 sequence of feature vectors).
 
-Input: clips of feature vectors (B, T, 1, 1, D) (vadjax/data/features.py). Every position
+Input: clips of feature vectors (B, T, 1, 1, D) (vadjax/methods/feature_cache.py). Every position
 t < T − 1 predicts vector t + 1 from vectors 0..t (an LSTM by construction, the Transformer
 by a causal mask), so one clip trains T − 1 predictions. Returns {'prediction': (B, T−1, D),
 'target': the vectors 1..T−1, 'latent': the state after the last input}.

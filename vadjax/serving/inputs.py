@@ -83,10 +83,20 @@ class FrameFormat:
     """An encoded image (PNG, JPEG, ...) → float32 (S, S, C)."""
     return self.prepare(formats.read_image(io.BytesIO(data), name), name)
 
-  def load(self, item: Item) -> np.ndarray:
-    """Every frame of an item, prepared: float32 (N, S, S, C)."""
+  def frames(self, item: Item):
+    """The frames of an item one by one, prepared: float32 (S, S, C) each."""
     if item.video:
       raw = ((f, f'{item.name} frame {i}') for i, f in enumerate(formats.iter_video(item.name)))
     else:
       raw = ((formats.read_image(p), p) for p in item.paths)
-    return np.stack([self.prepare(a, name) for a, name in raw])
+    return (self.prepare(a, name) for a, name in raw)
+
+  def load(self, item: Item) -> np.ndarray:
+    """Every frame of an item, prepared: float32 (N, S, S, C) (single images, short
+    sequences; a video is read with `frames`)."""
+    return np.stack(list(self.frames(item)))
+
+  @staticmethod
+  def length(item: Item) -> int | None:
+    """An item's frame count where it is known without decoding."""
+    return formats.video_length(item.name) if item.video else len(item.paths)

@@ -14,11 +14,10 @@ patch on the `data.patches.test_stride` grid; image models score each frame on i
 for export and streaming.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
-import sys
-import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +28,7 @@ from vadjax.data import formats
 from vadjax.data import patches as patches_lib
 from vadjax.data.sources import ArraySource, Subset
 from vadjax.data.video import ClipSource, Video
+from vadjax.progress import Progress
 from vadjax.registry import UserError
 from vadjax.serving import inputs as inputs_lib
 from vadjax.train import steps as steps_lib
@@ -91,28 +91,6 @@ def threshold_of(thresholds: dict, choice) -> tuple[str, float]:
   return str(choice), value
 
 
-class Progress:
-  """A one-line progress bar on stderr, redrawn at most 5 times a second."""
-
-  def __init__(self, name: str, total: int, enabled: bool = True, unit: str = 'frames'):
-    self.name, self.total, self.done, self.enabled, self.unit = name, total, 0, enabled, unit
-    self.t0 = self.shown = time.perf_counter()
-
-  def update(self, n: int) -> None:
-    self.done += n
-    now = time.perf_counter()
-    if self.enabled and (now - self.shown > 0.2 or self.done >= self.total):
-      self.shown = now
-      width = 24
-      filled = int(width * self.done / max(self.total, 1))
-      rate = self.done / max(now - self.t0, 1e-9)
-      sys.stderr.write(f'\r{self.name}: [{"#" * filled}{"." * (width - filled)}] '
-                       f'{self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s')
-      if self.done >= self.total:
-        sys.stderr.write('\n')
-      sys.stderr.flush()
-
-
 @dataclasses.dataclass
 class Scores:
   """The scores of a run of frames: raw, normalised, decided; pixel maps when kept."""
@@ -170,13 +148,72 @@ class Predictor:
     corner = (np.asarray(src.corners)[out['patch']] if 'patch' in out and keep_maps else None)
     return self.decide(out['score'], out.get('pixel'), corner)
 
+  def score_video(self, frames, keep_maps: bool = False, progress: Progress | None = None):
+    """Scores a video given as an iterable of prepared frames (S, S, C), in chunks of the
+    run's eval batch: yields (index of the chunk's first frame, Scores) in frame order.
+    Memory holds one chunk of records and the clip around it, whatever the video's
+    length; the scores are those of `score` on the whole video (a clip model's frame f is
+    scored by the clip `ClipSource` gives it, moved inward at the video's end)."""
+    chunk = self.run.config.eval_batch_size
+    if self.kind != 'clip':
+      part, first = [], 0
+      for frame in frames:
+        part.append(frame)
+        if len(part) == chunk:
+          yield first, self.score(np.stack(part), True, keep_maps, progress)
+          first, part = first + len(part), []
+      if part:
+        yield first, self.score(np.stack(part), True, keep_maps, progress)
+      return
+    length, anchor = self.clip_length, self.clip_length // 2
+    window, base, count, done = [], 0, 0, 0     # window[0] is frame `base`
+    clips, offsets = [], []
+
+    def flush():
+      nonlocal done
+      src = ArraySource(image=np.stack(clips), offset=np.asarray(offsets, np.int32))
+      out = self.run.score_source(src)
+      if progress:
+        progress.update(len(clips))
+      s = self.decide(out['score'], out.get('pixel') if keep_maps else None)
+      first, done = done, done + len(clips)
+      clips.clear(), offsets.clear()
+      return first, s
+
+    def take(f, start):
+      clips.append(np.stack(window[start - base:start - base + length]))
+      offsets.append(f - start)
+
+    for frame in frames:
+      window.append(frame)
+      count += 1
+      f = done + len(clips)                   # the next frame to score
+      while max(f - anchor, 0) + length <= count:     # its clip has arrived
+        take(f, max(f - anchor, 0))
+        if len(clips) == chunk:
+          yield flush()
+        f += 1
+      # the next clip's first frame, or the last clip's if the video ends here
+      keep = max(min(f - anchor, count - length), 0)
+      del window[:keep - base]
+      base = keep
+    if count < length:
+      raise UserError(f'a video of {count} frames is shorter than one clip of this run '
+                      f'({length} frames)')
+    for f in range(done + len(clips), count):           # the end: the last clip
+      take(f, count - length)
+      if len(clips) == chunk:
+        yield flush()
+    if clips:
+      yield flush()
+
   def decide(self, raw, pixel=None, corner=None) -> Scores:
     normalized = self.normalizer(raw)
     return Scores(np.asarray(raw, np.float64), normalized, normalized > self.threshold,
                   pixel, corner)
 
-  def rows(self, name: str, s: Scores, video: bool) -> list[dict]:
-    return [{'input': name, 'frame': i if video else None, 'score': float(s.raw[i]),
+  def rows(self, name: str, s: Scores, video: bool, first: int = 0) -> list[dict]:
+    return [{'input': name, 'frame': first + i if video else None, 'score': float(s.raw[i]),
              'normalized': float(s.normalized[i]), 'anomalous': bool(s.anomalous[i]),
              'threshold': self.threshold_name, 'threshold_value': self.threshold}
             for i in range(len(s.raw))]
@@ -209,15 +246,55 @@ def predict(predictor: Predictor, path: str, out, overlays: str = '',
         Image.fromarray(annotate(frames[i], s, i, scale)).save(
             os.path.join(overlays, _overlay_name(it.name, path) + '.png'))
   for it in videos:
-    frames = predictor.format.load(it)
-    bar = Progress(os.path.basename(it.name.rstrip('/')), len(frames), progress)
-    s = predictor.score(frames, video=True, keep_maps=bool(overlays), progress=bar)
-    _emit(out, predictor.rows(it.name, s, video=True), counts)
-    if overlays:
-      scale = _map_scale(s.pixel)
-      formats.write_video(os.path.join(overlays, _overlay_name(it.name, path) + '.mp4'),
-                          (annotate(f, s, i, scale) for i, f in enumerate(frames)))
+    _predict_video(predictor, it, path, out, overlays, counts, progress)
   return counts
+
+
+def _predict_video(predictor: Predictor, it, root: str, out, overlays: str, counts: dict,
+                   progress: bool) -> None:
+  """Scores one video chunk by chunk, writing its rows as they come. Overlays share one
+  colour scale (the video's largest map value), known only at the end: the maps go to a
+  temporary file beside the overlays, and a second decoding pass draws the MP4."""
+  fmt = predictor.format
+  bar = Progress(os.path.basename(it.name.rstrip('/')), fmt.length(it), progress)
+  maps_path = os.path.join(overlays, f'.{_overlay_name(it.name, root)}.maps') if overlays else ''
+  decided, corners, maps = [], [], None
+  try:
+    with open(maps_path, 'wb') if overlays else contextlib.nullcontext() as f:
+      for first, s in predictor.score_video(fmt.frames(it), bool(overlays), bar):
+        _emit(out, predictor.rows(it.name, s, video=True, first=first), counts)
+        if overlays:
+          decided.append(np.stack([s.normalized, s.anomalous]))
+          corners += [] if s.corner is None else list(s.corner)
+          if s.pixel is not None:
+            f.write(np.ascontiguousarray(s.pixel, np.float32).tobytes())
+            maps = _MapsFile(maps_path, s.pixel.shape[1:], max(
+                maps.scale if maps else -np.inf, _map_scale(s.pixel)))
+    bar.close()
+    if overlays:
+      normalized, anomalous = np.concatenate(decided, axis=1)
+      s = Scores(None, normalized, anomalous.astype(bool), maps,
+                 np.asarray(corners) if corners else None)
+      frames = (annotate(x, s, i, maps.scale if maps else 1.0)
+                for i, x in enumerate(fmt.frames(it)))
+      formats.write_video(os.path.join(overlays, _overlay_name(it.name, root) + '.mp4'), frames)
+  finally:
+    if maps_path and os.path.exists(maps_path):
+      os.remove(maps_path)
+
+
+class _MapsFile:
+  """A video's pixel maps in a raw float32 file, read one at a time (positioned reads: the
+  file is never mapped, so memory stays one map)."""
+
+  def __init__(self, path: str, shape: tuple, scale: float):
+    self.path, self.shape, self.scale = path, tuple(shape), scale
+    self.bytes = int(np.prod(shape)) * 4
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    with open(self.path, 'rb') as f:
+      data = os.pread(f.fileno(), self.bytes, i * self.bytes)
+    return np.frombuffer(data, np.float32).reshape(self.shape)
 
 
 def _emit(out, rows, counts) -> None:

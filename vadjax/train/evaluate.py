@@ -19,19 +19,21 @@ from vadjax import parallel
 from vadjax.data import eval_batches
 from vadjax.data.sources import Subset, field
 from vadjax.eval import metrics as metrics_lib, plots, report as report_lib
+from vadjax.eval.pixel import PixelStats
 from vadjax.eval import thresholds as thr
 from vadjax.eval import video as video_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalSet:
-  """A test split with its per-record fields, read once."""
+  """A test split with its small per-record fields (labels, kinds, videos), read once;
+  frames and pixel masks stay in the source and are read batch by batch."""
   source: object
   labels: np.ndarray
   kinds: np.ndarray
   kind_names: tuple
   videos: np.ndarray | None        # video index per record (video datasets)
-  masks: np.ndarray | None         # pixel ground truth (datasets that have it)
+  has_masks: bool                  # pixel ground truth (datasets that have it)
 
   @classmethod
   def from_splits(cls, splits) -> 'EvalSet':
@@ -39,20 +41,27 @@ class EvalSet:
     return cls(source=test, labels=field(test, 'label'), kinds=field(test, 'kind'),
                kind_names=tuple(splits.kind_names),
                videos=field(test, 'video') if 'video' in test[0] else None,
-               masks=field(test, 'mask') if splits.has_masks else None)
+               has_masks=splits.has_masks)
 
 
-def score_split(steps, state, source, mesh, batch_size: int, keep_recon=False) -> dict:
+def score_split(steps, state, source, mesh, batch_size: int, keep_recon=False,
+                pixels: PixelStats | None = None, keep_maps=False) -> dict:
   """Scores every record of a source: per-record scores (and a method's other scores
-  `score/<name>`), pixel maps where the method makes them, the top patch of patch stacks
-  and, when asked (the few plotted samples), reconstructions."""
+  `score/<name>`), the top patch of patch stacks and, when asked, pixel maps (`keep_maps`:
+  a chunk of a video, a request) and reconstructions (the few plotted samples). A whole
+  split's maps are never kept: with `pixels`, they and the records' masks go into its
+  statistics batch by batch."""
   fields = ('image', 'offset') if 'offset' in source[0] else ('image',)
   parts = {}
-  for batch, n in eval_batches(source, batch_size, fields):
+  for batch, n in eval_batches(source, batch_size, fields, ('mask',) if pixels else ()):
+    masks = batch.pop('mask', None)
     out = jax.device_get(steps.score(state, parallel.shard_batch(batch, mesh)))
+    if pixels is not None and 'pixel' in out:
+      pixels.update(out['pixel'][:n], masks)
     for k, v in out.items():
-      if k != 'recon' or keep_recon:
-        parts.setdefault(k, []).append(v[:n])
+      if (k == 'recon' and not keep_recon) or (k == 'pixel' and not (keep_maps or keep_recon)):
+        continue
+      parts.setdefault(k, []).append(v[:n])
   return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -76,16 +85,15 @@ def calibrate(steps, state, splits, mesh, batch_size: int, contamination: float)
   return {'normalizer': norm.to_dict(), 'thresholds': thresholds}
 
 
-def test_metrics(data: EvalSet, out: dict, run) -> dict:
+def test_metrics(data: EvalSet, out: dict, run, pixels: PixelStats | None = None) -> dict:
   """Image, pixel, per-kind, per-threshold and (videos) frame-level metrics of scores `out`
-  of the test split."""
+  of the test split; pixel metrics from the statistics `pixels` accumulated while scoring."""
   norm = run.normalizer
-  masks = data.masks if 'pixel' in out else None     # ADACL's regressor makes no maps
   result = report_lib.run_metrics(
       labels=data.labels, kinds=data.kinds, scores=norm(out['score']),
-      thresholds=run.thresholds, kind_names=data.kind_names,
-      pixel_scores=out.get('pixel') if masks is not None else None, masks=masks,
-      positive=run.config.positive)
+      thresholds=run.thresholds, kind_names=data.kind_names, positive=run.config.positive)
+  if pixels is not None and pixels.anomalous.any():   # ADACL's regressor makes no maps
+    result['image'].update(pixels.results())
   for k in out:               # a method's other scores (ALPS: clean, perturbed, mean)
     if k.startswith('score/'):
       result['image'][f'auroc_{k[6:]}'] = metrics_lib.auroc(data.labels, out[k])
@@ -102,16 +110,18 @@ def evaluate(run, data: EvalSet, plots: bool) -> dict:
   raw per-record test scores `test_scores.npz`; returns the metrics."""
   cfg, meta = run.config, run.meta
   t0 = time.perf_counter()
-  out = score_split(run.steps, run.state, data.source, run.mesh, cfg.eval_batch_size)
+  pixels = PixelStats() if data.has_masks else None
+  out = score_split(run.steps, run.state, data.source, run.mesh, cfg.eval_batch_size,
+                    pixels=pixels)
   t_score = time.perf_counter() - t0
-  result = test_metrics(data, out, run)
+  result = test_metrics(data, out, run, pixels)
   result.update(name=run.name, seed=run.seed, epochs=meta['epoch'], steps=meta['step'],
                 stopped_early=meta.get('stopped_early', False),
                 timings={**meta.get('timings', {}), 'score_s': t_score,
                          'score_samples_per_s': len(data.source) / max(t_score, 1e-9)})
   if jax.process_index() == 0:
     if plots:
-      result['plots'] = figures(run, data, out)
+      result['plots'] = figures(run, data, out, pixels)
     np.savez(os.path.join(run.run_dir, 'test_scores.npz'), score=out['score'],
              **{k.replace('/', '_'): v for k, v in out.items() if k.startswith('score/')})
     with open(os.path.join(run.run_dir, 'metrics.json'), 'w') as f:
@@ -163,12 +173,12 @@ def _samples(run, data: EvalSet) -> _Samples:
   if recons is not None:
     recons = np.stack([_frame(x, o, len(r['image']))
                        for x, o, r in zip(recons, offsets, records)])
-  masks = np.stack([r['mask'] for r in records]) if data.masks is not None else None
+  masks = np.stack([r['mask'] for r in records]) if data.has_masks else None
   return _Samples(idx, images, np.stack([r['image'] for r in records]), recons,
                   sample.get('pixel'), masks)
 
 
-def figures(run, data: EvalSet, out: dict) -> dict:
+def figures(run, data: EvalSet, out: dict, pixels: PixelStats | None = None) -> dict:
   """Report figures: ROC/PR, histogram, training curves, reconstructions of normal and
   anomalous test samples spread over the split, per-video score timelines, the method's
   own figures, and whatever the model's outputs hold pictures of (attention maps, memory
@@ -184,6 +194,9 @@ def figures(run, data: EvalSet, out: dict) -> dict:
         os.path.join(run_dir, 'score_timelines.png'),
         video_lib.per_video_normalized(out['score'], data.videos), data.labels, data.videos,
         smoothed=video_lib.per_video_irregularity(out['score'], data.videos))
+  if pixels is not None and pixels.anomalous.any():
+    paths['pixel_roc_pro'] = plots.pixel_roc_pro(os.path.join(run_dir, 'pixel_roc_pro.png'),
+                                                 *pixels.roc(), *pixels.pro(), pixels.limit)
   paths.update(output_figures(run, s, data.labels[s.index]))
   return paths
 

@@ -22,7 +22,7 @@ from absl import logging
 
 from vadjax import parallel
 from vadjax.data import DATASETS, categories, patches
-from vadjax.data.sources import ArraySource
+from vadjax.data.sources import ArraySource, known_categories
 from vadjax.eval import report as report_lib
 from vadjax.eval import thresholds as thr
 from vadjax.methods import GROUP_DEFAULTS, METHODS
@@ -49,6 +49,9 @@ def validate(config) -> None:
               'checkpoint_every_epochs'):
     if config[key] <= 0:
       raise UserError(f'config {key} must be positive, got {config[key]}')
+  if config.num_train_steps < 0:
+    raise UserError(f'config num_train_steps must be 0 (use num_epochs) or positive, got '
+                    f'{config.num_train_steps}')
   if not config.seeds:
     raise UserError('config seeds is empty; give at least one, e.g. --config.seeds="(0,)"')
   opt = config.optimizer
@@ -105,8 +108,8 @@ class Experiment:
 def chosen_categories(dataset: str, spec) -> list[str]:
   """The categories `spec` names ('all', or a list separated by ',' or ';') of `dataset`;
   unknown ones are an error listing the known."""
-  known = categories(dataset)
-  chosen = known if spec == 'all' else [x.strip() for x in str(spec).replace(';', ',').split(',')
+  known = known_categories(dataset)
+  chosen = categories(dataset) if spec == 'all' else [x.strip() for x in str(spec).replace(';', ',').split(',')
                                         if x.strip()]
   unknown = [x for x in chosen if x not in known]
   if unknown:
@@ -170,10 +173,11 @@ class TrainedRun:
       fields['offset'] = np.asarray(offsets, np.int32)
     return self.score_source(ArraySource(**fields))
 
-  def score_source(self, source) -> dict:
-    """Raw scores of every record of a source (records as the test split's)."""
+  def score_source(self, source, keep_maps: bool = True) -> dict:
+    """Raw scores of every record of a source (records as the test split's); the pixel
+    maps too unless `keep_maps` is False (a whole split)."""
     return evaluate_lib.score_split(self.steps, self.state, source, self.mesh,
-                                    self.config.eval_batch_size)
+                                    self.config.eval_batch_size, keep_maps=keep_maps)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -242,7 +246,7 @@ def _claim(exp: Experiment, workdir: str, splits, mode: str) -> dict:
   """Checks the model against the data's shape first (a bad config must not claim the
   workdir), then binds the workdir to this experiment (evaluation only checks it)."""
   jax.eval_shape(exp.steps(splits.image_shape).init, jax.random.PRNGKey(0))
-  fp = workdir_lib.fingerprint(exp.config, splits.image_shape)
+  fp = workdir_lib.fingerprint(exp.config, splits.image_shape, splits.digest)
   workdir_lib.bind(workdir, exp.config, fp, claim=mode != 'eval')
   return fp
 

@@ -104,7 +104,10 @@ def _start(exp, splits, run_dir, seed, fp) -> tuple[_Run, object]:
   steps = exp.steps(splits.image_shape)
   state = steps.init(jax.random.PRNGKey(seed))
   ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'))
-  iterator = train_iterator(train_dataset(splits.train, cfg.batch_size, seed, cfg.num_epochs),
+  steps_per_epoch = len(splits.train) // cfg.batch_size
+  total = cfg.num_train_steps or steps_per_epoch * cfg.num_epochs
+  epochs = -(-total // max(steps_per_epoch, 1))       # the data's epochs to cover `total`
+  iterator = train_iterator(train_dataset(splits.train, cfg.batch_size, seed, epochs),
                             cfg.data.workers)
   # the run's own input shape: categories of one dataset may differ (walkway gray / color)
   meta = {'fingerprint': fp, 'step': 0, 'epoch': 0, 'history': [], 'finished': False,
@@ -118,9 +121,8 @@ def _start(exp, splits, run_dir, seed, fp) -> tuple[_Run, object]:
                       f'the data.workers of the interrupted run (0 vs > 0 store different '
                       f'positions)') from None
     logging.info('[%s] resumed from step %d (epoch %d)', name, meta['step'], meta['epoch'])
-  steps_per_epoch = len(splits.train) // cfg.batch_size
   return _Run(exp, splits, name, seed, steps, ckpt, iterator, meta, steps_per_epoch,
-              steps_per_epoch * cfg.num_epochs), state
+              total), state
 
 
 def _check_finite(losses: np.ndarray, first_step: int, run: _Run) -> None:
@@ -174,7 +176,9 @@ def _end_of_epoch(run: _Run, state, step, epoch, plateau, val, values):
 
 
 def _fit(run: _Run, state, signals: list):
-  """The epochs; returns (state, step, epoch, plateau, stopped early, seconds, compile s)."""
+  """The epochs; returns (state, step, epoch, plateau, stopped early, timings). The time
+  spent waiting for the next batch is measured: its share of the wall time says whether the
+  input pipeline keeps up (`data.workers` adds Grain worker processes where it does not)."""
   cfg, method = run.exp.config, run.exp.method
   plateau = Plateau(cfg, run.meta['plateau'])
   val = normal_part(run.splits.val)
@@ -184,10 +188,13 @@ def _fit(run: _Run, state, signals: list):
                      run.meta['step'])
   step, epoch = run.meta['step'], run.meta['epoch']
   pending, stop, t_start, compile_s = [], False, time.perf_counter(), None
+  wait, t_log, wait_log = 0.0, t_start, 0.0
   try:
     while step < run.total and not stop:
-      state, metrics = run.steps.train(state, parallel.shard_batch(next(run.iterator),
-                                                                   run.exp.mesh))
+      t_in = time.perf_counter()
+      batch = parallel.shard_batch(next(run.iterator), run.exp.mesh)
+      wait += time.perf_counter() - t_in
+      state, metrics = run.steps.train(state, batch)
       pending.append(metrics['loss'])
       step += 1
       compile_s = compile_s or time.perf_counter() - t_start  # the first step's dispatch
@@ -196,7 +203,10 @@ def _fit(run: _Run, state, signals: list):
         continue
       losses = np.asarray(jax.device_get(jnp.stack(pending)))
       _check_finite(losses, step - len(pending) + 1, run)
-      pending, values = [], {'train_loss': float(losses.mean())}
+      now = time.perf_counter()
+      pending, values = [], {'train_loss': float(losses.mean()),
+                             'input_wait_share': (wait - wait_log) / max(now - t_log, 1e-9)}
+      t_log, wait_log = now, wait
       if epoch_end:
         epoch += 1
         state, stop = _end_of_epoch(run, state, step, epoch, plateau, val, values)
@@ -213,7 +223,12 @@ def _fit(run: _Run, state, signals: list):
   finally:
     logger.close()
     run.ckpt.wait()
-  timings = (time.perf_counter() - t_start, compile_s, step - logger.start)
+  seconds = time.perf_counter() - t_start
+  done = step - logger.start
+  timings = {'train_s': seconds, 'compile_s': compile_s,
+             'steps_per_s': done / max(seconds, 1e-9),
+             'clips_per_s': done * cfg.batch_size / max(seconds, 1e-9),
+             'input_wait_s': wait, 'input_wait_share': wait / max(seconds, 1e-9)}
   return state, step, epoch, plateau, stop, timings
 
 
@@ -225,13 +240,12 @@ def train_run(exp, splits, run_dir: str, seed: int, fp: dict) -> dict:
     if run.meta['finished']:
       return run.meta
     with stop_signals() as signals:
-      state, step, epoch, plateau, stop, (t_train, compile_s, done) = _fit(run, state, signals)
+      state, step, epoch, plateau, stop, timings = _fit(run, state, signals)
       state = _stages(run, state)
       calib = evaluate.calibrate(run.steps, state, splits, exp.mesh, exp.config.eval_batch_size,
                                  exp.config.contamination)
       _save(run, state, step, epoch, plateau, finished=True, stopped_early=stop,
-            timings={'train_s': t_train, 'compile_s': compile_s,
-                     'steps_per_s': done / max(t_train, 1e-9)}, **calib)
+            timings=timings, **calib)
       run.ckpt.wait()
     if signals:      # received during the stages or calibration: honoured once saved
       raise Interrupted(f'[{run.name}] {signal.Signals(signals[0]).name} received: the run '

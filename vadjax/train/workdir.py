@@ -38,27 +38,30 @@ def _file_digest(root: str) -> str:
   return h.hexdigest()[:16]
 
 
-def data_identity(config) -> dict:
+def data_identity(config, digest: str = '') -> dict:
   """Where the data lives: a user's folder (with a digest of its files) or the prepared
-  TFDS data of a real dataset; embedded data is defined by the config alone."""
+  data of a real dataset (with the digest of the source files it was prepared from, for the
+  video datasets); embedded data is defined by the config alone."""
   d = config.data
   if config.dataset in ('folder', 'folder_video'):
     root = os.path.abspath(os.path.expanduser(d.folder_root)) if d.folder_root else ''
     return {'location': root, 'files': _file_digest(root) if os.path.isdir(root) else ''}
   from vadjax.data import real        # noqa: PLC0415  (the real datasets' registry)
   if config.dataset in real.CATEGORIES:
-    return {'location': os.path.abspath(real.tfds_dir(d))}
+    return {'location': os.path.abspath(real.tfds_dir(d)),
+            **({'prepared_from': digest} if digest else {})}
   return {}
 
 
-def fingerprint(config, image_shape) -> dict:
-  """What a workdir's results depend on (see the module docstring)."""
+def fingerprint(config, image_shape, digest: str = '') -> dict:
+  """What a workdir's results depend on (see the module docstring); `digest`: the prepared
+  data's (Splits.digest)."""
   groups = {g: config[g].to_dict() for g in GROUP_DEFAULTS if g in config}
   data = {k: v for k, v in config.data.to_dict().items() if k not in _DATA_KEYS_NOT_IDENTITY}
   return json.loads(json.dumps({
       'model': config.model, 'model_kwargs': config.model_kwargs.to_dict(),
       'method': config.method, 'method_settings': groups, 'dataset': config.dataset,
-      'data': data, 'data_identity': data_identity(config),
+      'data': data, 'data_identity': data_identity(config, digest),
       'categories': str(config.categories), 'image_size': config.image_size,
       'image_shape': list(image_shape), 'dtype': config.dtype}))
 
