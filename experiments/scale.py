@@ -91,6 +91,7 @@ def _config_flags(root: str, prepared: str, steps: int) -> list[str]:
   return [f'--config={ROOT}/experiments/configs/conv_rnn.py:quick,dataset=folder_video,'
           f'image_size={_SIZE.value}', f'--config.data.folder_root={root}',
           f'--config.data.tfds_dir={prepared}', f'--config.num_train_steps={steps}',
+          '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
           '--config.num_devices=1', '--config.plots=false']
 
 
@@ -114,7 +115,7 @@ import sys, ml_collections
 from vadjax.data import DATASETS
 root, prepared, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = ml_collections.ConfigDict(dict(folder_root=root, tfds_dir=prepared, channels=0,
-    val_fraction=0.1, test_fraction=0.3, video=dict(clip_length=8, clip_strides=(1, 4))))
+    val_fraction=0.25, test_fraction=0.25, video=dict(clip_length=8, clip_strides=(1, 4))))
 DATASETS.get('folder_video')('default', size, cfg)
 '''
 

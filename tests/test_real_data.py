@@ -536,5 +536,5 @@ def test_data_benchmark_harness(tmp_path):
   assert result['train_clips_per_s'] > 0 and result['train_clips_per_s_1_workers'] > 0
   for key in ('train_quick_conv_rnn', 'train_quick_conv_rnn_1_workers'):
     t = result[key]
-    assert t['steps_per_s'] > 0 and t['clips_per_s'] == pytest.approx(4 * t['steps_per_s'])
+    assert t['steps_per_s'] > 0 and t['clips_per_s'] == pytest.approx(4 * t['steps_per_s'], rel=1e-3)
     assert 0 <= t['input_wait_share'] < 1

@@ -7,7 +7,13 @@ import grain
 import jax
 import numpy as np
 
+from vadjax.data.sources import ArraySource
 from vadjax.registry import UserError
+
+# Grain's default reads ahead up to 500 elements (here: batches) with 16 threads, which
+# holds most of a split in memory; a few batches in flight keep a step fed (measured:
+# docs/scale.md) and memory set by the batch, not by the footage.
+READ = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
 
 
 def train_dataset(source, global_batch: int, seed: int, num_epochs: int) -> grain.MapDataset:
@@ -34,7 +40,7 @@ def train_iterator(ds: grain.MapDataset, workers: int):
   """A checkpointable iterator over `ds`; `workers` > 0 reads and assembles batches in that
   many Grain worker processes (real datasets decode frames on the host: 2 workers read
   1.5–2.5× the clips per second of one process on the 2-core CPU, BUILD_NOTES.md)."""
-  iter_ds = ds.to_iter_dataset()
+  iter_ds = ds.to_iter_dataset(READ)
   if workers > 0:
     from absl import flags
     if not flags.FLAGS.is_parsed():   # Grain's workers read absl flags; library callers
@@ -52,10 +58,9 @@ def eval_batches(source, global_batch: int, fields=('image',), whole=()
   device) come with every process's batch for the real records of the global batch, so that
   each process can pair them with the replicated scores.
   """
-  ds = grain.MapDataset.source(source).batch(global_batch)
   n_proc, pid = jax.process_count(), jax.process_index()
   local = global_batch // n_proc
-  for batch in ds:
+  for batch in _batches(source, global_batch):
     n = len(batch[fields[0]])
     out = {}
     for k in fields:
@@ -67,3 +72,15 @@ def eval_batches(source, global_batch: int, fields=('image',), whole=()
     out['weight'] = weight[pid * local:(pid + 1) * local]
     out.update({k: batch[k] for k in whole})
     yield out, n
+
+
+def _batches(source, size: int):
+  """Consecutive batches of a source: arrays held in memory (a request, a chunk of a
+  video) are sliced; anything else is read ahead by Grain's threads. (A Grain pipeline is
+  a reference cycle that keeps its source until Python's cycle collector runs: one per
+  chunk of a long video held ~50 chunks of clips, 600 MB, alive.)"""
+  if isinstance(source, ArraySource):
+    for i in range(0, len(source), size):
+      yield {k: v[i:i + size] for k, v in source.fields.items()}
+  else:
+    yield from grain.MapDataset.source(source).batch(size).to_iter_dataset(READ)

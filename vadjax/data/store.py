@@ -372,7 +372,9 @@ class FrameRecords:
     return self._decode(self.source[int(i)])
 
   def __getitems__(self, indices) -> list[dict]:
-    return [self._decode(r) for r in self.source.__getitems__([int(i) for i in indices])]
+    # one read at a time: ArrayRecordDataSource.__getitems__ starts a thread pool per call,
+    # which costs 5× the reads themselves for a clip's 8 local records (1.3 vs 0.27 ms)
+    return [self._decode(self.source[int(i)]) for i in indices]
 
 
 class CachedRecords:
@@ -444,8 +446,9 @@ class FrameView:
     else:
       key = range(self.length)[key]
       out = self._field(self.source[self.start + key])
-    out = np.asarray(out, np.float32)
-    return out / 255.0 if self.field == 'image' else out
+    if self.field == 'image':
+      return np.divide(out, np.float32(255), dtype=np.float32)
+    return np.asarray(out, np.float32)
 
 
 class Store:

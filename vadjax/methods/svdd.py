@@ -21,6 +21,7 @@ import optax
 
 from vadjax import parallel
 from vadjax.data import eval_batches, train_dataset
+from vadjax.data.pipeline import train_iterator
 from vadjax.methods.base import Stage
 
 
@@ -78,7 +79,7 @@ def finetune(model, variables, source, *, epochs: int, learning_rate: float = 5e
 
   params, opt_state = variables['params'], tx.init(variables['params'])
   steps_per_epoch = len(source) // batch_size
-  data = iter(train_dataset(source, batch_size, seed, max(epochs, 1)))
+  data = train_iterator(train_dataset(source, batch_size, seed, max(epochs, 1)), workers=0)
   history = []
   for epoch in range(1, epochs + 1):
     losses, dists = [], []

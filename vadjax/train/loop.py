@@ -177,8 +177,9 @@ def _end_of_epoch(run: _Run, state, step, epoch, plateau, val, values):
 
 def _fit(run: _Run, state, signals: list):
   """The epochs; returns (state, step, epoch, plateau, stopped early, timings). The time
-  spent waiting for the next batch is measured: its share of the wall time says whether the
-  input pipeline keeps up (`data.workers` adds Grain worker processes where it does not)."""
+  spent waiting for the next batch is measured: its share of the stepping time (after the
+  first step, without validation and checkpoints) says whether the input pipeline keeps up
+  (`data.workers` adds Grain worker processes where it does not)."""
   cfg, method = run.exp.config, run.exp.method
   plateau = Plateau(cfg, run.meta['plateau'])
   val = normal_part(run.splits.val)
@@ -188,12 +189,14 @@ def _fit(run: _Run, state, signals: list):
                      run.meta['step'])
   step, epoch = run.meta['step'], run.meta['epoch']
   pending, stop, t_start, compile_s = [], False, time.perf_counter(), None
-  wait, t_log, wait_log = 0.0, t_start, 0.0
+  wait = aside = 0.0            # waiting for batches; validation and checkpoints
+  t_log, wait_log = t_start, 0.0
   try:
     while step < run.total and not stop:
       t_in = time.perf_counter()
       batch = parallel.shard_batch(next(run.iterator), run.exp.mesh)
-      wait += time.perf_counter() - t_in
+      if compile_s is not None:  # the first batch starts the workers: set aside with compile
+        wait += time.perf_counter() - t_in
       state, metrics = run.steps.train(state, batch)
       pending.append(metrics['loss'])
       step += 1
@@ -206,12 +209,13 @@ def _fit(run: _Run, state, signals: list):
       now = time.perf_counter()
       pending, values = [], {'train_loss': float(losses.mean()),
                              'input_wait_share': (wait - wait_log) / max(now - t_log, 1e-9)}
-      t_log, wait_log = now, wait
       if epoch_end:
         epoch += 1
         state, stop = _end_of_epoch(run, state, step, epoch, plateau, val, values)
       logger.write(step, {**values, 'epoch': epoch})
       logger.progress(step, epoch, values)
+      t_log, wait_log = time.perf_counter(), wait
+      aside += t_log - now
       if signals:
         run.ckpt.wait()
         if run.ckpt.latest_step() != step:
@@ -225,10 +229,11 @@ def _fit(run: _Run, state, signals: list):
     run.ckpt.wait()
   seconds = time.perf_counter() - t_start
   done = step - logger.start
+  stepping = max(seconds - (compile_s or 0.0) - aside, 1e-9)   # the steps after the first
   timings = {'train_s': seconds, 'compile_s': compile_s,
              'steps_per_s': done / max(seconds, 1e-9),
              'clips_per_s': done * cfg.batch_size / max(seconds, 1e-9),
-             'input_wait_s': wait, 'input_wait_share': wait / max(seconds, 1e-9)}
+             'input_wait_s': wait, 'input_wait_share': wait / stepping}
   return state, step, epoch, plateau, stop, timings
 
 
