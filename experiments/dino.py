@@ -21,7 +21,6 @@ from ml_collections import config_flags
 
 from experiments.cli import run_or_fail, start
 from vadjax.data import DATASETS
-from vadjax.data.sources import field
 from vadjax.eval import plots
 from vadjax.methods import dino
 from vadjax.models import BACKBONES, checkpoints
@@ -34,19 +33,47 @@ from vadjax.train.logging import RunLogger
 from vadjax.train.loop import stop_signals
 
 
-def training_frames(c) -> np.ndarray:
-  """Every training frame (video datasets) or image of the chosen categories, as RGB."""
-  parts = []
-  for cat in chosen_categories(c.dataset, c.categories):
-    train = DATASETS.get(c.dataset)(cat, c.image_size, c.data).train
-    x = (np.concatenate([v.frames for v in train.videos]) if hasattr(train, 'videos')
-         else field(train, 'image'))
-    parts.append(np.broadcast_to(x, x.shape[:3] + (3,)) if x.shape[-1] == 1 else x)
-  frames = np.ascontiguousarray(np.concatenate(parts), np.float32)
-  if len(frames) < c.batch_size:
-    raise UserError(f'{len(frames)} training frames are fewer than batch_size '
-                    f'{c.batch_size}')
-  return frames
+class TrainingFrames:
+  """Every training frame (video datasets) or image of the chosen categories, as RGB
+  float32, read by index: `frames[indices]` (the prepared frames of hours of footage are
+  never held whole)."""
+
+  def __init__(self, c):
+    self.parts = []              # per video: its frames; per image split: its records
+    for cat in chosen_categories(c.dataset, c.categories):
+      train = DATASETS.get(c.dataset)(cat, c.image_size, c.data).train
+      self.parts += ([v.frames for v in train.videos] if hasattr(train, 'videos')
+                     else [_Images(train)])
+    self.first = np.concatenate([[0], np.cumsum([len(p) for p in self.parts])])
+    h, w = self._one(0).shape[:2]
+    self.shape = (int(self.first[-1]), h, w, 3)
+    if len(self) < c.batch_size:
+      raise UserError(f'{len(self)} training frames are fewer than batch_size '
+                      f'{c.batch_size}')
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def _one(self, i: int) -> np.ndarray:
+    p = int(np.searchsorted(self.first, i, side='right')) - 1
+    x = np.asarray(self.parts[p][i - int(self.first[p])], np.float32)
+    return np.broadcast_to(x, x.shape[:2] + (3,)) if x.shape[-1] == 1 else x
+
+  def __getitem__(self, indices) -> np.ndarray:
+    return np.stack([self._one(int(i)) for i in np.atleast_1d(indices)])
+
+
+class _Images:
+  """The images of an image split's records, by index."""
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    return self.source[i]['image']
 
 
 def _check(c, s: dino.Settings) -> None:
@@ -89,7 +116,7 @@ def run(c, workdir: str) -> dict:
 
 def _train(c, s, workdir):
   t0 = time.perf_counter()
-  frames = training_frames(c)
+  frames = TrainingFrames(c)
   model = dino.Dino(BACKBONES.get(c.backbone)(channels=3),
                     dino.DinoHead(s.out_dim, s.hidden, s.bottleneck, s.norm_last_layer))
   tx = dino.optimizer(s, c.batch_size, c.steps)

@@ -357,9 +357,13 @@ def test_dino_config_reads_image_and_video_datasets():
   a = dino_config.get_config('quick,dataset=digits,categories=all')
   assert a.to_dict() == dino_config.get_config('dataset=digits,categories=all,quick').to_dict()
   assert a.steps <= 10
-  frames = dino_cli.training_frames(a)
+  frames = dino_cli.TrainingFrames(a)
   assert frames.shape[1:] == (32, 32, 3) and len(frames) > 500
-  video = dino_cli.training_frames(dino_config.get_config('quick'))
+  video = dino_cli.TrainingFrames(dino_config.get_config('quick'))
   assert video.shape == (24, 32, 32, 3)
+  # read by index, grey frames as RGB, in the order of the videos' frames
+  x = video[[0, 23, 5]]
+  first = np.asarray(video.parts[0][0])
+  assert x.shape == (3, 32, 32, 3) and np.array_equal(x[0], np.repeat(first, 3, -1))
   with pytest.raises(UserError, match='unknown digits categories'):
-    dino_cli.training_frames(dino_config.get_config('quick,dataset=digits,categories=x'))
+    dino_cli.TrainingFrames(dino_config.get_config('quick,dataset=digits,categories=x'))

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import SUBPROCESS_ENV
+from test_real_data import _write_video as _avi   # a lossless (PNG codec) AVI
 from vadjax.data import DATASETS, formats, real, store
 from vadjax.data.sources import field
 from vadjax.registry import UserError
@@ -26,18 +27,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _png(path, array):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   Image.fromarray(array).save(path)
-
-
-def _avi(path, frames, rate=25):
-  """A lossless (PNG codec) AVI, so decoded frames equal the written ones."""
-  import av
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with av.open(str(path), 'w') as c:
-    s = c.add_stream('png', rate=rate)
-    s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], 'rgb24'
-    for f in frames:
-      c.mux(s.encode(av.VideoFrame.from_ndarray(f, format='rgb24')))
-    c.mux(s.encode())
 
 
 def _frame(v, t, shape=(8, 8, 3)):

@@ -1,4 +1,5 @@
-"""Data: random-access sources (embedded arrays now, TFDS data sources for real datasets),
+"""Data: random-access sources (embedded arrays; TFDS data sources for the real image
+datasets; the frame store, prepared once and read by index, for every video dataset),
 protocols that turn a dataset into train/val/test splits, and Grain pipelines.
 
 `DATASETS.get(name)` returns a builder `build(category, config) -> Splits`;

@@ -70,7 +70,7 @@ class VideoSpec:
   masks: Callable[[], Sequence] | None = None     # → per-frame masks (image paths or arrays)
   files: Sequence[str] = ()                       # frame sources: path, size, time in the digest
   annotations: Sequence[str] = ()                 # ground truth: content in the digest
-  length: int | None = None                       # frame count known without decoding (progress)
+  length: int | Callable[[], int | None] | None = None   # frame count (progress); lazy
 
 
 @dataclasses.dataclass
@@ -216,7 +216,8 @@ def _write(path: str, name: str, cfg: FrameConfig, listing: Listing, digest: str
       'format': FORMAT, 'digest': digest, 'splits': {}}
   record_bytes = cfg.size * cfg.size * (cfg.channels + 1)
   shard_frames = max(1, shard_bytes // record_bytes)
-  lengths = [v.length for vs in listing.videos.values() for v in vs]
+  lengths = [v.length() if callable(v.length) else v.length
+             for vs in listing.videos.values() for v in vs]
   total = None if None in lengths else sum(lengths)
   bar = Progress(f'preparing {name} ({cfg.name})', total, show_progress)
   committed = sum(s['frames'] for s in progress['splits'].values())

@@ -123,14 +123,15 @@ def _avenue_video(path, masks_dir) -> VideoSpec:
   name = os.path.splitext(os.path.basename(path))[0]
   if masks_dir is None:
     return VideoSpec(name, _video_frames(path), _zeros, files=[path],
-                     length=formats.video_length(path))
+                     length=lambda: formats.video_length(path))
   mat = os.path.join(masks_dir, f'{int(name)}_label.mat') if name.isdigit() else ''
   if not os.path.isfile(mat):
     raise UserError(f'test video {path} has no ground truth {mat or name + "_label.mat"}')
   return VideoSpec(name, _video_frames(path),
                    lambda n, m: m.reshape(len(m), -1).any(axis=1).astype(np.int32),
                    lambda: formats.read_avenue_masks(mat),          # one video's at a time
-                   files=[path], annotations=[mat], length=formats.video_length(path))
+                   files=[path], annotations=[mat],
+                   length=lambda: formats.video_length(path))
 
 
 # --------------------------------------------------------------------------- Subway
@@ -235,7 +236,7 @@ def shanghaitech(root: str, cfg) -> Listing:
     raise UserError(f'no <scene>_<nnnn> frame folders in {frames_dir}.\n'
                     f'{SHANGHAITECH_INSTRUCTIONS}')
   train = [VideoSpec(os.path.splitext(os.path.basename(p))[0], _video_frames(p), _zeros,
-                     files=[p], length=formats.video_length(p)) for p in videos]
+                     files=[p], length=lambda p=p: formats.video_length(p)) for p in videos]
   test = [_shanghaitech_test(frames_dir, labels_dir, masks_dir, v) for v in tests]
   return Listing({'train': train, 'test': test})
 

@@ -298,9 +298,10 @@ def settings_from(config) -> Settings:
   return Settings(**given)
 
 
-def batch_at(frames: np.ndarray, batch_size: int, seed: int, step: int) -> np.ndarray:
+def batch_at(frames, batch_size: int, seed: int, step: int) -> np.ndarray:
   """The training batch of `step`: epochs of shuffled frames without replacement, a pure
-  function of (seed, step), so a resumed run sees the batches it would have seen."""
+  function of (seed, step), so a resumed run sees the batches it would have seen;
+  `frames` is an array or anything indexed by an array of indices."""
   per_epoch = len(frames) // batch_size
   epoch, i = divmod(step, per_epoch)
   order = np.random.default_rng((seed, epoch)).permutation(len(frames))
