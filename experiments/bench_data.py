@@ -4,11 +4,11 @@ Writes a UCSD-Ped2-sized dataset in the official archive layout (random 240×360
 frames, `_gt` masks, the `.m` file) under --workdir, prepares it into the frame store
 (vadjax/data/store.py) at --image_size, and times what training and scoring read: the input
 pipeline alone (clips/s), then the quick ConvRNN config at that size training
---train_steps steps on it, in-process and with --workers Grain workers: steps/s, clips/s
-and the share of the wall time the training loop waits for its next batch.
+--train_steps steps on it with each of --train_workers Grain workers (0: in-process):
+steps/s, clips/s and the share of the stepping time the loop waits for its next batch.
 
   python -m experiments.bench_data --workdir=/tmp/bench_data [--train_videos=16 --test_videos=12
-      --frames=120 --image_size=128 --workers=2 --train_steps=100]
+      --frames=120 --image_size=128 --workers=2 --train_steps=100 --train_workers=0,2]
 """
 
 import json
@@ -32,6 +32,8 @@ _SIZE = flags.DEFINE_integer('image_size', 128, 'Prepared frame size.')
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Grain workers for the second training timing.')
 _STEPS = flags.DEFINE_integer('train_steps', 100, 'Training steps of the ConvRNN timing '
                               '(0: skip it).')
+_TRAIN_WORKERS = flags.DEFINE_list('train_workers', ['0', '2'], 'Grain workers of each '
+                                   'ConvRNN timing (0: in-process).')
 
 
 def write_ucsd(root: str, n_train: int, n_test: int, frames: int) -> None:
@@ -105,10 +107,9 @@ def main(_):
       f'train_clips_per_s_{_WORKERS.value}_workers': round(
           clips_per_second(splits.train, _WORKERS.value)),
       'date': time.strftime('%Y-%m-%d %H:%M'), 'cpus': os.cpu_count()}
-  if _STEPS.value:
-    result['train_quick_conv_rnn'] = train_timings(raw, prepared, 0)
-    result[f'train_quick_conv_rnn_{_WORKERS.value}_workers'] = train_timings(
-        raw, prepared, _WORKERS.value)
+  for workers in map(int, _TRAIN_WORKERS.value if _STEPS.value else []):
+    result['train_quick_conv_rnn' + (f'_{workers}_workers' if workers else '')] = (
+        train_timings(raw, prepared, workers))
   print(json.dumps(result, indent=1))
   with open(os.path.join(_WORKDIR.value, 'bench_data.json'), 'w') as f:
     json.dump(result, f, indent=1)
