@@ -32,7 +32,7 @@ def main(argv):
   print(f'exported {meta["run"]} ({meta["model"]}, {meta["method"]}) as {meta["format"]} to '
         f'{_OUT.value}: inputs (N, {", ".join(map(str, meta["input"]["shape"]))}), outputs '
         f'{", ".join(meta["outputs"])}; max |exported - in-process| score '
-        f'{meta["check"]["max_abs_diff"]:.2g}')
+        f'{meta["check"]["max_diff"]:.2g}')
 
 
 if __name__ == '__main__':

@@ -14,7 +14,8 @@ import sys
 from absl import app, flags
 
 from experiments.cli import define_run_flags, run_or_fail, start
-from vadjax.serving.predict import Predictor, predict
+from vadjax.serving.files import predict
+from vadjax.serving.predict import Predictor
 
 _RESTORE = define_run_flags()
 _INPUT = flags.DEFINE_string('input', None, 'An image, a folder of images, a video file or '

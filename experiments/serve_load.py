@@ -3,19 +3,22 @@
   python -m experiments.serve_load --workdir=RUN [--clients=8 --requests=50] [--out=r.json]
 
 Starts the server for the run in this process on a free loopback port, sends
-clients × requests valid requests (test-split frames of the run, as PNG) and every
-malformed request of `loadtest.malformed_requests`, and prints the numbers.
+clients × requests valid requests (test-split frames of the run, as PNG) and every hostile
+or malformed request of `loadtest.malformed_requests`, and prints the numbers, with the
+model's own compute time at batch 1 (the scoring call alone, no HTTP) beside the lone
+request's latency.
 """
 
 import json
-import threading
+import time
 
+import numpy as np
 from absl import app, flags
 
 from experiments.cli import define_run_flags, run_or_fail, start
 from vadjax.data import DATASETS
 from vadjax.serving import loadtest
-from vadjax.serving.server import make_server
+from vadjax.serving.server import make_app, running
 
 _RESTORE = define_run_flags()
 _CLIENTS = flags.DEFINE_integer('clients', 8, 'Concurrent clients.')
@@ -23,20 +26,33 @@ _REQUESTS = flags.DEFINE_integer('requests', 50, 'Valid requests per client.')
 _OUT = flags.DEFINE_string('out', '', 'Write the numbers to this JSON file too.')
 
 
+def compute_ms(predictor, frames, repeats: int = 50) -> float:
+  """The median time of the scoring call alone on one request's records."""
+  x, offsets = predictor.take(predictor.records(frames, predictor.kind == 'clip'), 0, 1)
+  predictor.score_records(x, offsets)
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    predictor.score_records(x, offsets)
+    times.append(time.perf_counter() - t)
+  return float(np.median(times) * 1e3)
+
+
 def _load_test() -> dict:
   run = _RESTORE()
-  server = make_server(run, '127.0.0.1', 0)
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  try:
-    p = server.predictor
-    headers, body = loadtest.valid_request(_test_frames(run, p.clip_length), p.kind == 'clip')
-    result = loadtest.run('127.0.0.1', server.server_address[1], headers, body,
-                          _CLIENTS.value, _REQUESTS.value, p.clip_length)
-  finally:
-    server.shutdown()
-    server.server_close()
-  return {'run': run.name, **result}
+  application = make_app([run])
+  state = application.state.vadjax
+  state.ready.wait()
+  served = next(iter(state.served.values()))
+  p = served.predictor
+  frames = _test_frames(run, p.clip_length)
+  headers, body = loadtest.valid_request(frames, p.kind == 'clip')
+  with running(application) as port:
+    lone = loadtest.run('127.0.0.1', port, headers, body, 1, _REQUESTS.value, p.clip_length)
+    result = loadtest.run('127.0.0.1', port, headers, body, _CLIENTS.value, _REQUESTS.value,
+                          p.clip_length)
+  return {'run': run.name, 'batch1_compute_ms': compute_ms(p, frames),
+          'lone_p50_ms': lone['p50_ms'], 'buckets': p.buckets, **result}
 
 
 def _test_frames(run, clip_length: int):
@@ -45,7 +61,7 @@ def _test_frames(run, clip_length: int):
   splits = DATASETS.get(run.config.dataset)(run.category, run.config.image_size,
                                              run.config.data)
   if hasattr(splits.test, 'videos'):
-    return splits.test.videos[0].frames[:clip_length]
+    return np.asarray(splits.test.videos[0].frames[:clip_length])
   return splits.test[0]['image'][None]
 
 

@@ -201,8 +201,8 @@ def test_feature_prediction_trains_caches_and_restores(tmp_path, caplog):
   cfg = feature_prediction.get_config('quick,num_devices=1')
   report = train_and_evaluate(cfg, str(tmp_path / 'a'))
   assert 0.0 <= report['mean']['auroc']['mean'] <= 1.0
-  cache = os.listdir(tmp_path / 'a' / 'cache')
-  assert len(cache) == 1 and cache[0].startswith('gray-')
+  cache = sorted(os.listdir(tmp_path / 'a' / 'cache'))
+  assert len(cache) == 2 and cache[0].startswith('gray-') and cache[1] == 'gray.frontend.npz'
   folder = tmp_path / 'a' / 'cache' / cache[0]
   assert sorted(os.listdir(folder)) == ['test.npy', 'train.npy', 'val.npy']
   assert np.load(folder / 'test.npy').shape == (2 * 24, 128)     # two test videos
@@ -214,12 +214,26 @@ def test_feature_prediction_trains_caches_and_restores(tmp_path, caplog):
   assert 'features of' not in caplog.text
   run = assert_restore_scores_as_the_run(tmp_path / 'b')
   assert run.image_shape == (4, 1, 1, 128)
-  from vadjax.serving.predict import Predictor
-  with pytest.raises(UserError, match='serving it on frames is not built'):
-    Predictor(run)
+  _served_on_frames_as_evaluated(run, tmp_path / 'b')
   with pytest.raises(UserError, match='needs a video dataset'):
     train_and_evaluate(feature_prediction.get_config('quick,dataset=digits'),
                        str(tmp_path / 'c'))
+
+
+def _served_on_frames_as_evaluated(run, workdir):
+  """The run scores raw frames end to end (backbone, standardisation, predictor) as its
+  evaluation scored the cached features of the same test video, and exports so."""
+  from conftest import assert_exports_score_as_the_run
+  from vadjax.data import DATASETS
+  from vadjax.serving.predict import Predictor
+  video = DATASETS.get(run.config.dataset)(run.category, run.config.image_size,
+                                            run.config.data).test.videos[0]
+  frames = np.asarray(video.frames[:], np.float32)
+  evaluated = np.load(os.path.join(run.run_dir, 'test_scores.npz'))['score'][:len(frames)]
+  p = Predictor(run)
+  assert (p.kind, p.anchor, p.format.shape) == ('clip', 3, frames.shape[1:])
+  np.testing.assert_allclose(p.score(frames, video=True).raw, evaluated, rtol=1e-4)
+  assert_exports_score_as_the_run(workdir, formats=('stablehlo',))
 
 
 # ---- DINO ----

@@ -17,8 +17,10 @@ from conftest import assert_exports_score_as_the_run, figure
 from vadjax.data import formats
 from vadjax.registry import UserError
 from vadjax.serving import inputs as inputs_lib, loadtest
-from vadjax.serving.predict import Predictor, predict, threshold_of
-from vadjax.serving.server import make_server
+from vadjax.serving.files import predict
+from vadjax.serving.predict import Predictor, buckets, threshold_of
+from vadjax.serving.requests import Limits
+from vadjax.serving.server import make_app, running
 from vadjax.serving.stream import StreamScorer
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
@@ -50,27 +52,34 @@ def _uint8(frames):
   return np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
-def _load_test(run, frames, clients, requests):
-  """The loopback load test against a server of `run` started here; also checks that no
-  valid request failed, every malformed one got its 4xx, the server is still up and
-  scores concurrent requests' frames as the run does."""
-  server = make_server(run, '127.0.0.1', 0)
-  threading.Thread(target=server.serve_forever, daemon=True).start()
+# small limits: every hostile case of the fuzz list stays cheap to build and to refuse
+LIMITS = Limits(max_pixels=256 * 256, max_request_pixels=4 * 256 * 256, max_frames=64,
+                timeout_s=1.0)
+
+
+def _load_test(run, frames, clients, requests, caplog):
+  """The loopback load test against a server of `run` started here: no valid request
+  fails, every hostile or malformed one gets its 4xx (a stalled body a 408) and a valid
+  request right after still succeeds; no 5xx, no traceback logged; concurrent requests'
+  frames are scored as the run scores them."""
+  app = make_app([run], LIMITS)
+  state = app.state.vadjax
   clip = len(run.image_shape) == 4
-  try:
+  with running(app) as port, caplog.at_level('WARNING'):
+    assert state.ready.wait(120)
     headers, body = loadtest.valid_request(frames, clip)
-    r = loadtest.run('127.0.0.1', server.server_address[1], headers, body, clients, requests,
-                     clip_length=run.image_shape[0] if clip else 1)
+    r = loadtest.run('127.0.0.1', port, headers, body, clients, requests,
+                     clip_length=run.image_shape[0] if clip else 1, limits=LIMITS)
+    assert loadtest.stalled_request('127.0.0.1', port, 10) == 408
     if not clip:      # distinct images from concurrent clients, batched together
       with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda f: _post_image(server.server_address[1], f), frames))
-      np.testing.assert_allclose(got, run.score(frames)['score'], rtol=1e-6)
-  finally:
-    server.shutdown()
-    server.server_close()
+        got = list(pool.map(lambda f: _post_image(port, f), frames))
+      np.testing.assert_allclose(got, run.score(frames)['score'], rtol=1e-5)
   assert r['failed'] == 0 and r['requests'] == clients * requests and r['up_at_end']
   assert r['malformed_rejected'] == len(r['malformed']), r['malformed']
-  assert server.counts['failed'] == 0 and server.counts['rejected'] == len(r['malformed'])
+  assert state.counts['failed'] == 0
+  assert state.counts['rejected'] == len(r['malformed']) + 1
+  assert not [x for x in caplog.records if x.exc_info or x.levelname == 'ERROR'], caplog.text
 
 
 def test_threshold_by_name_or_number():
@@ -176,9 +185,9 @@ def test_export_keeps_other_files(image_run, tmp_path):
   assert (tmp_path / 'mine.txt').read_text() == 'keep'
 
 
-def test_server_under_load_rejects_every_malformed_request(image_run):
+def test_server_under_load_rejects_every_hostile_request(image_run, caplog):
   _, run, frames = image_run
-  _load_test(run, frames, clients=4, requests=5)
+  _load_test(run, frames, clients=4, requests=5, caplog=caplog)
 
 
 @pytest.fixture(scope='session')   # once per worker, whatever the test order
@@ -231,28 +240,25 @@ def test_video_scored_in_chunks_equals_the_whole_video(clip_run):
   zeros = np.zeros(len(frames), np.int32)
   length = run.image_shape[0]
   want = run.score_source(ClipSource([Video(frames, zeros, zeros)], length, per_frame=True))
-  predictor, old = Predictor(run), run.config.eval_batch_size
-  try:
-    for chunk in (3, 7, 64):
-      run.config.eval_batch_size = chunk
-      pulled = []
+  predictor = Predictor(run)
+  for chunk in (3, 7, 64):
+    predictor.buckets = buckets(chunk)
+    pulled = []
 
-      def source():
-        for f in frames:
-          pulled.append(1)
-          yield f
-      parts = []
-      for first, s in predictor.score_video(source(), keep_maps=True):
-        if not parts:          # the first chunk came before the video was read whole
-          assert len(pulled) <= min(chunk, len(frames)) + length, (chunk, len(pulled))
-        parts.append((first, s))
-      assert [f for f, _ in parts] == list(range(0, len(frames), chunk))
-      np.testing.assert_allclose(np.concatenate([s.raw for _, s in parts]), want['score'],
-                                 rtol=1e-6)
-      np.testing.assert_allclose(np.concatenate([s.pixel for _, s in parts]), want['pixel'],
-                                 rtol=1e-5, atol=1e-7)
-  finally:
-    run.config.eval_batch_size = old
+    def source():
+      for f in frames:
+        pulled.append(1)
+        yield f
+    parts = []
+    for first, s in predictor.score_video(source(), keep_maps=True):
+      if not parts:          # the first chunk came before the video was read whole
+        assert len(pulled) <= min(chunk, len(frames)) + length, (chunk, len(pulled))
+      parts.append((first, s))
+    assert [f for f, _ in parts] == list(range(0, len(frames), chunk))
+    np.testing.assert_allclose(np.concatenate([s.raw for _, s in parts]), want['score'],
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate([s.pixel for _, s in parts]), want['pixel'],
+                               rtol=1e-5, atol=1e-7)
   with pytest.raises(UserError, match='shorter than one clip'):
     list(predictor.score_video(iter(frames[:length - 1])))
 
@@ -285,6 +291,191 @@ def test_clip_run_exports_with_parity(clip_run):
   assert_exports_score_as_the_run(clip_run[0])
 
 
-def test_server_scores_frame_sequences(clip_run):
+def test_server_scores_frame_sequences(clip_run, caplog):
   _, run, frames = clip_run
-  _load_test(run, frames[:10], clients=2, requests=2)
+  _load_test(run, frames[:10], clients=2, requests=2, caplog=caplog)
+
+
+def test_lone_requests_run_at_batch_one_and_nothing_compiles_after_warm_up(image_run):
+  _, run, frames = image_run
+  assert buckets(32) == [1, 2, 4, 8, 16, 32] and buckets(12) == [1, 2, 4, 8, 12]
+  p = Predictor(run)
+  p.warm_up()
+  compiled = p._fn._cache_size()
+  assert compiled == len(p.buckets)
+  seen, fn = [], p._fn
+  p._fn = lambda v, x, *a: (seen.append(len(x)), fn(v, x, *a))[1]
+  many = np.concatenate([frames] * (p.max_batch // len(frames) + 1))[:p.max_batch + 3]
+  for n in (1, 3, len(many)):
+    np.testing.assert_allclose(p.score_records(many[:n])['score'],
+                               run.score(many[:n])['score'], rtol=1e-5)
+  assert seen == [1, 4, p.max_batch, 4]
+  assert fn._cache_size() == compiled
+
+
+def _wait_ready(port, timeout=120):
+  import time
+  end = time.time() + timeout
+  while time.time() < end:
+    try:
+      conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+      conn.request('GET', '/ready')
+      if conn.getresponse().status == 200:
+        return
+    except OSError:
+      pass
+    time.sleep(0.2)
+  raise AssertionError('the server did not become ready')
+
+
+def test_sigterm_drains_in_flight_requests_finish(image_run):
+  """SIGTERM: /ready and new requests answer 503 while a request already in flight (its
+  body still arriving) finishes with 200; then the process exits."""
+  import signal
+  import socket
+  import time
+  workdir, _, frames = image_run
+  proc = subprocess.Popen([sys.executable, '-m', 'experiments.serve', f'--workdir={workdir}',
+                           '--port=0', '--drain_s=1', '--timeout_s=20'],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  try:
+    line = proc.stdout.readline()
+    assert line.startswith('serving on http://127.0.0.1:'), (line, proc.stderr.read()[-2000:])
+    port = int(line.rsplit(':', 1)[1])
+    _wait_ready(port)
+    body = loadtest.png(frames[0])
+    flight = socket.create_connection(('127.0.0.1', port), timeout=30)
+    flight.sendall(b'POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n'
+                   + f'Content-Length: {len(body)}\r\n\r\n'.encode() + body[:10])
+    other = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    other.request('GET', '/health')
+    assert other.getresponse().read() and True
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    other.request('GET', '/ready')
+    r = other.getresponse()
+    assert (r.status, json.loads(r.read())) == (503, {'ready': False})
+    other.request('POST', '/score', body=body, headers={'Content-Type': 'image/png'})
+    r = other.getresponse()
+    assert r.status == 503 and 'shutting down' in json.loads(r.read())['error']
+    time.sleep(1.5)                  # past the drain: uvicorn is closing
+    flight.sendall(body[10:])
+    answer = flight.recv(1 << 16).decode()
+    assert answer.startswith('HTTP/1.1 200'), answer[:200]
+    assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+  finally:
+    proc.kill()
+    proc.wait()
+
+
+def _chromium():
+  import shutil
+  path, driver = shutil.which('chromium'), shutil.which('chromedriver')
+  if not (path and driver):
+    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium "
+                "chromium-driver; .ci/run installs them)")
+  from selenium import webdriver
+  from selenium.webdriver.chrome.options import Options
+  from selenium.webdriver.chrome.service import Service
+  options = Options()
+  options.binary_location = path
+  for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage',
+              '--window-size=1200,900'):
+    options.add_argument(arg)
+  return webdriver.Chrome(options=options, service=Service(driver))
+
+
+def _shot(driver, tmp_path, name):
+  """A screenshot of what the user sees (copied to docs/ when VADJAX_SCREENSHOTS is set)."""
+  import shutil
+  path = tmp_path / name
+  driver.save_screenshot(str(path))
+  figure(path)
+  if os.environ.get('VADJAX_SCREENSHOTS'):
+    shutil.copy(path, os.path.join(ROOT, 'docs', name))
+
+
+def _api(port, path, body, kind):
+  conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+  conn.request('POST', path, body=body, headers={'Content-Type': kind})
+  r = conn.getresponse()
+  assert r.status == 200
+  return json.loads(r.read())
+
+
+def test_page_in_a_real_browser_scores_images_and_videos(image_run, tmp_path):
+  """Headless Chromium uploads an image and a video on the page, which shows the numbers
+  the API returns, a heat map and a timeline; the threshold slider moves the decisions;
+  the runs page lists, sorts and compares workdirs with their figures."""
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  workdir, run, frames = image_run
+  root = tmp_path / 'runs'
+  shutil_copy = __import__('shutil').copytree
+  shutil_copy(workdir, root / 'a', ignore=lambda d, names: [n for n in names
+                                                             if n in ('checkpoints', 'inputs')])
+  from vadjax.eval import plots       # the quick run drew none: its ROC, from its scores
+  scores = np.load(workdir / '1' / 'seed0' / 'test_scores.npz')['score']
+  plots.roc_pr(str(root / 'a' / '1' / 'seed0' / 'roc_pr.png'), np.arange(len(scores)) % 2,
+               scores)
+  shutil_copy(root / 'a', root / 'b')
+  report = json.loads((root / 'b' / 'report.json').read_text())
+  report['mean']['auroc']['mean'] = -1.0          # sorts first, ascending
+  (root / 'b' / 'report.json').write_text(json.dumps(report))
+  video = tmp_path / 'walk.mp4'
+  formats.write_video(str(video), list(np.repeat(_uint8(frames), 3, -1)))
+  driver = _chromium()
+  app = make_app([run], root=str(root))
+  try:
+    with running(app) as port:
+      _wait_ready(port)
+      wait = WebDriverWait(driver, 60)
+      text = lambda id_: driver.find_element(By.ID, id_).text
+      driver.get(f'http://127.0.0.1:{port}/')
+      wait.until(lambda d: text('ready') == 'ready')
+      image = workdir / 'inputs' / '03.png'
+      driver.find_element(By.ID, 'file').send_keys(str(image))
+      wait.until(lambda d: text('frame-count') == '1')
+      want = _api(port, '/score', image.read_bytes(), 'image/png')['results'][0]
+      assert float(text('score')) == pytest.approx(want['score'], rel=1e-5)
+      assert float(text('normalized')) == pytest.approx(want['normalized'], abs=1e-4)
+      threshold = run.thresholds['gmean']
+      assert text('decision') == ('anomalous' if want['normalized'] > threshold else 'normal')
+      assert driver.find_element(By.ID, 'frame').get_attribute('data-heatmap') == '1'
+      _shot(driver, tmp_path, 'serving_image.png')
+
+      driver.find_element(By.ID, 'file').send_keys(str(video))
+      wait.until(lambda d: text('frame-count') == str(len(frames)) or 'refused' in
+                 text('status'))
+      assert text('frame-count') == str(len(frames)), text('status')
+      answer = _api(port, '/score', video.read_bytes(), 'video/mp4')
+      normalized = np.asarray([r['normalized'] for r in answer['results']])
+      timeline = driver.find_element(By.ID, 'timeline')
+      assert timeline.get_attribute('data-frames') == str(len(frames))
+      assert int(text('anomalous-count')) == int(np.sum(normalized > threshold))
+      for value in (float(normalized.min()) - 0.01, float(np.median(normalized))):
+        driver.execute_script("const s = document.getElementById('threshold');"
+                              "s.value = arguments[0];"
+                              "s.dispatchEvent(new Event('input'));", value)
+        assert int(text('anomalous-count')) == int(np.sum(normalized > float(
+            driver.find_element(By.ID, 'threshold').get_attribute('value'))))
+        if value < normalized.min():
+          assert text('anomalous-count') == str(len(frames))
+      assert int(timeline.get_attribute('data-stretches')) >= 1
+      _shot(driver, tmp_path, 'serving_video.png')
+
+      driver.get(f'http://127.0.0.1:{port}/browse')
+      wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#runs tbody tr')) == 2)
+      driver.find_element(By.CSS_SELECTOR, 'th[data-key="auroc"]').click()
+      rows = driver.find_elements(By.CSS_SELECTOR, '#runs tbody tr')
+      assert [r.get_attribute('data-id') for r in rows] == ['b', 'a']
+      for name in ('a', 'b'):        # each click draws the table again
+        driver.find_element(By.CSS_SELECTOR, f'#runs tbody tr[data-id="{name}"]').click()
+      wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#compare .card')) == 2)
+      wait.until(lambda d: all(d.execute_script('return arguments[0].naturalWidth', i) > 0
+                               for i in d.find_elements(By.CSS_SELECTOR, '#compare img')))
+      assert driver.find_elements(By.CSS_SELECTOR, '#compare img')
+      _shot(driver, tmp_path, 'serving_runs.png')
+  finally:
+    driver.quit()

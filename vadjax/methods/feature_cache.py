@@ -49,24 +49,25 @@ def backbone(settings: dict, side: int):
   return checkpoints.init_backbone(settings['backbone'], 3, side, settings['init_seed'])
 
 
+def features_of(module, variables, frames, pool: str, side: int):
+  """(B, H, W, C) frames in [0, 1] → (B, D) features: grey frames repeated to RGB, resized
+  to `side`, ImageNet-normalised (as the DINO and torchvision weights expect)."""
+  x = jnp.broadcast_to(frames, frames.shape[:3] + (3,)) if frames.shape[-1] == 1 else frames
+  if x.shape[1:3] != (side, side):
+    x = jax.image.resize(x, (x.shape[0], side, side, 3), 'linear')
+  out = module.apply(variables, (x - IMAGENET_MEAN) / IMAGENET_STD)
+  if pool == 'cls':
+    if 'cls' not in out:
+      raise UserError('features.pool=cls needs a ViT backbone; use mean or max')
+    return out['cls']
+  return jnp.mean(out['tokens'], 1) if pool == 'mean' else jnp.max(out['tokens'], 1)
+
+
 def extractor(module, variables, pool: str, side: int):
-  """A jitted (B, H, W, C) frames in [0, 1] → (B, D) features: grey frames repeated to RGB,
-  resized to `side`, ImageNet-normalised (as the DINO and torchvision weights expect)."""
+  """`features_of` jitted, with the backbone's variables closed over."""
   if pool not in POOLS:
     raise UserError(f'features.pool must be one of {POOLS}, got {pool!r}')
-
-  @jax.jit
-  def features(frames):
-    x = jnp.broadcast_to(frames, frames.shape[:3] + (3,)) if frames.shape[-1] == 1 else frames
-    if x.shape[1:3] != (side, side):
-      x = jax.image.resize(x, (x.shape[0], side, side, 3), 'linear')
-    out = module.apply(variables, (x - IMAGENET_MEAN) / IMAGENET_STD)
-    if pool == 'cls':
-      if 'cls' not in out:
-        raise UserError('features.pool=cls needs a ViT backbone; use mean or max')
-      return out['cls']
-    return jnp.mean(out['tokens'], 1) if pool == 'mean' else jnp.max(out['tokens'], 1)
-  return features
+  return jax.jit(lambda frames: features_of(module, variables, frames, pool, side))
 
 
 def video_features(fn, frames, batch_size: int):
@@ -193,6 +194,7 @@ def feature_splits(splits: Splits, settings: dict, dataset: str, category: str,
   os.makedirs(cache_dir, exist_ok=True)
   rows = _cached(splits, settings, os.path.join(cache_dir, f'{category}-{key}'))
   mean, std = _standardisation(rows['train'])
+  _save_frontend(cache_dir, category, mean, std, splits.image_shape)
   made = {}
   for split in ('train', 'val', 'test'):
     made[split], start = [], 0
@@ -207,3 +209,30 @@ def feature_splits(splits: Splits, settings: dict, dataset: str, category: str,
       val=ClipSource(made['val'], clip_length, per_frame=True, anchor=clip_length - 1),
       test=ClipSource(made['test'], clip_length, per_frame=True, anchor=clip_length - 1),
       has_masks=False, image_shape=(clip_length, 1, 1, d))
+
+
+def frontend_path(cache_dir: str, category: str) -> str:
+  return os.path.join(cache_dir, f'{category}.frontend.npz')
+
+
+def _save_frontend(cache_dir: str, category: str, mean, std, frame_shape) -> None:
+  """What scoring raw frames needs beside the backbone (vadjax/serving/predict.py): the
+  training features' standardisation and the frames' shape; replaced atomically."""
+  tmp = f'{frontend_path(cache_dir, category)}.tmp{os.getpid()}.npz'
+  np.savez(tmp, mean=mean, std=std, frame_shape=np.asarray(frame_shape, np.int64))
+  os.replace(tmp, frontend_path(cache_dir, category))
+
+
+def load_frontend(cache_dir: str, category: str) -> dict:
+  """{'mean', 'std', 'frame_shape'} saved when the run's features were prepared."""
+  path = frontend_path(cache_dir, category)
+  if not os.path.isfile(path):
+    raise UserError(f'{path} is missing: this feature-prediction run was prepared before '
+                    f'frames could be scored; run it once with --mode=eval to write it')
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return {'mean': f['mean'].astype(np.float32), 'std': f['std'].astype(np.float32),
+              'frame_shape': tuple(int(x) for x in f['frame_shape'])}
+  except (OSError, ValueError, KeyError) as e:
+    raise UserError(f'{path} is unreadable ({e}); run with --mode=eval to write it again'
+                    ) from None

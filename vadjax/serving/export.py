@@ -28,8 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vadjax.methods import feature_cache
 from vadjax.registry import UserError
-from vadjax.serving.predict import frame_scorer, input_kind, input_shape, patch_corners
+from vadjax.serving.predict import (clip_anchor, frame_scorer, frontend, input_kind,
+                                     input_shape, is_feature_run, patch_corners,
+                                     scoring_variables)
 
 FORMATS = ('stablehlo', 'onnx')
 PLATFORMS = ('cpu', 'cuda', 'tpu')
@@ -38,13 +41,18 @@ STABLEHLO_FORMS = {'conv_impl': 'xla'}
 # comes out too small), so ONNX takes the sub-pixel forms (exact rewrites into stride-1
 # convolutions); and it converts only scans that are not unrolled
 ONNX_FORMS = {'conv_impl': 's2d', 'scan_impl': 'autodiff', 'unroll': 1}
-TOLERANCE = {'stablehlo': 1e-5, 'onnx': 1e-4}      # max |exported − in-process| raw score
+TOLERANCE = {'stablehlo': 1e-5, 'onnx': 1e-4}   # max |exported − in-process| / max(1, scale)
 
 
 def reference_scores(run, images, offsets=None) -> dict:
   """The run's own in-process scores (its training conv forms, the evaluation path) of
   export inputs."""
   x = np.asarray(images, np.float32)
+  if is_feature_run(run):      # the evaluation's two stages: cached features, then clips
+    f = frontend(run)
+    fn = feature_cache.extractor(f['module'], f['backbone'], f['pool'], f['side'])
+    feats = (np.asarray(fn(x.reshape(-1, *x.shape[2:]))) - f['mean']) / f['std']
+    return run.score(feats.reshape(*x.shape[:2], 1, 1, -1).astype(np.float32), offsets)
   if input_kind(run.config, run.image_shape) == 'patches':
     s = run.config.data.patches.size
     x = np.stack([x[:, y:y + s, c:c + s] for y, c in patch_corners(run)], axis=1)
@@ -66,6 +74,7 @@ def _meta(run, fmt: str, outputs: list[str]) -> dict:
   return {'format': fmt, 'run': run.name, 'workdir': os.path.dirname(os.path.dirname(run.run_dir)),
           'model': run.config.model, 'method': run.config.method,
           'input': {'kind': kind, 'shape': list(input_shape(run)), 'offsets': kind == 'clip',
+                    'anchor': clip_anchor(run) if kind == 'clip' else None,
                     'range': [0.0, 1.0], 'dtype': 'float32',
                     'channels': 'grey' if input_shape(run)[-1] == 1 else 'rgb'},
           'outputs': outputs, 'normalizer': run.meta['normalizer'],
@@ -74,7 +83,7 @@ def _meta(run, fmt: str, outputs: list[str]) -> dict:
 
 
 def _stablehlo(run, folder: str, platforms) -> list[str]:
-  fn, variables = frame_scorer(run, STABLEHLO_FORMS), run.variables
+  fn, variables = frame_scorer(run, STABLEHLO_FORMS), scoring_variables(run)
   leaves, tree = jax.tree.flatten(variables)
   clip = input_kind(run.config, run.image_shape) == 'clip'
 
@@ -104,7 +113,7 @@ def _onnx(run, folder: str) -> list[str]:
   except ImportError:
     raise UserError('ONNX export needs the onnx extra: pip install -r requirements-onnx.txt'
                     ) from None
-  fn, variables = frame_scorer(run, ONNX_FORMS), run.variables
+  fn, variables = frame_scorer(run, ONNX_FORMS), scoring_variables(run)
   x, offsets = _example(run, 1)
   names = sorted(jax.eval_shape(lambda *a: fn(variables, *a), x,
                                 *([] if offsets is None else [offsets])))
@@ -125,13 +134,15 @@ def _onnx(run, folder: str) -> list[str]:
 
 
 def _check(run, folder: str, fmt: str) -> float:
-  """The largest |exported − in-process| raw score on example inputs (loaded as a user
-  would, through exported.py); an export over the tolerance is an error."""
+  """The largest |exported − in-process| output on example inputs (loaded as a user
+  would, through exported.py), relative to the outputs' scale where it exceeds 1 (float32
+  rounding grows with it); an export over the tolerance is an error."""
   from vadjax.serving import exported as exported_lib
   x, offsets = _example(run)
   got = exported_lib.load(folder).raw(x, offsets)
   want = reference_scores(run, x, offsets)
-  diff = max(float(np.max(np.abs(got[k] - want[k]))) for k in got if k in want)
+  diff = max(float(np.max(np.abs(got[k] - want[k])) / max(1.0, np.max(np.abs(want[k]))))
+             for k in got if k in want)
   if not diff <= TOLERANCE[fmt]:
     raise UserError(f'the {fmt} export of {run.name} scores differ from the run by {diff:.3g}'
                     f' (tolerance {TOLERANCE[fmt]}); nothing was written')
@@ -155,7 +166,7 @@ def export(run, fmt: str, out: str, platforms=PLATFORMS) -> dict:
     with open(os.path.join(tmp, 'meta.json'), 'w') as f:
       json.dump(meta, f, indent=1)
     shutil.copy(os.path.join(os.path.dirname(__file__), 'exported.py'), tmp)
-    meta['check'] = {'max_abs_diff': _check(run, tmp, fmt), 'tolerance': TOLERANCE[fmt]}
+    meta['check'] = {'max_diff': _check(run, tmp, fmt), 'tolerance': TOLERANCE[fmt]}
     with open(os.path.join(tmp, 'meta.json'), 'w') as f:
       json.dump(meta, f, indent=1)
     shutil.rmtree(out, ignore_errors=True)

@@ -48,15 +48,16 @@ class ExportedModel:
   def raw(self, images, offsets=None) -> dict:
     """The model's raw outputs: 'score' (N,) and, where the method makes them, 'pixel'
     maps and other scores. Clip models take `offsets`, the scored frame of each clip
-    (default: the centre frame)."""
+    (default: meta's input anchor, the centre frame or a feature run's last)."""
     x = np.asarray(images, np.float32)
     if x.shape[1:] != self.input_shape:
       raise ValueError(f'the model scores inputs of shape (N, '
                        f'{", ".join(map(str, self.input_shape))}), got {x.shape}')
     args = [x]
     if self.meta['input']['offsets']:
-      t = self.input_shape[0]
-      args.append(np.full(len(x), t // 2, np.int32) if offsets is None
+      anchor = self.meta['input'].get('anchor')
+      anchor = self.input_shape[0] // 2 if anchor is None else anchor
+      args.append(np.full(len(x), anchor, np.int32) if offsets is None
                   else np.asarray(offsets, np.int32))
     if self.format == 'stablehlo':
       out = self._call(self._params, *args)

@@ -1,7 +1,8 @@
 """A bounded load test of a scoring server (`experiments/serve_load.py`, and the tests):
 N concurrent clients, each on its own keep-alive connection, send valid requests and
-record the latency of each; then a fixed set of malformed requests, each of which must get
-its 4xx answer; then the server must still answer /health and a valid request."""
+record the latency of each; then a fixed set of hostile and malformed requests, each of
+which must get its 4xx answer; then the server must still answer /health and a valid
+request."""
 
 import base64
 import concurrent.futures
@@ -30,31 +31,64 @@ def valid_request(frames: np.ndarray, clip: bool) -> tuple[dict, bytes]:
   return {'Content-Type': 'image/png'}, png(frames[0])
 
 
-def malformed_requests(clip_length: int) -> list[tuple[str, str, dict, bytes, int]]:
-  """(name, method + path, headers, body, expected status) of requests a server must
-  refuse."""
-  big = io.BytesIO()
-  Image.new('L', (5000, 5000)).save(big, format='PNG')   # 25 M pixels, ~25 KB of PNG
+def malformed_requests(clip_length: int, limits=None) -> list[tuple[str, str, dict, bytes, int]]:
+  """(name, method + path, headers, body, expected status) of hostile or malformed requests
+  a server with `limits` (default: vadjax/serving/requests.Limits()) must refuse."""
+  from vadjax.serving.requests import Limits
+  limits = limits or Limits()
+  side = int(limits.max_pixels ** 0.5)
+  big, fits = io.BytesIO(), io.BytesIO()
+  Image.new('L', (side + 1, side + 1)).save(big, format='PNG')  # over the frame limit
+  Image.new('L', (side, side)).save(fits, format='PNG')   # at it: a few over the request's
+  many = int(limits.max_request_pixels // side ** 2) + 1
   tiny = base64.b64encode(png(np.zeros((8, 8, 1)))).decode()
   j = {'Content-Type': 'application/json'}
+  dump = lambda body: json.dumps(body).encode()
   cases = [
       ('not an image', 'POST /score', {'Content-Type': 'image/png'}, b'GIF89a? no', 400),
+      ('not a video', 'POST /score', {'Content-Type': 'video/mp4'}, b'\x00\x00\x00 ftyp', 400),
       ('malformed JSON', 'POST /score', j, b'{"image": ', 400),
+      ('deeply nested JSON', 'POST /score', j,
+       b'{"image": ' + b'[' * 200_000 + b']' * 200_000 + b'}', 400),
       ('JSON not an object', 'POST /score', j, b'[1, 2]', 400),
       ('bad base64', 'POST /score', j, b'{"image": "%%%"}', 400),
+      ('truncated base64', 'POST /score', j, dump({'image': tiny[:-3]}), 400),
+      ('base64 of no image', 'POST /score', j, dump({'image': 'aGVsbG8gd29ybGQ='}), 400),
       ('no image key', 'POST /score', j, b'{"picture": "AAAA"}', 400),
+      ('two image keys', 'POST /score', j, dump({'image': tiny, 'images': [tiny]}), 400),
+      ('wrong field type', 'POST /score', j, dump({'images': 'AAAA'}), 400),
       ('wrong content type', 'POST /score', {'Content-Type': 'text/plain'}, b'hello', 415),
       ('image too large', 'POST /score', {'Content-Type': 'image/png'}, big.getvalue(), 413),
+      ('request pixels over the budget', 'POST /score', j, dump(
+          {'images': [base64.b64encode(fits.getvalue()).decode()] * many}), 413),
+      ('too many frames', 'POST /score', j,
+       dump({'images': [tiny] * (int(limits.max_frames) + 1)}), 413),
       ('body too large', 'POST /score', {'Content-Type': 'image/png',
                                          'Content-Length': str(1 << 40)}, b'', 413),
       ('unknown path', 'GET /nothing', {}, b'', 404),
       ('wrong method', 'GET /score', {}, b'', 405),
       ('unknown threshold', 'POST /score?threshold=best', {'Content-Type': 'image/png'},
-       base64.b64decode(tiny), 400)]
+       base64.b64decode(tiny), 400),
+      ('unknown run', 'POST /score?run=nobody', {'Content-Type': 'image/png'},
+       base64.b64decode(tiny), 404)]
   if clip_length > 1:
     cases.append(('too few frames', 'POST /score', j,
-                  json.dumps({'frames': [tiny] * (clip_length - 1)}).encode(), 400))
+                  dump({'frames': [tiny] * (clip_length - 1)}), 400))
   return cases
+
+
+def stalled_request(host: str, port: int, wait_s: float) -> int | str:
+  """Sends a request's headers and half its body, then nothing: the status the server
+  answers within `wait_s` (a client that stops sending must not hold the server)."""
+  import socket
+  with socket.create_connection((host, port), timeout=wait_s) as sock:
+    sock.sendall(b'POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n'
+                 b'Content-Length: 1000\r\n\r\n' + b'\x89PNG' + b'0' * 496)
+    try:
+      head = sock.recv(64).decode(errors='replace')
+    except TimeoutError:
+      return 'no answer'
+  return int(head.split()[1]) if head.startswith('HTTP/') else head
 
 
 def _request(conn, method_path: str, headers: dict, body: bytes):
@@ -67,7 +101,7 @@ def _request(conn, method_path: str, headers: dict, body: bytes):
 
 
 def run(host: str, port: int, headers: dict, body: bytes, clients: int, requests: int,
-        clip_length: int = 1, timeout_s: float = 120.0) -> dict:
+        clip_length: int = 1, timeout_s: float = 120.0, limits=None) -> dict:
   """The load test's numbers: valid latencies (p50, p99), failures, rejections."""
   def client(_):
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
@@ -92,7 +126,7 @@ def run(host: str, port: int, headers: dict, body: bytes, clients: int, requests
   wall = time.perf_counter() - t0
   lat = np.asarray([dt for ok, dt in results if ok]) * 1e3
   rejected = {}
-  for name, mp, h, b, want in malformed_requests(clip_length):
+  for name, mp, h, b, want in malformed_requests(clip_length, limits):
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
       status = _request(conn, mp, h, b)[0]

@@ -1,306 +1,352 @@
-"""A small scoring server over HTTP/1.1 (`experiments/serve.py`), on the standard library's
-ThreadingHTTPServer: no web framework to install, and nothing it would add is needed here.
-A thread per connection decodes and checks its request; the scoring runs in one thread
-that batches the frames of concurrent requests (image, patch and one-frame clip models)
-up to the run's eval batch size, the size every call is padded to, so that no request
-compiles. A clip model's request (one video) is scored on its own, one at a time.
+"""The scoring server (`experiments/serve.py`): FastAPI on uvicorn.
 
-  GET  /health   the run, its input, its thresholds and the limits
-  POST /score    an image file (Content-Type image/* or application/octet-stream), or JSON
-                 {"image": base64} | {"images": [base64, ...]} | {"frames": [base64, ...]}
-                 (frames: one video, in order; what clip models need), and optionally
-                 "threshold" (also ?threshold=): a persisted name or a number
-  →  {"results": [{"frame", "score", "normalized", "anomalous"}, ...],
-      "threshold", "threshold_value"}
+FastAPI, not bare Starlette: the request schema is a pydantic model, validated by a parser
+that bounds nesting, and the OpenAPI description comes from the code. uvicorn serves it;
+this module adds what a deployment needs and neither does: request body limits as the
+body arrives, a drain on SIGTERM and the per-run batcher (vadjax/serving/batcher.py).
 
-Bad requests get a 4xx JSON error and change nothing: malformed JSON or base64, not an
-image (400), a body over `max_bytes` or an image over `max_pixels` (413), no length (411),
-another content type (415), too few frames for a clip or too many (400), unknown paths
-(404) and methods (405). An unexpected error answers 500; the server keeps serving.
+  GET  /              the page: drop an image, frames or a video; score, heat map, timeline
+  GET  /browse        the runs page: every workdir under --root, sortable (vadjax/serving/runs.py)
+  GET  /health        liveness, the default run, its input, thresholds, limits and counts
+  GET  /ready         200 once every bucket is compiled; 503 while warming or draining
+  GET  /api/runs      the served runs
+  POST /score         an image file (image/*, application/octet-stream), a video file
+                      (video/*), or JSON (vadjax/serving/requests.ScoreRequest); ?threshold=,
+                      ?run=, ?maps=1 in the query too
+  →  {"results": [{"frame", "score", "normalized", "anomalous"[, "image", "heatmap"]}, ...],
+      "run", "threshold", "threshold_value"[, "map_scale"]}
+  GET  /openapi.json, /docs (the API, as a page of this server: nothing fetched from the
+  internet)
+
+A refused request gets a 4xx and {"error": one line}; the server keeps serving. On SIGTERM
+the server drains: /ready and new requests answer 503 for `drain_s`, requests in flight
+finish, then uvicorn closes.
 """
 
+import asyncio
 import base64
-import binascii
+import contextlib
 import dataclasses
 import io
-import json
-import queue
+import os
+import socket
 import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 
 import numpy as np
+import uvicorn
 from absl import logging
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from vadjax.registry import UserError
+from vadjax.serving import runs as runs_lib
+from vadjax.serving.batcher import Batcher
 from vadjax.serving.predict import Predictor, threshold_of
+from vadjax.serving.requests import (IMAGE_TYPES, VIDEO_TYPES, Decoder, Limits, RequestError,
+                                     ScoreRequest, items_of, parse_json)
+
+STATIC = os.path.join(os.path.dirname(__file__), 'static')
 
 
-@dataclasses.dataclass(frozen=True)
-class Limits:
-  max_bytes: int = 16 << 20          # request body
-  max_pixels: int = 4096 * 4096      # per decoded image
-  max_frames: int = 1024             # per request
-  timeout_s: float = 30.0            # a client that stops sending
+@dataclasses.dataclass
+class Served:
+  """A run being served: its predictor, decoder and batcher."""
+  id: str
+  predictor: Predictor
+  decoder: Decoder
+  batcher: Batcher
 
-
-class RequestError(Exception):
-  def __init__(self, status: int, message: str):
-    super().__init__(message)
-    self.status = status
-
-
-class ScoringServer(ThreadingHTTPServer):
-  daemon_threads = True
-
-  def __init__(self, address, predictor: Predictor, limits: Limits = Limits()):
-    self.predictor, self.limits = predictor, limits
-    self.lock, self._count_lock = threading.Lock(), threading.Lock()
-    self.counts = {'ok': 0, 'rejected': 0, 'failed': 0}
-    super().__init__(address, _Handler)
-    self._warm_up()
-    self.batcher = _Batcher(predictor)
-
-  def _warm_up(self) -> None:
-    """Compiles the scoring call before the first request."""
+  def info(self) -> dict:
     p = self.predictor
-    frames = np.zeros((p.clip_length, *p.format.shape), np.float32)
-    p.score(frames, video=p.kind == 'clip')
-
-  def count(self, outcome: str) -> None:
-    with self._count_lock:
-      self.counts[outcome] += 1
-
-  def health(self) -> dict:
-    p = self.predictor
-    return {'status': 'ok', 'run': p.run.name, 'model': p.run.config.model,
+    return {'id': self.id, 'run': p.run.name, 'model': p.run.config.model,
             'method': p.run.config.method,
             'input': {'kind': p.kind, 'frame_shape': list(p.format.shape),
                       'clip_length': p.clip_length},
             'thresholds': p.run.thresholds, 'threshold': p.threshold_name,
-            'limits': dataclasses.asdict(self.limits), 'requests': dict(self.counts)}
-
-  def decode(self, data: bytes, name: str) -> np.ndarray:
-    try:
-      with Image.open(io.BytesIO(data)) as im:
-        pixels = im.width * im.height
-    except Exception:  # noqa: BLE001  (Pillow raises many kinds for non-images)
-      raise RequestError(400, f'{name} is not an image Pillow can read') from None
-    if pixels > self.limits.max_pixels:
-      raise RequestError(413, f'{name} has {pixels} pixels; the limit is '
-                              f'{self.limits.max_pixels}')
-    try:
-      return self.predictor.format.decode(data, name)
-    except UserError as e:
-      raise RequestError(400, str(e)) from None
-
-  def score(self, frames: np.ndarray, video: bool, threshold) -> dict:
-    p = self.predictor
-    name, value = threshold_of(p.run.thresholds, threshold if threshold is not None
-                               else p.threshold_name)
-    if p.clip_length > 1:       # one video: its clips overlap, scored in one call
-      with self.lock:
-        s = p.score(frames, video=video)
-      raw, normalized = s.raw, s.normalized
-    else:
-      raw, normalized = self.batcher.score(frames)
-    return {'results': [{'frame': i, 'score': float(r), 'normalized': float(n),
-                         'anomalous': bool(n > value)}
-                        for i, (r, n) in enumerate(zip(raw, normalized))],
-            'threshold': name, 'threshold_value': value}
+            'buckets': p.buckets}
 
 
-class _Batcher:
-  """Scores the frames of concurrent requests together (image and patch models): one
-  thread takes every waiting request, up to the eval batch, into one scoring call, which
-  is padded to that batch anyway. Under load this turns N single-image calls into one."""
+class State:
+  def __init__(self, served: list[Served], limits: Limits, root: str, drain_s: float):
+    self.served = {s.id: s for s in served}
+    self.limits, self.root, self.drain_s = limits, root, drain_s
+    self.ready = threading.Event()
+    self.draining = False
+    self.counts = {'ok': 0, 'rejected': 0, 'failed': 0}
 
-  def __init__(self, predictor: Predictor):
-    self.predictor, self.size = predictor, predictor.run.config.eval_batch_size
-    self.queue = queue.Queue()
-    threading.Thread(target=self._loop, daemon=True, name='scoring').start()
+  def run(self, run_id: str | None) -> Served:
+    if not self.served:
+      raise RequestError(404, 'this server serves no run (it browses runs only)')
+    if run_id is None:
+      return next(iter(self.served.values()))
+    if run_id not in self.served:
+      raise RequestError(404, f'no served run {run_id!r}; served: {", ".join(self.served)}')
+    return self.served[run_id]
 
-  def score(self, frames: np.ndarray):
-    """(raw, normalised) scores of `frames`, each scored on its own."""
-    job = {'frames': frames, 'done': threading.Event()}
-    self.queue.put(job)
-    job['done'].wait()
-    if 'error' in job:
-      raise job['error']
-    return job['raw'], job['normalized']
 
-  def _loop(self) -> None:
-    while True:
-      jobs = [self.queue.get()]
-      n = len(jobs[0]['frames'])
-      while n < self.size:
-        try:
-          jobs.append(self.queue.get_nowait())
-        except queue.Empty:
-          break
-        n += len(jobs[-1]['frames'])
+def _error(status: int, message: str) -> JSONResponse:
+  return JSONResponse({'error': message}, status_code=status)
+
+
+class _Guard:
+  """ASGI middleware: 503 while draining, 413 for a body over the limit (from its
+  Content-Length, or counted as it arrives), 408 for a body that stops arriving."""
+
+  def __init__(self, app, state: State):
+    self.app, self.state = app, state
+
+  async def __call__(self, scope, receive, send):
+    if scope['type'] != 'http':
+      return await self.app(scope, receive, send)
+    if self.state.draining and scope['path'] not in ('/health', '/ready'):
+      self.state.counts['rejected'] += 1
+      return await _error(503, 'the server is shutting down')(scope, receive, send)
+    limit, timeout = self.state.limits.max_bytes, self.state.limits.timeout_s
+    length = dict(scope['headers']).get(b'content-length')
+    if length is not None and (not length.isdigit() or int(length) > limit):
+      status = 413 if length.isdigit() else 400
+      message = (f'the body has {int(length)} bytes; the limit is {limit}' if status == 413
+                 else f'bad Content-Length {length.decode(errors="replace")!r}')
+      self.state.counts['rejected'] += 1
+      return await _error(status, message)(scope, receive, send)
+    seen = 0
+
+    async def bounded_receive():
+      nonlocal seen
       try:
-        s = self.predictor.score(np.concatenate([j['frames'] for j in jobs]))
-        start = 0
-        for j in jobs:
-          stop = start + len(j['frames'])
-          j['raw'], j['normalized'] = s.raw[start:stop], s.normalized[start:stop]
-          start = stop
-      except Exception as e:  # noqa: BLE001  (handed to every waiting request)
-        for j in jobs:
-          j['error'] = e
-      for j in jobs:
-        j['done'].set()
+        message = await asyncio.wait_for(receive(), timeout)
+      except TimeoutError:
+        raise RequestError(408, f'the body stopped arriving for {timeout:g} s') from None
+      seen += len(message.get('body', b''))
+      if seen > limit:
+        raise RequestError(413, f'the body is over the limit of {limit} bytes')
+      return message
+
+    await self.app(scope, bounded_receive, send)
 
 
-class _Handler(BaseHTTPRequestHandler):
-  protocol_version = 'HTTP/1.1'
-  server: ScoringServer
+def make_app(runs, limits: Limits = Limits(), threshold: str = 'gmean', root: str = '',
+             drain_s: float = 0.0, ids: list[str] | None = None) -> FastAPI:
+  """The app serving the trained `runs` (and browsing the workdirs under `root`); its
+  buckets compile in a thread at start (/ready says when)."""
+  ids = ids or runs_lib.unique_ids(runs)
+  served = []
+  for run_id, run in zip(ids, runs):
+    p = Predictor(run, threshold)
+    served.append(Served(run_id, p, Decoder(p.format, limits), Batcher(p)))
+  state = State(served, limits, os.path.abspath(root) if root else '', drain_s)
 
-  def setup(self):
-    super().setup()
-    self.connection.settimeout(self.server.limits.timeout_s)
+  def warm():
+    for s in served:
+      s.predictor.warm_up()
+    state.ready.set()
+    logging.info('ready: %d run(s) compiled at batches %s', len(served),
+                 served[0].predictor.buckets if served else [])
 
-  def log_message(self, fmt, *args):
-    logging.debug('%s ' + fmt, self.address_string(), *args)
+  app = FastAPI(title='vadjax scoring server', docs_url=None, redoc_url=None,
+                description='Scores frames, videos and images with trained vadjax runs.')
+  app.state.vadjax = state
+  threading.Thread(target=warm, daemon=True, name='warm-up').start()
+  _errors(app, state)
+  _routes(app, state)
+  app.mount('/static', StaticFiles(directory=STATIC), name='static')
+  if state.root:
+    runs_lib.routes(app, state.root, STATIC)
+  app.add_middleware(_Guard, state=state)
+  return app
 
-  def _send(self, status: int, body: dict) -> None:
-    data = json.dumps(body).encode()
-    self.send_response(status)
-    self.send_header('Content-Type', 'application/json')
-    self.send_header('Content-Length', str(len(data)))
-    if status >= 400 and self.close_connection:
-      self.send_header('Connection', 'close')
-    self.end_headers()
-    self.wfile.write(data)
 
-  def _answer(self, handle) -> None:
-    try:
-      status, body = 200, handle()
-      self.server.count('ok')
-    except RequestError as e:
-      status, body = e.status, {'error': str(e)}
-      self.server.count('rejected')
-    except Exception as e:  # noqa: BLE001  (a bug must not stop the server)
-      logging.exception('request failed')
-      status, body = 500, {'error': f'internal error: {type(e).__name__}'}
-      self.server.count('failed')
-    self._send(status, body)
+def _errors(app: FastAPI, state: State) -> None:
+  @app.exception_handler(RequestError)
+  async def refused(_, e: RequestError):
+    state.counts['rejected'] += 1
+    return _error(e.status, str(e))
 
-  def do_GET(self):
-    path = urllib.parse.urlsplit(self.path).path
-    if path == '/health':
-      self._answer(self.server.health)
-    elif path == '/score':
-      self._answer(_raise(405, 'use POST for /score'))
-    else:
-      self._answer(_raise(404, f'no {path}; use GET /health or POST /score'))
+  @app.exception_handler(HTTPException)
+  async def http_error(request: Request, e: HTTPException):
+    state.counts['rejected'] += 1
+    where = f'{request.method} {request.url.path}'
+    message = {404: f'no {where}; the API is at /docs',
+               405: f'{where} is not allowed; the API is at /docs'}.get(e.status_code,
+                                                                       str(e.detail))
+    return _error(e.status_code, message)
 
-  def do_POST(self):
-    url = urllib.parse.urlsplit(self.path)
-    if url.path != '/score':
-      self._drain_or_close()
-      self._answer(_raise(404 if url.path != '/health' else 405,
-                          f'no POST {url.path}; use POST /score'))
-      return
-    query = urllib.parse.parse_qs(url.query)
-    self._answer(lambda: self._score(query.get('threshold', [None])[0]))
+  @app.exception_handler(RequestValidationError)
+  async def invalid(_, e: RequestValidationError):
+    state.counts['rejected'] += 1
+    err = e.errors()[0]
+    return _error(400, f'{".".join(map(str, err["loc"]))}: {err["msg"]}')
 
-  def do_PUT(self):
-    self._drain_or_close()
-    self._answer(_raise(405, 'use GET /health or POST /score'))
+  @app.exception_handler(Exception)
+  async def failed(_, e: Exception):
+    state.counts['failed'] += 1
+    logging.error('request failed: %s: %s', type(e).__name__, e)
+    return _error(500, f'internal error: {type(e).__name__}')
 
-  do_DELETE = do_PATCH = do_PUT
 
-  def _drain_or_close(self) -> None:
-    """Drops a body this server will not read, keeping the connection usable if small."""
-    n = self._length(required=False)
-    if 0 < n <= self.server.limits.max_bytes:
-      self.rfile.read(n)
-    elif n:
-      self.close_connection = True
+def _routes(app: FastAPI, state: State) -> None:
+  @app.get('/', include_in_schema=False)
+  async def page():
+    return FileResponse(os.path.join(STATIC, 'index.html'))
 
-  def _length(self, required: bool = True) -> int:
-    text = self.headers.get('Content-Length')
-    if text is None:
-      if required:
-        self.close_connection = True
-        raise RequestError(411, 'a Content-Length header is required')
-      return 0
-    try:
-      n = int(text)
-    except ValueError:
-      n = -1
-    if n < 0:
-      self.close_connection = True
-      raise RequestError(400, f'bad Content-Length {text!r}')
-    return n
+  @app.get('/docs', include_in_schema=False)
+  async def docs():
+    return FileResponse(os.path.join(STATIC, 'api.html'))
 
-  def _body(self) -> bytes:
-    n = self._length()
-    if n > self.server.limits.max_bytes:
-      self.close_connection = True        # the body is not read: the connection ends
-      raise RequestError(413, f'the body has {n} bytes; the limit is '
-                              f'{self.server.limits.max_bytes}')
-    data = self.rfile.read(n)
-    if len(data) != n:
-      self.close_connection = True
-      raise RequestError(400, f'the body ended after {len(data)} of {n} bytes')
-    return data
+  @app.get('/health')
+  async def health():
+    out = {'status': 'ok', 'ready': state.ready.is_set(), 'draining': state.draining,
+           'limits': dataclasses.asdict(state.limits), 'requests': dict(state.counts),
+           'runs': [s.info() for s in state.served.values()]}
+    if state.served:                        # the default run's fields, as before
+      info = state.run(None).info()
+      out.update({k: info[k] for k in ('run', 'model', 'method', 'input', 'thresholds',
+                                       'threshold')})
+    return out
 
-  def _score(self, threshold) -> dict:
-    data = self._body()
-    kind = self.headers.get('Content-Type', '').split(';')[0].strip().lower()
-    if kind.startswith('image/') or kind == 'application/octet-stream':
-      frames, video = self.server.decode(data, 'the body')[None], False
-    elif kind == 'application/json':
-      frames, video, threshold = self._json_frames(data, threshold)
-    else:
+  @app.get('/ready')
+  async def ready():
+    ok = state.ready.is_set() and not state.draining
+    return JSONResponse({'ready': ok}, status_code=200 if ok else 503)
+
+  @app.get('/api/runs')
+  async def served_runs():
+    return {'runs': [s.info() for s in state.served.values()], 'browse': bool(state.root)}
+
+  body_doc = {'requestBody': {'required': True, 'content': {
+      'application/json': {'schema': ScoreRequest.model_json_schema()},
+      'image/*': {'schema': {'type': 'string', 'format': 'binary'}},
+      'video/*': {'schema': {'type': 'string', 'format': 'binary'}}}}}
+
+  @app.post('/score', openapi_extra=body_doc)
+  async def score(request: Request, threshold: str | None = None, run: str | None = None,
+                  maps: bool = False):
+    kind = request.headers.get('content-type', '').split(';')[0].strip().lower()
+    if not kind.startswith(IMAGE_TYPES + VIDEO_TYPES) and kind != 'application/json':
       raise RequestError(415, f'Content-Type {kind or "(none)"}; send an image (image/png, '
-                              f'image/jpeg, ...) or application/json')
+                              f'image/jpeg, ...), a video (video/mp4, ...) or '
+                              f'application/json')
+    data = await request.body()
+    if not state.ready.is_set():
+      raise RequestError(503, 'the server is still compiling; try again in a few seconds')
+    if kind == 'application/json':
+      body = parse_json(data)
+      threshold = body.threshold if body.threshold is not None else threshold
+      run, maps = body.run or run, body.maps or maps
+    served = state.run(run)
+    name, value = _threshold(served, threshold)
+    if kind == 'application/json':
+      key, items = items_of(body)
+      frames = await run_in_threadpool(served.decoder.base64_images, key, items)
+      video = key == 'frames'
+    elif kind.startswith(VIDEO_TYPES):
+      frames, video = await run_in_threadpool(served.decoder.video, data), True
+    else:
+      frames, video = await run_in_threadpool(served.decoder.images, [data], ['the body']), \
+          False
     try:
-      return self.server.score(frames, video, threshold)
+      future = served.batcher.submit(frames, video, keep_maps=maps)
     except UserError as e:
       raise RequestError(400, str(e)) from None
-
-  def _json_frames(self, data: bytes, threshold):
-    try:
-      body = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise RequestError(400, f'malformed JSON: {e}') from None
-    if not isinstance(body, dict):
-      raise RequestError(400, 'the JSON body must be an object')
-    keys = [k for k in ('image', 'images', 'frames') if k in body]
-    if len(keys) != 1:
-      raise RequestError(400, 'give exactly one of "image", "images" or "frames"')
-    items = body[keys[0]] if keys[0] != 'image' else [body['image']]
-    if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
-      raise RequestError(400, f'"{keys[0]}" must hold base64-encoded image files')
-    if len(items) > self.server.limits.max_frames:
-      raise RequestError(400, f'{len(items)} images; the limit is '
-                              f'{self.server.limits.max_frames} per request')
-    frames = []
-    for i, text in enumerate(items):
-      try:
-        raw = base64.b64decode(text, validate=True)
-      except (binascii.Error, ValueError):
-        raise RequestError(400, f'{keys[0]}[{i}] is not valid base64') from None
-      frames.append(self.server.decode(raw, f'{keys[0]}[{i}]'))
-    threshold = body.get('threshold', threshold)
-    if threshold is not None and not isinstance(threshold, (str, int, float)):
-      raise RequestError(400, '"threshold" must be a name or a number')
-    return np.stack(frames), keys[0] == 'frames', threshold
+    out = await asyncio.wrap_future(future)
+    answer = await run_in_threadpool(_answer, served, frames, out, value, maps)
+    state.counts['ok'] += 1
+    return {**answer, 'run': served.id, 'threshold': name, 'threshold_value': value}
 
 
-def _raise(status: int, message: str):
-  def handle():
-    raise RequestError(status, message)
-  return handle
+def _threshold(served: Served, choice) -> tuple[str, float]:
+  p = served.predictor
+  try:
+    return threshold_of(p.run.thresholds, choice if choice is not None else p.threshold_name)
+  except UserError as e:
+    raise RequestError(400, str(e)) from None
 
 
-def make_server(run, host: str = '127.0.0.1', port: int = 8080, threshold='gmean',
-                limits: Limits = Limits()) -> ScoringServer:
-  """A server for `run` bound to (host, port) (port 0: any free one); call
-  `serve_forever()` on it."""
-  return ScoringServer((host, port), Predictor(run, threshold), limits)
+def _answer(served: Served, frames, out: dict, value: float, maps: bool) -> dict:
+  p = served.predictor
+  normalized = p.normalizer(out['score'])
+  results = [{'frame': i, 'score': float(r), 'normalized': float(n), 'anomalous': bool(n > value)}
+             for i, (r, n) in enumerate(zip(out['score'], normalized))]
+  if not maps:
+    return {'results': results}
+  pixel = out.get('pixel')
+  scale = float(np.max(pixel)) if pixel is not None and pixel.size else 0.0
+  corners = p.corner_of(out)
+  for i, r in enumerate(results):
+    r['image'] = _png(frames[i])
+    if pixel is not None:
+      heat = np.zeros(frames.shape[1:3], np.float32)
+      y, x = corners[i] if corners is not None else (0, 0)
+      m = pixel[i].reshape(pixel.shape[1], pixel.shape[2])
+      heat[y:y + m.shape[0], x:x + m.shape[1]] = m / max(scale, 1e-12)
+      r['heatmap'] = _png(heat[..., None])
+  return {'results': results, 'map_scale': scale}
+
+
+def _png(frame: np.ndarray) -> str:
+  """A float (H, W, C) frame in [0, 1] as a base64 PNG."""
+  a = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format='PNG')
+  return base64.b64encode(buf.getvalue()).decode()
+
+
+class _Server(uvicorn.Server):
+  """uvicorn's server, draining for `drain_s` on SIGTERM or SIGINT before it closes (a
+  second signal closes at once)."""
+
+  def __init__(self, config, state: State):
+    super().__init__(config)
+    self.state = state
+
+  def handle_exit(self, sig, frame) -> None:
+    if self.state.draining or not self.state.drain_s:
+      self.state.draining = True
+      return super().handle_exit(sig, frame)
+    self.state.draining = True
+    logging.info('draining for %.1f s', self.state.drain_s)
+    threading.Timer(self.state.drain_s, super().handle_exit, (sig, frame)).start()
+
+
+def bind(host: str, port: int) -> socket.socket:
+  """A listening socket (port 0: any free one); OSError when the address is taken."""
+  sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    sock.bind((host, port))
+  except OSError:
+    sock.close()
+    raise
+  sock.listen(128)
+  return sock
+
+
+def server_for(app: FastAPI, log_level: str = 'warning') -> _Server:
+  state = app.state.vadjax
+  config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='off',
+                          timeout_keep_alive=5,
+                          timeout_graceful_shutdown=max(int(state.limits.timeout_s), 1))
+  return _Server(config, state)
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, host: str = '127.0.0.1', port: int = 0):
+  """Serves `app` in a thread until the block ends; yields the port."""
+  sock = bind(host, port)
+  server = server_for(app)
+  thread = threading.Thread(target=server.run, kwargs={'sockets': [sock]}, daemon=True)
+  thread.start()
+  while not server.started and thread.is_alive():
+    time.sleep(0.01)
+  try:
+    yield sock.getsockname()[1]
+  finally:
+    server.should_exit = True
+    thread.join(30)
+    sock.close()

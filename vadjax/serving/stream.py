@@ -6,7 +6,8 @@ one jitted step: shift the buffer, score the clip. Frame f is scored, as offline
 (vadjax/data/video.py), by the clip with f at its centre, so its score comes T//2 frames
 after f arrives; the first T//2 frames are scored when the buffer first fills and the last
 T//2 by `flush()` at the end of the stream, each at its offset in the clip, as offline
-moves clips inward at a video's ends. The recurrent models (ConvRNN) keep the ring buffer
+moves clips inward at a video's ends. A feature-prediction run (seed 004) scores f with
+the clip that ends at f, so its score comes as f arrives. The recurrent models (ConvRNN) keep the ring buffer
 too rather than carrying their hidden state across clips: they were trained, validated
 and calibrated on clips from a fresh state, so carried state would score something else.
 Image and patch models score each frame as it comes.
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vadjax.registry import UserError
-from vadjax.serving.predict import Predictor, frame_scorer
+from vadjax.serving.predict import Predictor, frame_scorer, scoring_variables
 
 
 @dataclasses.dataclass
@@ -50,7 +51,8 @@ class StreamScorer:
     self.clip = self.predictor.kind == 'clip'
     self.shape = self.predictor.format.shape
     self.smoothing = smoothing
-    fn, variables = frame_scorer(run, None), run.variables     # the run's own forms
+    fn, variables = frame_scorer(run, None), scoring_variables(run)     # the run's own forms
+    a = self.anchor = self.predictor.anchor
 
     def score(buffer, offset):
       if self.clip:
@@ -59,7 +61,7 @@ class StreamScorer:
 
     def step(buffer, frame):          # fixed shapes: one compilation for the stream
       buffer = jnp.concatenate([buffer[1:], frame[None]])
-      return buffer, score(buffer, jnp.int32(self.t // 2))
+      return buffer, score(buffer, jnp.int32(a))
 
     self._score, self._step = jax.jit(score), jax.jit(step)
     self.reset()
@@ -87,18 +89,18 @@ class StreamScorer:
     self.count += 1
     if self.count < self.t:
       return []
-    if self.count == self.t:       # the first clip: its first T//2 frames as well
-      raw = [self._score(self.buffer, jnp.int32(o)) for o in range(self.t // 2)] + [score]
+    if self.count == self.t:       # the first clip: its frames before the anchor as well
+      raw = [self._score(self.buffer, jnp.int32(o)) for o in range(self.anchor)] + [score]
       return self._emit(0, raw, t0)
-    return self._emit(self.count - self.t + self.t // 2, [score], t0)
+    return self._emit(self.count - self.t + self.anchor, [score], t0)
 
   def flush(self) -> list[Scored]:
-    """The last T//2 frames of the stream, scored in the last clip."""
+    """The stream's frames after the last clip's anchor, scored in the last clip."""
     if not self.clip or self.count < self.t:
       return []
     t0 = time.perf_counter()
-    raw = [self._score(self.buffer, jnp.int32(o)) for o in range(self.t // 2 + 1, self.t)]
-    return self._emit(self.count - self.t + self.t // 2 + 1, raw, t0)
+    raw = [self._score(self.buffer, jnp.int32(o)) for o in range(self.anchor + 1, self.t)]
+    return self._emit(self.count - self.t + self.anchor + 1, raw, t0)
 
   def _emit(self, first: int, raw, t0: float) -> list[Scored]:
     raw = np.asarray(jax.device_get(raw), np.float64)
