@@ -21,7 +21,8 @@ from absl import app, flags, logging
 
 from experiments.cli import fail, run_or_fail, start
 from vadjax.serving.requests import Limits
-from vadjax.serving.server import bind, make_app, server_for
+from vadjax.serving.listen import bind, server_for
+from vadjax.serving.server import make_app
 
 _WORKDIR = flags.DEFINE_multi_string('workdir', [], 'A trained experiment to serve (repeat '
                                      'the flag for several).')

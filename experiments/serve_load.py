@@ -18,7 +18,8 @@ from absl import app, flags
 from experiments.cli import define_run_flags, run_or_fail, start
 from vadjax.data import DATASETS
 from vadjax.serving import loadtest
-from vadjax.serving.server import make_app, running
+from vadjax.serving.listen import running
+from vadjax.serving.server import make_app
 
 _RESTORE = define_run_flags()
 _CLIENTS = flags.DEFINE_integer('clients', 8, 'Concurrent clients.')

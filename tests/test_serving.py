@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ from vadjax.serving import inputs as inputs_lib, loadtest
 from vadjax.serving.files import predict
 from vadjax.serving.predict import Predictor, buckets, threshold_of
 from vadjax.serving.requests import Limits
-from vadjax.serving.server import make_app, running
+from vadjax.serving.listen import running
+from vadjax.serving.server import make_app
 from vadjax.serving.stream import StreamScorer
 
 ROOT = os.path.dirname(os.path.dirname(__file__))

@@ -25,16 +25,12 @@ finish, then uvicorn closes.
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import io
 import os
-import socket
 import threading
-import time
 
 import numpy as np
-import uvicorn
 from absl import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -247,6 +243,8 @@ def _routes(app: FastAPI, state: State) -> None:
       video = key == 'frames'
     elif kind.startswith(VIDEO_TYPES):
       frames, video = await run_in_threadpool(served.decoder.video, data), True
+    elif served.decoder.small(data):      # decoded here: a thread hop costs more
+      frames, video = served.decoder.images([data], ['the body']), False
     else:
       frames, video = await run_in_threadpool(served.decoder.images, [data], ['the body']), \
           False
@@ -255,9 +253,11 @@ def _routes(app: FastAPI, state: State) -> None:
     except UserError as e:
       raise RequestError(400, str(e)) from None
     out = await asyncio.wrap_future(future)
-    answer = await run_in_threadpool(_answer, served, frames, out, value, maps)
+    answer = (await run_in_threadpool(_answer, served, frames, out, value, maps) if maps
+              else _answer(served, frames, out, value, maps))
     state.counts['ok'] += 1
-    return {**answer, 'run': served.id, 'threshold': name, 'threshold_value': value}
+    return JSONResponse({**answer, 'run': served.id, 'threshold': name,
+                         'threshold_value': value})
 
 
 def _threshold(served: Served, choice) -> tuple[str, float]:
@@ -295,58 +295,3 @@ def _png(frame: np.ndarray) -> str:
   buf = io.BytesIO()
   Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format='PNG')
   return base64.b64encode(buf.getvalue()).decode()
-
-
-class _Server(uvicorn.Server):
-  """uvicorn's server, draining for `drain_s` on SIGTERM or SIGINT before it closes (a
-  second signal closes at once)."""
-
-  def __init__(self, config, state: State):
-    super().__init__(config)
-    self.state = state
-
-  def handle_exit(self, sig, frame) -> None:
-    if self.state.draining or not self.state.drain_s:
-      self.state.draining = True
-      return super().handle_exit(sig, frame)
-    self.state.draining = True
-    logging.info('draining for %.1f s', self.state.drain_s)
-    threading.Timer(self.state.drain_s, super().handle_exit, (sig, frame)).start()
-
-
-def bind(host: str, port: int) -> socket.socket:
-  """A listening socket (port 0: any free one); OSError when the address is taken."""
-  sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
-  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-  try:
-    sock.bind((host, port))
-  except OSError:
-    sock.close()
-    raise
-  sock.listen(128)
-  return sock
-
-
-def server_for(app: FastAPI, log_level: str = 'warning') -> _Server:
-  state = app.state.vadjax
-  config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='off',
-                          timeout_keep_alive=5,
-                          timeout_graceful_shutdown=max(int(state.limits.timeout_s), 1))
-  return _Server(config, state)
-
-
-@contextlib.contextmanager
-def running(app: FastAPI, host: str = '127.0.0.1', port: int = 0):
-  """Serves `app` in a thread until the block ends; yields the port."""
-  sock = bind(host, port)
-  server = server_for(app)
-  thread = threading.Thread(target=server.run, kwargs={'sockets': [sock]}, daemon=True)
-  thread.start()
-  while not server.started and thread.is_alive():
-    time.sleep(0.01)
-  try:
-    yield sock.getsockname()[1]
-  finally:
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
