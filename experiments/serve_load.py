@@ -4,13 +4,12 @@
 
 Starts the server for the run in this process on a free loopback port, sends
 clients × requests valid requests (test-split frames of the run, as PNG) and every hostile
-or malformed request of `loadtest.malformed_requests`, and prints the numbers, with the
-model's own compute time at batch 1 (the scoring call alone, no HTTP) beside the lone
-request's latency.
+or malformed request of `loadtest.malformed_requests`, and prints the numbers; first a
+lone client's latency beside the model's own compute for the same request, measured in
+alternation (`loadtest.paired_latency`), and a lone request of a whole eval batch.
 """
 
 import json
-import time
 
 import numpy as np
 from absl import app, flags
@@ -27,18 +26,6 @@ _REQUESTS = flags.DEFINE_integer('requests', 50, 'Valid requests per client.')
 _OUT = flags.DEFINE_string('out', '', 'Write the numbers to this JSON file too.')
 
 
-def compute_ms(predictor, frames, repeats: int = 50) -> float:
-  """The median time of the scoring call alone on one request's records."""
-  x, offsets = predictor.take(predictor.records(frames, predictor.kind == 'clip'), 0, 1)
-  predictor.score_records(x, offsets)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    predictor.score_records(x, offsets)
-    times.append(time.perf_counter() - t)
-  return float(np.median(times) * 1e3)
-
-
 def _load_test() -> dict:
   run = _RESTORE()
   application = make_app([run])
@@ -49,11 +36,11 @@ def _load_test() -> dict:
   frames = _test_frames(run, p.clip_length)
   headers, body = loadtest.valid_request(frames, p.kind == 'clip')
   with running(application) as port:
-    lone = loadtest.run('127.0.0.1', port, headers, body, 1, _REQUESTS.value, p.clip_length)
+    lone = loadtest.paired_latency(p, frames, port, headers, body)
+    lone['full_batch_p50_ms'] = loadtest.full_batch_ms(p, frames, port)
     result = loadtest.run('127.0.0.1', port, headers, body, _CLIENTS.value, _REQUESTS.value,
                           p.clip_length)
-  return {'run': run.name, 'batch1_compute_ms': compute_ms(p, frames),
-          'lone_p50_ms': lone['p50_ms'], 'buckets': p.buckets, **result}
+  return {'run': run.name, **lone, 'buckets': p.buckets, **result}
 
 
 def _test_frames(run, clip_length: int):

@@ -71,6 +71,11 @@ def _load_test(run, frames, clients, requests, caplog):
     r = loadtest.run('127.0.0.1', port, headers, body, clients, requests,
                      clip_length=run.image_shape[0] if clip else 1, limits=LIMITS)
     assert loadtest.stalled_request('127.0.0.1', port, 10) == 408
+    served = next(iter(state.served.values())).predictor
+    lone = loadtest.paired_latency(served, frames[:served.clip_length], port, headers, body,
+                                   pairs=5)
+    assert lone['lone_p50_ms'] > 0 and lone['request_compute_ms'] > 0
+    assert loadtest.full_batch_ms(served, frames, port, repeats=1) > 0
     if not clip:      # distinct images from concurrent clients, batched together
       with concurrent.futures.ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda f: _post_image(port, f), frames))
@@ -78,7 +83,7 @@ def _load_test(run, frames, clients, requests, caplog):
   assert r['failed'] == 0 and r['requests'] == clients * requests and r['up_at_end']
   assert r['malformed_rejected'] == len(r['malformed']), r['malformed']
   assert state.counts['failed'] == 0
-  assert state.counts['rejected'] == len(r['malformed']) + 1
+  assert state.counts['rejected'] == len(r['malformed']) + 1     # + the stalled body
   assert not [x for x in caplog.records if x.exc_info or x.levelname == 'ERROR'], caplog.text
 
 

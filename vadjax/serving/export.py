@@ -124,10 +124,15 @@ def _onnx(run, folder: str) -> list[str]:
     specs.append(jax.ShapeDtypeStruct((b,), jnp.int32))
   # the parameters are closed over: ONNX holds them as initializers. jax2onnx prints
   # debug lines to stdout; they are dropped
-  with contextlib.redirect_stdout(io.StringIO()):
-    model = to_onnx(lambda *a: tuple(fn(variables, *a)[k] for k in names), specs,
-                    model_name=run.config.model, output_names=names,
-                    input_names=['images', 'offsets'][:len(specs)])
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      model = to_onnx(lambda *a: tuple(fn(variables, *a)[k] for k in names), specs,
+                      model_name=run.config.model, output_names=names,
+                      input_names=['images', 'offsets'][:len(specs)])
+  except (TypeError, ValueError, NotImplementedError) as e:   # what the converter lacks
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(f'jax2onnx cannot convert {run.config.model} ({first[:200]}); export it '
+                    f'with --format=stablehlo') from None
   with open(os.path.join(folder, 'model.onnx'), 'wb') as f:
     f.write(model.SerializeToString())
   return names

@@ -151,3 +151,51 @@ def run(host: str, port: int, headers: dict, body: bytes, clients: int, requests
           'malformed': rejected,
           'malformed_rejected': sum(r['status'] == r['expected'] for r in rejected.values()),
           'up_at_end': up}
+
+
+def paired_latency(predictor, frames, port: int, headers: dict, body: bytes,
+                   pairs: int = 100) -> dict:
+  """A lone client's latency against the model's own compute for the same request (the
+  scoring call alone at its batch bucket: no HTTP, no decoding), measured in alternation
+  so that both see the same machine: medians of each and their ratio."""
+  records = predictor.records(frames, predictor.kind == 'clip')
+  x, offsets = predictor.take(records, 0, len(records))
+  conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+  compute, latency = [], []
+  try:
+    for i in range(pairs + 5):
+      t = time.perf_counter()
+      predictor.score_records(x, offsets)
+      t1 = time.perf_counter()
+      conn.request('POST', '/score', body=body, headers=headers)
+      response = conn.getresponse()
+      response.read()
+      t2 = time.perf_counter()
+      if response.status != 200:
+        raise RuntimeError(f'a valid request got {response.status}')
+      if i >= 5:                     # the first few warm both paths
+        compute.append(t1 - t)
+        latency.append(t2 - t1)
+  finally:
+    conn.close()
+  c, lat = float(np.median(compute) * 1e3), float(np.median(latency) * 1e3)
+  return {'request_compute_ms': c, 'lone_p50_ms': lat, 'lone_over_compute': lat / c}
+
+
+def full_batch_ms(predictor, frames, port: int, repeats: int = 20) -> float:
+  """A lone client's p50 latency for one request of a whole eval batch of frames (JSON)."""
+  key = 'frames' if predictor.kind == 'clip' else 'images'
+  pngs = [base64.b64encode(png(frames[i % len(frames)])).decode()
+          for i in range(max(predictor.max_batch, predictor.clip_length))]
+  body = json.dumps({key: pngs}).encode()
+  conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+  times = []
+  try:
+    for _ in range(repeats + 2):
+      t = time.perf_counter()
+      conn.request('POST', '/score', body=body, headers={'Content-Type': 'application/json'})
+      conn.getresponse().read()
+      times.append(time.perf_counter() - t)
+  finally:
+    conn.close()
+  return float(np.median(times[2:]) * 1e3)

@@ -116,7 +116,8 @@ class _Guard:
     async def bounded_receive():
       nonlocal seen
       try:
-        message = await asyncio.wait_for(receive(), timeout)
+        async with asyncio.timeout(timeout):      # (wait_for would start a task per call)
+          message = await receive()
       except TimeoutError:
         raise RequestError(408, f'the body stopped arriving for {timeout:g} s') from None
       seen += len(message.get('body', b''))
