@@ -94,4 +94,10 @@ def test_adacl_end_to_end_with_patches(tmp_path):
   figure(run / 'created_anomalies.png')
   figure(run / 'score_timelines.png')
   assert assert_restore_scores_as_the_run(tmp_path).config.method == 'adacl'
-  assert_exports_score_as_the_run(tmp_path)         # StableHLO and ONNX, fresh process
+  run = assert_exports_score_as_the_run(tmp_path)   # StableHLO and ONNX, fresh process
+  # served on whole frames (patches cut inside the bucketed scorer) as the run scores them
+  from vadjax.serving import export as export_lib
+  from vadjax.serving.predict import Predictor
+  x, _ = export_lib._example(run, 3)
+  np.testing.assert_allclose(Predictor(run).score(x).raw,
+                             export_lib.reference_scores(run, x)['score'], rtol=1e-5)

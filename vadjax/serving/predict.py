@@ -58,9 +58,13 @@ def frontend(run) -> dict:
 
 
 def frame_shape(run) -> tuple:
-  """The shape of one raw frame the run scores: (S, S, C)."""
-  shape = frontend(run)['frame_shape'] if is_feature_run(run) else run.image_shape
-  return tuple(shape[-3:])
+  """The shape of one raw frame the run scores: (S, S, C) (a patch model's whole frame)."""
+  if is_feature_run(run):
+    return tuple(frontend(run)['frame_shape'][-3:])
+  if input_kind(run.config, run.image_shape) == 'patches':
+    s = run.config.image_size
+    return (s, s, run.image_shape[-1])
+  return tuple(run.image_shape[-3:])
 
 
 def input_shape(run) -> tuple:
