@@ -3,7 +3,7 @@
   python -m experiments.serve --workdir=RUN [--workdir=RUN2 ...] [--root=RUNS_FOLDER]
       [--host=127.0.0.1 --port=8080] [--threshold=gmean] [--drain_s=5]
       [--max_bytes=16777216 --max_pixels=16777216 --max_request_pixels=67108864
-       --max_frames=1024 --timeout_s=30]
+       --max_frames=1024 --timeout_s=30 --max_connections=256]
 
   open http://127.0.0.1:8080/            drop an image, frames or a video
   curl -s localhost:8080/health
@@ -40,7 +40,7 @@ _DRAIN = flags.DEFINE_float('drain_s', 5.0, 'Seconds of draining after SIGTERM (
                             'requests) before the server closes.')
 _LIMITS = {f: flags.DEFINE_float(f, getattr(Limits, f), f'Request limit: {f}.')
            for f in ('max_bytes', 'max_pixels', 'max_request_pixels', 'max_frames',
-                     'timeout_s')}
+                     'timeout_s', 'max_connections')}
 
 
 def limits() -> Limits:

@@ -484,3 +484,27 @@ def test_page_in_a_real_browser_scores_images_and_videos(image_run, tmp_path):
       _shot(driver, tmp_path, 'serving_runs.png')
   finally:
     driver.quit()
+
+
+def test_connections_beyond_the_limit_get_503_and_nothing_is_held(tmp_path):
+  """Clients that never finish their headers hold at most `max_connections`; past it the
+  server answers 503 at once, and serves again when they go. (A browse-only server: no
+  run to compile.)"""
+  import socket
+  app = make_app([], Limits(max_connections=2), root=str(tmp_path))
+  with running(app) as port:
+    stalled = [socket.create_connection(('127.0.0.1', port), timeout=10) for _ in range(2)]
+    for s in stalled:
+      s.sendall(b'GET /health HTTP/1.1\r\nHo')
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    conn.request('GET', '/health')
+    assert conn.getresponse().status == 503
+    conn.close()
+    for s in stalled:
+      s.close()
+    import time
+    time.sleep(0.3)
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    conn.request('GET', '/api/workdirs')
+    r = conn.getresponse()
+    assert (r.status, json.loads(r.read())['workdirs']) == (200, [])

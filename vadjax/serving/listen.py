@@ -49,6 +49,8 @@ def server_for(app: FastAPI, log_level: str = 'warning') -> _Server:
   state = app.state.vadjax
   config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='off',
                           timeout_keep_alive=5,
+                          # bounds what clients that never finish their headers can hold
+                          limit_concurrency=state.limits.max_connections,
                           timeout_graceful_shutdown=max(int(state.limits.timeout_s), 1))
   return _Server(config, state)
 

@@ -78,10 +78,13 @@ def malformed_requests(clip_length: int, limits=None) -> list[tuple[str, str, di
 
 
 def stalled_request(host: str, port: int, wait_s: float) -> int | str:
-  """Sends a request's headers and half its body, then nothing: the status the server
-  answers within `wait_s` (a client that stops sending must not hold the server)."""
+  """Sends a request's headers and half its body, then nothing, while another connection
+  has sent half its headers and stalls too: the status the server answers the first
+  within `wait_s` (clients that stop sending must not hold the server)."""
   import socket
-  with socket.create_connection((host, port), timeout=wait_s) as sock:
+  with socket.create_connection((host, port), timeout=wait_s) as slow_headers, \
+      socket.create_connection((host, port), timeout=wait_s) as sock:
+    slow_headers.sendall(b'POST /score HTTP/1.1\r\nHo')
     sock.sendall(b'POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n'
                  b'Content-Length: 1000\r\n\r\n' + b'\x89PNG' + b'0' * 496)
     try:

@@ -29,6 +29,7 @@ class Limits:
   max_request_pixels: int = 64 << 20        # decoded pixels of one request, all frames
   max_frames: int = 1024                    # frames of one request
   timeout_s: float = 30.0                   # a client that stops sending its body
+  max_connections: int = 256                # open at once; more are answered 503
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
