@@ -9,13 +9,13 @@ server of `experiments/serve.py` with no run to score (its flags apply).
 from absl import app, flags
 
 from experiments import serve as serve_lib
-from experiments.cli import start
+from experiments.cli import fail, start
 
 
 def main(argv):
   start(argv)
   if not flags.FLAGS.root:
-    serve_lib.fail('give --root, a folder of workdirs')
+    fail('give --root, a folder of workdirs')
   serve_lib.serve(serve_lib.build_app)
 
 

@@ -354,7 +354,8 @@ def test_sigterm_drains_in_flight_requests_finish(image_run):
                    + f'Content-Length: {len(body)}\r\n\r\n'.encode() + body[:10])
     other = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
     other.request('GET', '/health')
-    assert other.getresponse().read() and True
+    r = other.getresponse()
+    assert (r.status, json.loads(r.read())['ready']) == (200, True)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)

@@ -205,8 +205,11 @@ def full_batch_ms(predictor, frames, port: int, repeats: int = 20) -> float:
     for _ in range(repeats + 2):
       t = time.perf_counter()
       conn.request('POST', '/score', body=body, headers={'Content-Type': 'application/json'})
-      conn.getresponse().read()
+      response = conn.getresponse()
+      response.read()
       times.append(time.perf_counter() - t)
+      if response.status != 200:
+        raise RuntimeError(f'a valid batch request got {response.status}')
   finally:
     conn.close()
   return float(np.median(times[2:]) * 1e3)

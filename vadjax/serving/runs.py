@@ -2,8 +2,8 @@
 `config.json`), with its config, metrics (report.json's means), and the figures and
 explanations it wrote, for `/browse` (vadjax/serving/server.py, `experiments/browse.py`).
 
-Files are served only from inside a listed workdir, only figures (.png) and JSON, by a
-path that must resolve there: no `..`, no links out.
+Files are served only from inside a workdir under the root, only figures (.png) and JSON,
+by a path that must resolve there: no `..`, no links out.
 """
 
 import json
@@ -73,13 +73,18 @@ def summary(root: str, rel: str) -> dict:
           'config': config}
 
 
+def _inside(parent: str, path: str) -> bool:
+  return os.path.commonpath([parent, path]) == parent
+
+
 def safe_path(root: str, rel: str, path: str) -> str:
-  """`root/rel/path` if it is a listed workdir's figure or JSON file, else a 404."""
-  if rel not in workdirs(root):
+  """`root/rel/path` if it is a workdir's figure or JSON file, else a 404."""
+  base = os.path.realpath(root)
+  folder = os.path.realpath(os.path.join(base, rel))
+  if not _inside(base, folder) or not os.path.isfile(os.path.join(folder, 'config.json')):
     raise RequestError(404, f'no workdir {rel!r} under the runs root')
-  folder = os.path.realpath(os.path.join(root, rel))
   full = os.path.realpath(os.path.join(folder, path))
-  if (os.path.commonpath([folder, full]) != folder or not full.endswith(FILES)
+  if (not _inside(folder, full) or not full.endswith(FILES)
       or not os.path.isfile(full)):
     raise RequestError(404, f'no figure or JSON file {path!r} in {rel!r}')
   return full

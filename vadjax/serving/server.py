@@ -140,8 +140,13 @@ def make_app(runs, limits: Limits = Limits(), threshold: str = 'gmean', root: st
   state = State(served, limits, os.path.abspath(root) if root else '', drain_s)
 
   def warm():
-    for s in served:
-      s.predictor.warm_up()
+    try:
+      for s in served:
+        s.predictor.warm_up()
+    except Exception as e:  # noqa: BLE001  (/ready stays 503; the log says why)
+      logging.error('warm-up failed, the server will not become ready: %s: %s',
+                    type(e).__name__, e)
+      return
     state.ready.set()
     logging.info('ready: %d run(s) compiled at batches %s', len(served),
                  served[0].predictor.buckets if served else [])
