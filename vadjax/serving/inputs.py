@@ -16,6 +16,7 @@ import io
 import os
 
 import numpy as np
+from PIL import Image
 
 from vadjax.data import formats, frames as frames_lib
 from vadjax.registry import UserError
@@ -100,3 +101,11 @@ class FrameFormat:
   def length(item: Item) -> int | None:
     """An item's frame count where it is known without decoding."""
     return formats.video_length(item.name) if item.video else len(item.paths)
+
+
+def png(frame: np.ndarray) -> bytes:
+  """A prepared float frame (H, W, C) in [0, 1] as PNG bytes (grey or RGB)."""
+  a = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format='PNG')
+  return buf.getvalue()

@@ -14,13 +14,7 @@ import time
 import numpy as np
 from PIL import Image
 
-
-def png(frame: np.ndarray) -> bytes:
-  """A float frame (H, W, C) in [0, 1] as PNG bytes."""
-  a = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
-  buf = io.BytesIO()
-  Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format='PNG')
-  return buf.getvalue()
+from vadjax.serving.inputs import png
 
 
 def valid_request(frames: np.ndarray, clip: bool) -> tuple[dict, bytes]:

@@ -26,7 +26,6 @@ finish, then uvicorn closes.
 import asyncio
 import base64
 import dataclasses
-import io
 import os
 import threading
 
@@ -36,12 +35,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from vadjax.registry import UserError
-from vadjax.serving import runs as runs_lib
+from vadjax.serving import inputs as inputs_lib, runs as runs_lib
 from vadjax.serving.batcher import Batcher
 from vadjax.serving.predict import Predictor, threshold_of
 from vadjax.serving.requests import (IMAGE_TYPES, VIDEO_TYPES, Decoder, Limits, RequestError,
@@ -285,19 +283,15 @@ def _answer(served: Served, frames, out: dict, value: float, maps: bool) -> dict
   scale = float(np.max(pixel)) if pixel is not None and pixel.size else 0.0
   corners = p.corner_of(out)
   for i, r in enumerate(results):
-    r['image'] = _png(frames[i])
+    r['image'] = _base64_png(frames[i])
     if pixel is not None:
       heat = np.zeros(frames.shape[1:3], np.float32)
       y, x = corners[i] if corners is not None else (0, 0)
       m = pixel[i].reshape(pixel.shape[1], pixel.shape[2])
       heat[y:y + m.shape[0], x:x + m.shape[1]] = m / max(scale, 1e-12)
-      r['heatmap'] = _png(heat[..., None])
+      r['heatmap'] = _base64_png(heat[..., None])
   return {'results': results, 'map_scale': scale}
 
 
-def _png(frame: np.ndarray) -> str:
-  """A float (H, W, C) frame in [0, 1] as a base64 PNG."""
-  a = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
-  buf = io.BytesIO()
-  Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format='PNG')
-  return base64.b64encode(buf.getvalue()).decode()
+def _base64_png(frame: np.ndarray) -> str:
+  return base64.b64encode(inputs_lib.png(frame)).decode()
