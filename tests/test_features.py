@@ -7,6 +7,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 
@@ -77,12 +78,16 @@ def test_published_sizes_have_the_release_parameter_counts_and_names():
 
 
 def test_position_embedding_resize_is_pytorch_bicubic():
+  """By size, and by the DINO release's scale factor (out + 0.1) / in, whose sample
+  positions differ (2.0 vs 1.95 apart from 8 to 4)."""
   g = np.random.RandomState(0).randn(5, 5).astype(np.float32)
   for out in (3, 5, 8, 11):
-    ours = cubic_weights(5, out) @ g @ cubic_weights(5, out).T
-    ref = torch.nn.functional.interpolate(torch.from_numpy(g)[None, None], size=(out, out),
-                                          mode='bicubic', align_corners=False)[0, 0].numpy()
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    for scale in (None, (out + 0.1) / 5):
+      ours = cubic_weights(5, out, scale) @ g @ cubic_weights(5, out, scale).T
+      how = {'size': (out, out)} if scale is None else {'scale_factor': (scale, scale)}
+      ref = torch.nn.functional.interpolate(torch.from_numpy(g)[None, None], mode='bicubic',
+                                            align_corners=False, **how)[0, 0].numpy()
+      np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
 
 
 def test_a_dino_training_checkpoint_gives_its_teacher(tmp_path):
@@ -260,6 +265,55 @@ def test_dino_loss_centre_and_schedules_match_references():
       1 + np.cos(np.pi * iters / len(iters)))])
   np.testing.assert_allclose(jax.vmap(dino.cosine(base, final, steps, warm))(np.arange(steps)),
                              ref, rtol=1e-5, atol=1e-7)
+
+
+def test_dino_optimizer_is_the_releases_torch_adamw_with_its_clipping_and_freeze():
+  """Against torch.optim.AdamW driven as the release drives it: lr and weight decay set
+  per step (no decay on biases), each parameter's gradient clipped on its own, the last
+  layer's gradient None while frozen (so torch neither decays it nor counts its steps)."""
+  from vadjax.methods import dino
+  s = dino.Settings(base_lr=0.05, warmup_steps=2, clip_grad=0.5, freeze_last_layer_steps=3,
+                    teacher_temp_warmup_steps=4)
+  steps, batch = 7, 256
+  rng = np.random.RandomState(0)
+  params = {'head': {'last_layer': rng.randn(3, 5), 'mlp0': {'kernel': rng.randn(4, 3),
+                                                             'bias': rng.randn(3)}}}
+  params = jax.tree.map(lambda a: a.astype(np.float32), params)
+  grads = [jax.tree.map(lambda a: (rng.randn(*a.shape) * rng.choice([0.1, 3.0])).astype(
+      np.float32), params) for _ in range(steps)]
+  tx = dino.optimizer(s, batch, steps)
+  state, ours = tx.init(params), params
+  lr = jax.vmap(dino.learning_rate(s, batch, steps))(np.arange(steps))
+  wd = jax.vmap(dino.cosine(*s.weight_decay, steps))(np.arange(steps))
+  names = ('last_layer', 'kernel', 'bias')
+  theirs = [torch.nn.Parameter(torch.tensor(np.asarray(a))) for a in (
+      params['head']['last_layer'], params['head']['mlp0']['kernel'],
+      params['head']['mlp0']['bias'])]
+  opt = torch.optim.AdamW([{'params': theirs[:2]}, {'params': theirs[2:], 'weight_decay': 0}])
+  for i, g in enumerate(grads):
+    updates, state = tx.update(g, state, ours)
+    ours = optax.apply_updates(ours, updates)
+    for group in opt.param_groups:
+      group['lr'] = float(lr[i])
+    opt.param_groups[0]['weight_decay'] = float(wd[i])
+    flat = (g['head']['last_layer'], g['head']['mlp0']['kernel'], g['head']['mlp0']['bias'])
+    for p, a in zip(theirs, flat):
+      p.grad = torch.tensor(np.asarray(a))
+      norm = p.grad.norm(2)                         # the release's clip_gradients
+      if s.clip_grad / (norm + 1e-6) < 1:
+        p.grad.mul_(s.clip_grad / (norm + 1e-6))
+    if i < s.freeze_last_layer_steps:              # cancel_gradients_last_layer
+      theirs[0].grad = None
+    opt.step()
+    got = (ours['head']['last_layer'], ours['head']['mlp0']['kernel'],
+           ours['head']['mlp0']['bias'])
+    for name, a, p in zip(names, got, theirs):
+      np.testing.assert_allclose(a, p.detach().numpy(), rtol=1e-5, atol=1e-5,
+                                 err_msg=f'{name} at step {i}')
+  np.testing.assert_array_equal(ours['head']['last_layer'] != params['head']['last_layer'], True)
+  temps = jax.vmap(dino.teacher_temperature(s))(np.arange(6))
+  np.testing.assert_allclose(temps, np.concatenate([np.linspace(*s.teacher_temp, 4),
+                                                    [s.teacher_temp[1]] * 2]), rtol=1e-6)
 
 
 def test_collapse_monitors_read_both_collapses():

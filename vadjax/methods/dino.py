@@ -10,7 +10,8 @@ same image. Pure functions of a state; the driver is experiments/dino.py.
   teacher  θ_t ← λ θ_t + (1 − λ) θ_s, λ cosine from 0.996 to 1
   schedules  lr: linear warm-up to base_lr · batch/256, cosine to min_lr; weight decay
            cosine 0.04 → 0.4 (not on biases and norms); τ_t linear warm-up 0.04 → 0.07;
-           the last head layer frozen for the first steps; gradients clipped (global norm)
+           the last head layer frozen for the first steps; each parameter's gradient
+           clipped to a norm (the release's `clip_gradients`)
   views    2 global crops (scale 0.4–1) and n local crops (0.05–0.4), random resized,
            flipped, brightness/contrast jittered, blurred (global 1 always, global 2 at
            0.1, locals at 0.5), solarised (global 2 at 0.2): all on device, per sample.
@@ -106,18 +107,54 @@ def cosine(start: float, end: float, steps: int, warmup: int = 0):
 
 
 def teacher_temperature(s: Settings):
+  """DINO's teacher temperature: `np.linspace(lo, hi, warmup)` then hi (the release warms
+  it per epoch; here per step)."""
   lo, hi = s.teacher_temp
-  return lambda step: jnp.where(step < s.teacher_temp_warmup_steps,
-                                lo + (hi - lo) * step / max(s.teacher_temp_warmup_steps, 1), hi)
+  w = s.teacher_temp_warmup_steps
+  return lambda step: jnp.where(step < w, lo + (hi - lo) * step / max(w - 1, 1), hi)
+
+
+def learning_rate(s: Settings, batch_size: int, steps: int):
+  return cosine(s.base_lr * batch_size / 256, s.min_lr, steps, s.warmup_steps)
+
+
+def clip_each(max_norm: float) -> optax.GradientTransformation:
+  """DINO's `clip_gradients`: each parameter's gradient scaled to norm ≤ max_norm on its
+  own (by max_norm / (norm + 1e-6)), not by the global norm."""
+  def clip(g):
+    return g * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(g.ravel()) + 1e-6))
+  return optax.stateless(lambda updates, _: jax.tree.map(clip, updates))
+
+
+def _decayed(params):
+  """The release's regularised group: every parameter but biases and 1-D ones; the learnt
+  last-layer norm is (K, 1) there, so it is decayed."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, a: a.ndim > 1 or path[-1].key == 'last_layer_norm', params)
+
+
+def _last_layer(params):
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: 'last' if 'last_layer' in path[-1].key else 'rest', params)
 
 
 def optimizer(s: Settings, batch_size: int, steps: int) -> optax.GradientTransformation:
-  """AdamW with DINO's schedules; no decay on biases and norm scales (1-D params)."""
-  lr = cosine(s.base_lr * batch_size / 256, s.min_lr, steps, s.warmup_steps)
+  """DINO's optimiser: per-parameter gradient clipping, then AdamW with the lr and weight
+  decay schedules of the step. The last head layer is frozen for the first
+  `freeze_last_layer_steps` as the release freezes it (its gradient set to None): no
+  update, no weight decay and no Adam moments or count, so its Adam bias correction
+  starts when it thaws (torch counts steps per parameter; its schedules follow the
+  global step, hence the offset)."""
+  lr = learning_rate(s, batch_size, steps)
   wd = cosine(*s.weight_decay, steps)
-  decay = lambda p: jax.tree.map(lambda a: a.ndim > 1, p)
-  adamw = optax.inject_hyperparams(optax.adamw)(learning_rate=lr, weight_decay=wd, mask=decay)
-  return optax.chain(optax.clip_by_global_norm(s.clip_grad), adamw)
+  frozen = s.freeze_last_layer_steps
+
+  def adamw(offset: int):
+    return optax.adamw(lambda n: lr(n + offset), weight_decay=lambda n: wd(n + offset),
+                       mask=_decayed)
+  last = optax.transforms.conditionally_mask(adamw(frozen), lambda n: n >= frozen)
+  return optax.chain(clip_each(s.clip_grad),
+                     optax.multi_transform({'last': last, 'rest': adamw(0)}, _last_layer))
 
 
 # ---- views ----
@@ -224,7 +261,7 @@ def dino_loss(student_out, teacher_out, center, s: Settings, temp):
 def koleo(cls):
   """DINOv2's KoLeo regulariser (Sablayrolles et al. 2019): −mean log of each normalised
   feature's distance to its nearest neighbour in the batch; it pushes features apart."""
-  f = cls / jnp.maximum(jnp.linalg.norm(cls, axis=-1, keepdims=True), 1e-12)
+  f = cls / jnp.maximum(jnp.linalg.norm(cls, axis=-1, keepdims=True), 1e-8)
   d2 = jnp.sum(jnp.square(f[:, None] - f[None]), -1) + jnp.eye(len(f)) * 1e9
   return -jnp.mean(jnp.log(jnp.sqrt(jnp.min(d2, axis=1)) + 1e-8))
 
@@ -266,19 +303,17 @@ def make_step(model: Dino, tx, s: Settings, total_steps: int):
       if local is not None:
         s_out = jnp.concatenate([s_out, model.apply({'params': params}, local)[0]])
       loss, t_probs = dino_loss(s_out, t_out, state.center, s, temp)
-      spread = sum(koleo(c) for c in jnp.split(s_cls, 2)) / 2
+      spread = sum(koleo(c) for c in jnp.split(s_cls, 2))   # DINOv2: summed over the crops
       return loss + s.koleo_weight * spread, (t_probs, loss, spread)
     (_, (t_probs, loss, spread)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.student)
-    frozen = state.step < s.freeze_last_layer_steps
-    grads['head']['last_layer'] = jnp.where(frozen, 0.0, grads['head']['last_layer'])
     updates, opt_state = tx.update(grads, state.opt_state, state.student)
     student = optax.apply_updates(state.student, updates)
     m = momentum(state.step)
     teacher = jax.tree.map(lambda t, p: m * t + (1 - m) * p, state.teacher, student)
     center = s.center_momentum * state.center + (1 - s.center_momentum) * jnp.mean(t_out, 0)
     metrics = {'loss': loss, 'koleo': spread, 'teacher_temp': temp, 'momentum': m,
-               'learning_rate': opt_state[1].hyperparams['learning_rate'],
+               'learning_rate': learning_rate(s, len(images), total_steps)(state.step),
                **monitors(t_probs, t_cls)}
     return state.replace(student=student, teacher=teacher, opt_state=opt_state,
                          center=center, step=state.step + 1), metrics

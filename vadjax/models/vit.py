@@ -25,9 +25,11 @@ from vadjax.models import BACKBONES
 from vadjax.registry import UserError
 
 
-def cubic_weights(n_in: int, n_out: int) -> np.ndarray:
+def cubic_weights(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
   """(n_out, n_in) matrix of PyTorch's bicubic resize along one axis (align_corners=False,
-  a = −0.75, edge samples clamped): resizing a grid is W_h · grid · W_wᵀ."""
+  a = −0.75, edge samples clamped; `scale` as `F.interpolate`'s scale_factor, default
+  n_out / n_in): resizing a grid is W_h · grid · W_wᵀ."""
+  scale = scale or n_out / n_in
   a = -0.75
 
   def kernel(d):
@@ -37,7 +39,7 @@ def cubic_weights(n_in: int, n_out: int) -> np.ndarray:
     return (((d - 5) * d + 8) * d - 4) * a if d < 2 else 0.0
   w = np.zeros((n_out, n_in), np.float64)
   for o in range(n_out):
-    src = (o + 0.5) * n_in / n_out - 0.5
+    src = (o + 0.5) / scale - 0.5
     base = int(np.floor(src))
     for j in range(base - 1, base + 3):
       w[o, min(max(j, 0), n_in - 1)] += kernel(src - j)
@@ -45,7 +47,9 @@ def cubic_weights(n_in: int, n_out: int) -> np.ndarray:
 
 
 def resize_pos_embed(pos, grid: tuple[int, int]):
-  """(1, 1 + g·g, D) embeddings of a g×g grid → (1, 1 + h·w, D) for grid (h, w)."""
+  """(1, 1 + g·g, D) embeddings of a g×g grid → (1, 1 + h·w, D) for grid (h, w), as the
+  DINO release's `interpolate_pos_encoding`: bicubic with scale factor (h + 0.1) / g, so
+  the sample positions are (o + 0.5)·g / (h + 0.1) − 0.5, not those of size=(h, w)."""
   n = pos.shape[1] - 1
   g = int(round(n ** 0.5))
   if g * g != n:
@@ -53,7 +57,7 @@ def resize_pos_embed(pos, grid: tuple[int, int]):
   if (g, g) == tuple(grid):
     return pos
   patches = pos[0, 1:].reshape(g, g, -1)
-  wh, ww = cubic_weights(g, grid[0]), cubic_weights(g, grid[1])
+  wh, ww = (cubic_weights(g, n, (n + 0.1) / g) for n in grid)
   patches = jnp.einsum('hi,ijd,wj->hwd', wh, patches, ww, precision='highest')
   return jnp.concatenate([pos[:, :1], patches.reshape(1, -1, pos.shape[-1])], axis=1)
 

@@ -83,7 +83,9 @@ class ViT(nn.Module):
     if (h, w) == (g, g):
       return self.pos_embed
     grid = self.pos_embed[:, 1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(h, w), mode='bicubic', align_corners=False)
+    # the DINO release's interpolate_pos_encoding: a scale factor, 0.1 above the ratio
+    grid = F.interpolate(grid, scale_factor=((h + 0.1) / g, (w + 0.1) / g), mode='bicubic',
+                         align_corners=False)
     return torch.cat([self.pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)], 1)
 
   def forward(self, x):
