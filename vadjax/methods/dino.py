@@ -99,7 +99,7 @@ def cosine(start: float, end: float, steps: int, warmup: int = 0):
   """DINO's cosine_scheduler per step: 0 → start linearly over `warmup` steps (both ends
   included), then start → end along a half cosine over the remaining steps."""
   def f(step):
-    step = jnp.asarray(step, jnp.float32)
+    step = jnp.asarray(step, float)          # float64 in float64 runs (the reference lane)
     t = jnp.clip((step - warmup) / max(steps - warmup, 1), 0.0, 1.0)
     value = end + 0.5 * (start - end) * (1 + jnp.cos(math.pi * t))
     return jnp.where(step < warmup, start * step / max(warmup - 1, 1), value)
@@ -111,7 +111,8 @@ def teacher_temperature(s: Settings):
   it per epoch; here per step)."""
   lo, hi = s.teacher_temp
   w = s.teacher_temp_warmup_steps
-  return lambda step: jnp.where(step < w, lo + (hi - lo) * step / max(w - 1, 1), hi)
+  return lambda step: jnp.where(step < w, lo + (hi - lo) * jnp.asarray(step, float) / max(w - 1, 1),
+                                hi)
 
 
 def learning_rate(s: Settings, batch_size: int, steps: int):
@@ -286,14 +287,14 @@ def monitors(t_probs, teacher_cls) -> dict:
           'feature_std': jnp.mean(jnp.std(f, axis=0))}
 
 
-def make_step(model: Dino, tx, s: Settings, total_steps: int):
-  """The jitted DINO step: (state, images (B, H, W, 3) in [0, 1]) → (state, metrics)."""
+def make_update(model: Dino, tx, s: Settings, total_steps: int):
+  """The DINO step on given views: (state, global crops (2B, G, G, 3), local crops (nB, L,
+  L, 3) or None) → (state, metrics). Unjitted: `make_step` and the PyTorch reference
+  (tests/reference) run it."""
   momentum = cosine(*s.momentum, total_steps)
   temperature = teacher_temperature(s)
 
-  def step(state: DinoState, images):
-    rng = jax.random.fold_in(state.rng, state.step)
-    glob, local = views(images, rng, s)
+  def update(state: DinoState, glob, local):
     t_out, t_cls = model.apply({'params': state.teacher}, glob)
     t_out, t_cls = jax.lax.stop_gradient((t_out, t_cls))
     temp = temperature(state.step)
@@ -312,11 +313,22 @@ def make_step(model: Dino, tx, s: Settings, total_steps: int):
     m = momentum(state.step)
     teacher = jax.tree.map(lambda t, p: m * t + (1 - m) * p, state.teacher, student)
     center = s.center_momentum * state.center + (1 - s.center_momentum) * jnp.mean(t_out, 0)
+    lr = learning_rate(s, len(glob) // 2, total_steps)(state.step)
     metrics = {'loss': loss, 'koleo': spread, 'teacher_temp': temp, 'momentum': m,
-               'learning_rate': learning_rate(s, len(images), total_steps)(state.step),
-               **monitors(t_probs, t_cls)}
+               'learning_rate': lr, **monitors(t_probs, t_cls)}
     return state.replace(student=student, teacher=teacher, opt_state=opt_state,
                          center=center, step=state.step + 1), metrics
+  return update
+
+
+def make_step(model: Dino, tx, s: Settings, total_steps: int):
+  """The jitted DINO step: (state, images (B, H, W, 3) in [0, 1]) → (state, metrics); the
+  views come from the state's key and step."""
+  update = make_update(model, tx, s, total_steps)
+
+  def step(state: DinoState, images):
+    glob, local = views(images, jax.random.fold_in(state.rng, state.step), s)
+    return update(state, glob, local)
   return jax.jit(step, donate_argnums=0)
 
 

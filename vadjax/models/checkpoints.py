@@ -191,7 +191,8 @@ def torch_named(variables: dict) -> dict[str, np.ndarray]:
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
     keys = tuple(p.key for p in path)
-    a = np.asarray(leaf, np.float32)
+    a = np.asarray(leaf)
+    a = a if a.dtype == np.float64 else a.astype(np.float32)   # float64: the reference lane
     if a.ndim == 4:
       a = a.transpose(3, 2, 0, 1)
     elif a.ndim == 2:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from vadjax.models import MODELS
 from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
+from vadjax.nn.layers import output
 from vadjax.nn.attention import CBAM, AugmentedConv, InputAttention, PayAttention, SqueezeExcite
 
 
@@ -131,9 +132,9 @@ class BCAE1(nn.Module):
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h),
                         negative_slope=self.leaky_slope)
         h = self._se(h, f'dec{i}_se')
-    recon = nn.sigmoid(h.astype(jnp.float32))
-    return _with_maps({'recon': recon, 'latent': latent.reshape(latent.shape[0], -1)
-                       .astype(jnp.float32), **extra}, maps)
+    recon = nn.sigmoid(output(h))
+    return _with_maps({'recon': recon, 'latent': output(latent.reshape(latent.shape[0], -1)),
+                       **extra}, maps)
 
 
 @MODELS.register('se_cae')
@@ -235,8 +236,7 @@ class DeepAE(nn.Module):
       h = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
       if i < len(out_channels) - 1:
         h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), negative_slope=0.2)
-    return _with_maps({'recon': h.astype(jnp.float32), 'latent': latent.astype(jnp.float32)},
-                      maps)
+    return _with_maps({'recon': output(h), 'latent': output(latent)}, maps)
 
 
 @MODELS.register('cbam_ae')

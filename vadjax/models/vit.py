@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vadjax.models import BACKBONES
+from vadjax.nn.layers import output
 from vadjax.registry import UserError
 
 
@@ -43,7 +44,7 @@ def cubic_weights(n_in: int, n_out: int, scale: float | None = None) -> np.ndarr
     base = int(np.floor(src))
     for j in range(base - 1, base + 3):
       w[o, min(max(j, 0), n_in - 1)] += kernel(src - j)
-  return w.astype(np.float32)
+  return w
 
 
 def resize_pos_embed(pos, grid: tuple[int, int]):
@@ -94,7 +95,7 @@ class Attention(nn.Module):
     # the same products as einsums over the (B, N, heads, hd) layout (BUILD_NOTES.md)
     q, k, v = jnp.transpose(qkv.reshape(b, n, 3, self.heads, hd), (2, 0, 3, 1, 4))
     logits = (q * hd ** -0.5) @ jnp.swapaxes(k, -1, -2)
-    attn = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    attn = jax.nn.softmax(logits.astype(jnp.promote_types(self.dtype, jnp.float32)), axis=-1)
     y = jnp.swapaxes(attn.astype(self.dtype) @ v, 1, 2).reshape(b, n, self.dim)
     return dense(self.dim, self.dtype, 'proj')(y), attn
 
@@ -160,7 +161,7 @@ class ViT(nn.Module):
     attn = None
     for i in range(self.depth):
       h, attn = Block(self.dim, self.heads, self.mlp_ratio, self.dtype, name=f'blocks_{i}')(h)
-    h = nn.LayerNorm(1e-6, dtype=self.dtype, name='norm')(h).astype(jnp.float32)
+    h = output(nn.LayerNorm(1e-6, dtype=self.dtype, name='norm')(h))
     return {'cls': h[:, 0], 'tokens': h[:, 1:], 'attention': attn, 'latent': h[:, 0]}
 
 

@@ -129,6 +129,12 @@ def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
                                   dimension_numbers=DN)
 
 
+def output(x):
+  """A model's output in float32 when it computed in bfloat16 (or float32); float64 runs
+  (the reference lane) stay float64."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
   """BatchNorm with PyTorch's defaults (torch momentum 0.1 = Flax momentum 0.9, eps 1e-5) and
   its two-pass variance: Flax's default E[x²] − E[x]² lost 3e-4 (relative) against the twin

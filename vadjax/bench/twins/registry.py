@@ -29,7 +29,9 @@ def bn(c, dims=2):
 
 
 def tensor(a):
-  return torch.from_numpy(np.array(a, dtype=np.float32))
+  """float64 stays float64 (the reference lane's float64 runs); anything else float32."""
+  a = np.asarray(a)
+  return torch.from_numpy(np.array(a, dtype=np.float64 if a.dtype == np.float64 else np.float32))
 
 
 def mse_loss(out, x, target=None):
