@@ -33,6 +33,16 @@ from vadjax.train.logging import RunLogger
 from vadjax.train.loop import stop_signals
 
 
+def batch_at(frames, batch_size: int, seed: int, step: int) -> np.ndarray:
+  """The training batch of `step`: epochs of shuffled frames without replacement, a pure
+  function of (seed, step), so a resumed run sees the batches it would have seen;
+  `frames` is an array or anything indexed by an array of indices."""
+  per_epoch = len(frames) // batch_size
+  epoch, i = divmod(step, per_epoch)
+  order = np.random.default_rng((seed, epoch)).permutation(len(frames))
+  return frames[order[i * batch_size:(i + 1) * batch_size]]
+
+
 class TrainingFrames:
   """Every training frame (video datasets) or image of the chosen categories, as RGB
   float32, read by index: `frames[indices]` (the prepared frames of hours of footage are
@@ -138,7 +148,7 @@ def _train(c, s, workdir):
   try:
     with stop_signals() as signals:
       for step in range(start_step, c.steps):
-        state, m = step_fn(state, jnp.asarray(dino.batch_at(frames, c.batch_size, c.seed,
+        state, m = step_fn(state, jnp.asarray(batch_at(frames, c.batch_size, c.seed,
                                                             step)))
         done = step + 1
         if done % c.log_every_steps == 0 or done == c.steps:

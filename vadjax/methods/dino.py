@@ -31,7 +31,6 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from vadjax.methods.feature_cache import IMAGENET_MEAN, IMAGENET_STD
@@ -343,13 +342,3 @@ def settings_from(config) -> Settings:
     if isinstance(v, tuple) and len(v) != 2:
       raise UserError(f'dino.{k} is a (start, end) pair, e.g. dino.{k}="0.04;0.07"; got {v}')
   return Settings(**given)
-
-
-def batch_at(frames, batch_size: int, seed: int, step: int) -> np.ndarray:
-  """The training batch of `step`: epochs of shuffled frames without replacement, a pure
-  function of (seed, step), so a resumed run sees the batches it would have seen;
-  `frames` is an array or anything indexed by an array of indices."""
-  per_epoch = len(frames) // batch_size
-  epoch, i = divmod(step, per_epoch)
-  order = np.random.default_rng((seed, epoch)).permutation(len(frames))
-  return frames[order[i * batch_size:(i + 1) * batch_size]]
