@@ -278,7 +278,7 @@ def dino(out: str) -> None:
   lr = cosine_scheduler(c['base_lr'] * batch / 256, c['min_lr'], steps, 1, c['warmup_steps'])
   wd = cosine_scheduler(*c['weight_decay'], steps, 1)
   momentum = cosine_scheduler(*c['momentum'], steps, 1)
-  losses, centers, koleos = [], [], []
+  losses, centers, koleos, entropies = [], [], [], []
   for it in range(steps):                     # one iteration per "epoch": per-step schedules
     for i, group in enumerate(opt.param_groups):
       group['lr'] = lr[it]
@@ -289,6 +289,8 @@ def dino(out: str) -> None:
     crops = list(glob.chunk(2)) + list(local.chunk(c['local_crops']))
     teacher_output, _ = teacher(crops[:2])
     student_output, student_cls = student(crops)
+    probs = F.softmax((teacher_output - loss_fn.center) / temps[it], dim=-1)
+    entropies.append(-(probs * torch.log(probs + 1e-12)).sum(-1).mean().item())
     loss = loss_fn(student_output, teacher_output, it)
     spread = sum(koleo(p) for p in student_cls[:2 * batch].chunk(2))
     opt.zero_grad()
@@ -305,6 +307,7 @@ def dino(out: str) -> None:
     centers.append(loss_fn.center[0].numpy().copy())
     print(f'step {it}: loss {loss.item():.6f}', flush=True)
   np.savez(f'{out}/dino_torch.npz', loss=np.array(losses), koleo=np.array(koleos),
+           teacher_entropy=np.array(entropies),
            center=np.stack(centers),
            **{f'student/{k}': v.detach().numpy() for k, v in student.state_dict().items()},
            **{f'teacher/{k}': v.detach().numpy() for k, v in teacher.state_dict().items()})

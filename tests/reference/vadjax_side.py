@@ -7,8 +7,9 @@ Checks and their bars:
            a DINO training checkpoint) against those libraries' own features: max |Δ| over
            max |reference| ≤ 1e-4
   dino     20 DINO steps of vit_mini on the same initial weights and crops (every schedule
-           moving within them, the last layer thawing at step 5): loss, centre and every
-           parameter of student and teacher, relative ≤ 1e-4
+           moving within them, the last layer thawing at step 5), in float64: loss, KoLeo
+           term, centre, teacher entropy and every parameter of student and teacher,
+           relative ≤ 1e-4 (the float32 run is reported: rounding alone, amplified)
   lrp      ε-LRP maps of BCAE1 and the deep AE against zennit's ε composite (BatchNorm
            merged, activations passing relevance), at ε = 1e-9: max |Δ| over max |R|
            ≤ 1e-5 (more in `check_lrp`)
@@ -87,6 +88,7 @@ def dino_inputs(out: str, dtype) -> None:
            **{f'init/{k}': v for k, v in init.items()}, **crops)
   np.savez(f'{out}/dino_vadjax.npz', loss=[m['loss'] for m in metrics],
            koleo=[m['koleo'] for m in metrics], center=[m['center'] for m in metrics],
+           teacher_entropy=[m['teacher_entropy'] for m in metrics],
            **{f'student/{k}': v for k, v in torch_named(state.student).items()},
            **{f'teacher/{k}': v for k, v in torch_named(state.teacher).items()},
            **{f'init/{k}': v for k, v in init.items()})
@@ -155,6 +157,9 @@ def check_dino(out: str) -> dict:
   found = {'loss': float(np.max(np.abs(ours['loss'] - theirs['loss']) / np.abs(theirs['loss']))),
            'koleo': float(np.max(np.abs(ours['koleo'] - theirs['koleo'])
                                  / np.abs(theirs['koleo']))),
+           'teacher_entropy': float(np.max(np.abs(ours['teacher_entropy']
+                                                  - theirs['teacher_entropy'])
+                                           / theirs['teacher_entropy'])),
            'center': max(float(np.linalg.norm(a - b) / np.linalg.norm(b))
                          for a, b in zip(ours['center'], theirs['center']))}
   params, updates = {}, {}
@@ -204,7 +209,8 @@ def check(out: str) -> None:
   report, failed = {}, []
   for what, fn, keys, where in (
       ('loaders', check_loaders, None, out),
-      ('dino', check_dino, ('loss', 'koleo', 'center', 'parameters'), f'{out}/float64'),
+      ('dino', check_dino, ('loss', 'koleo', 'center', 'teacher_entropy', 'parameters'),
+       f'{out}/float64'),
       ('lrp', check_lrp, None, f'{out}/float64'),
       ('dino_float32', check_dino, (), f'{out}/float32'),
       ('lrp_float32', check_lrp, (), f'{out}/float32')):
