@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 from experiments.cli import run_or_fail, start
 from vadjax.data import DATASETS
+from vadjax.data.embedded import labelled_digits
 from vadjax.eval import plots
 from vadjax.methods import dino
 from vadjax.models import BACKBONES, checkpoints
@@ -43,17 +44,29 @@ def batch_at(frames, batch_size: int, seed: int, step: int) -> np.ndarray:
   return frames[order[i * batch_size:(i + 1) * batch_size]]
 
 
+def sources(c) -> list[tuple[str, str]]:
+  """(dataset, categories) pairs to pretrain on: `dataset` is one name, or several joined
+  by '+', each with its categories after ':' (`digits:all+textures:all+walkway:gray`);
+  an entry without them takes `categories`."""
+  out = []
+  for entry in c.dataset.split('+'):
+    name, _, cats = entry.partition(':')
+    out.append((name.strip(), cats.strip() or c.categories))
+  return out
+
+
 class TrainingFrames:
-  """Every training frame (video datasets) or image of the chosen categories, as RGB
-  float32, read by index: `frames[indices]` (the prepared frames of hours of footage are
-  never held whole)."""
+  """Every training frame (video datasets) or image of the chosen categories of each
+  source, as RGB float32, read by index: `frames[indices]` (the prepared frames of hours
+  of footage are never held whole)."""
 
   def __init__(self, c):
     self.parts = []              # per video: its frames; per image split: its records
-    for cat in chosen_categories(c.dataset, c.categories):
-      train = DATASETS.get(c.dataset)(cat, c.image_size, c.data).train
-      self.parts += ([v.frames for v in train.videos] if hasattr(train, 'videos')
-                     else [_Images(train)])
+    for name, categories in sources(c):
+      for cat in chosen_categories(name, categories):
+        train = DATASETS.get(name)(cat, c.image_size, c.data).train
+        self.parts += ([v.frames for v in train.videos] if hasattr(train, 'videos')
+                       else [_Images(train)])
     self.first = np.concatenate([[0], np.cumsum([len(p) for p in self.parts])])
     h, w = self._one(0).shape[:2]
     self.shape = (int(self.first[-1]), h, w, 3)
@@ -86,6 +99,40 @@ class _Images:
     return self.source[i]['image']
 
 
+class KnnProbe:
+  """DINO's k-NN evaluation of the teacher's class token on digits' ten classes: a fixed
+  split of scikit-learn's 1,797 digits (2/3 fitted, 1/3 tested), cosine similarity, the 20
+  nearest voting with weights exp(sim / 0.07). At step 0 it measures the ViT at random
+  initialisation, the bar the pretrained features must clear."""
+
+  K, T = 20, 0.07
+
+  def __init__(self, model, image_size: int):
+    self.cls = jax.jit(lambda p, x: model.backbone.apply({'params': p}, x)['cls'])
+    images, self.labels = labelled_digits(image_size)
+    x = np.broadcast_to(images, images.shape[:3] + (3,))
+    self.x = ((x - dino.IMAGENET_MEAN) / dino.IMAGENET_STD).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(self.labels))
+    self.fit, self.test = order[:2 * len(order) // 3], order[2 * len(order) // 3:]
+
+  def __call__(self, teacher) -> float:
+    f = np.concatenate([np.asarray(self.cls(teacher['backbone'], self.x[i:i + 256]))
+                        for i in range(0, len(self.x), 256)])
+    return knn_accuracy(f, self.labels, self.fit, self.test, self.K, self.T)
+
+
+def knn_accuracy(features, labels, fit, test, k: int, t: float) -> float:
+  """Accuracy on rows `test` of a k-NN vote among rows `fit`: cosine similarity s, the
+  k nearest each voting for its class with weight exp(s / t)."""
+  f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+  sims = f[test] @ f[fit].T
+  top = np.argsort(-sims, axis=1)[:, :k]
+  votes = np.zeros((len(test), int(labels.max()) + 1))
+  np.add.at(votes, (np.arange(len(test))[:, None], labels[fit][top]),
+            np.exp(np.take_along_axis(sims, top, 1) / t))
+  return float(np.mean(votes.argmax(1) == labels[test]))
+
+
 def _check(c, s: dino.Settings) -> None:
   for key in ('batch_size', 'steps', 'log_every_steps', 'checkpoint_every_steps'):
     if c[key] <= 0:
@@ -101,10 +148,10 @@ def _check(c, s: dino.Settings) -> None:
                     f'{c.backbone} patch ({patch}); got {s.global_size}, {s.local_size}')
 
 
-def figures(workdir, model, teacher, frames, history) -> dict:
-  """Curves of the loss and collapse monitors; the teacher's last-block class-token
-  attention per head on four training frames."""
-  paths = {'curves': plots.dino_curves(os.path.join(workdir, 'curves.png'), history)}
+def figures(workdir, model, teacher, frames, history, probes) -> dict:
+  """Curves of the loss, the collapse monitors and the k-NN probe; the teacher's
+  last-block class-token attention per head on four training frames."""
+  paths = {'curves': plots.dino_curves(os.path.join(workdir, 'curves.png'), history, probes)}
   pick = frames[np.linspace(0, len(frames) - 1, 4).astype(int)]
   x = (pick - dino.IMAGENET_MEAN) / dino.IMAGENET_STD
   attn = model.backbone.apply({'params': teacher['backbone']}, x)['attention']
@@ -134,16 +181,23 @@ def _train(c, s, workdir):
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
   state = dino.init_state(model, tx, jax.random.PRNGKey(c.seed), s)
   history, spent = [], 0.0          # training seconds of earlier sessions of this run
+  probes = []                       # {'step', 'knn_accuracy'}: step 0 is the random ViT
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(state, fp)
     history, spent = meta['history'], meta.get('train_seconds', 0.0)
+    probes = meta.get('probes', [])
     logging.info('resuming DINO at step %d', int(state.step))
+  probe = KnnProbe(model, c.image_size) if c.probe_every_steps else None
+  if probe and not probes:
+    probes.append({'step': 0, 'knn_accuracy': probe(state.teacher)})
+    logging.info('k-NN accuracy of the ViT at random initialisation: %.4f',
+                 probes[0]['knn_accuracy'])
   step_fn = dino.make_step(model, tx, s, c.steps)
   start_step = int(state.step)
   log = RunLogger(workdir, 'dino', c.steps, start_step)
   t_start = time.perf_counter()
   save = lambda: ckpt.save(int(state.step), state, {
-      'fingerprint': fp, 'history': history,
+      'fingerprint': fp, 'history': history, 'probes': probes,
       'train_seconds': spent + time.perf_counter() - t_start})
   try:
     with stop_signals() as signals:
@@ -159,6 +213,9 @@ def _train(c, s, workdir):
           history.append({'step': done, **values})
           log.write(done, values)
           log.progress(done, 0, values)
+        if probe and (done % c.probe_every_steps == 0 or done == c.steps):
+          probes.append({'step': done, 'knn_accuracy': probe(state.teacher)})
+          logging.info('step %d: k-NN accuracy %.4f', done, probes[-1]['knn_accuracy'])
         if done % c.checkpoint_every_steps == 0 and done < c.steps:
           save()
         if signals:
@@ -179,16 +236,20 @@ def _train(c, s, workdir):
   report = {'backbone': c.backbone, 'frames': len(frames), 'steps': c.steps,
             'final': last, 'max_entropy_nats': float(np.log(s.out_dim)),
             'collapse': dino.collapse(last, s.out_dim),
+            'knn': probes and {'random_init': probes[0]['knn_accuracy'],
+                               'final': probes[-1]['knn_accuracy'], 'curve': probes},
             'train_seconds': spent, 'seconds': time.perf_counter() - t0,
             'jax': jax.__version__,
-            'figures': figures(workdir, model, teacher, frames, history)}
+            'figures': figures(workdir, model, teacher, frames, history, probes)}
   with open(os.path.join(workdir, 'report.json'), 'w') as f:
     json.dump(report, f, indent=1)
   if report['collapse']:
     logging.warning('DINO collapsed (%s; final monitors %s); see %s/curves.png',
                     ', '.join(report['collapse']), last, workdir)
   print(json.dumps({k: report[k] for k in ('backbone', 'frames', 'steps', 'final',
-                                            'collapse', 'train_seconds')}, indent=1))
+                                            'collapse', 'train_seconds')}
+                   | {'knn': report['knn'] and {k: report['knn'][k]
+                                                for k in ('random_init', 'final')}}, indent=1))
   return report
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vadjax.data import DATASETS, eval_batches, train_dataset, walkway
-from vadjax.data.embedded import _digits, _split_indices
+from vadjax.data.embedded import labelled_digits, _split_indices
 from vadjax.registry import UserError
 
 CFG = ml_collections.ConfigDict(dict(
@@ -23,7 +23,7 @@ def test_digits_one_class_protocol():
   img = s.train.array('image')
   assert img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1
   # train / val / test are disjoint and cover the data set
-  _, targets = _digits(16)
+  _, targets = labelled_digits(16)
   parts = _split_indices(targets, 0.1, 0.3)
   assert sum(map(len, parts)) == len(targets) == len(np.unique(np.concatenate(parts)))
 

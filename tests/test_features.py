@@ -356,6 +356,8 @@ def test_dino_run_resumes_exactly_and_exports_its_teacher(tmp_path, capsys):
   cfg = dino_config.get_config('quick')
   report = dino_cli.run(cfg, str(tmp_path / 'a'))
   assert report['steps'] == 6 and np.isfinite(report['final']['loss'])
+  assert [p['step'] for p in report['knn']['curve']] == [0, 3, 6]
+  assert 0.1 < report['knn']['random_init'] <= 1 and 0 <= report['knn']['final'] <= 1
   for name in ('curves', 'attention'):
     figure(report['figures'][name])
   module, variables = checkpoints.load_backbone('vit_mini', str(tmp_path / 'a/backbone.npz'),
@@ -364,7 +366,9 @@ def test_dino_run_resumes_exactly_and_exports_its_teacher(tmp_path, capsys):
   shutil.copytree(tmp_path / 'a', tmp_path / 'b')
   shutil.rmtree(tmp_path / 'b/checkpoints/6')
   os.remove(tmp_path / 'b/backbone.npz')
-  dino_cli.run(cfg, str(tmp_path / 'b'))
+  resumed = dino_cli.run(cfg, str(tmp_path / 'b'))
+  np.testing.assert_allclose([p['knn_accuracy'] for p in resumed['knn']['curve']],
+                             [p['knn_accuracy'] for p in report['knn']['curve']], atol=1e-6)
   second = np.load(tmp_path / 'b/backbone.npz')
   for k in first.files:
     np.testing.assert_allclose(second[k], first[k], rtol=1e-6, atol=1e-7, err_msg=k)
@@ -435,3 +439,23 @@ def test_dino_config_reads_image_and_video_datasets():
   assert x.shape == (3, 32, 32, 3) and np.array_equal(x[0], np.repeat(first, 3, -1))
   with pytest.raises(UserError, match='unknown digits categories'):
     dino_cli.TrainingFrames(dino_config.get_config('quick,dataset=digits,categories=x'))
+  # several sources joined by '+', each with its categories (or the config's)
+  mixed = dino_cli.TrainingFrames(dino_config.get_config('quick,dataset=digits:all+walkway:gray'))
+  assert len(mixed) == len(frames) + len(video)
+  np.testing.assert_array_equal(mixed[[len(frames)]], video[[0]])
+
+
+def test_knn_probe_votes_as_scikit_learn():
+  """The DINO k-NN vote (cosine, weights exp(s / t)) against scikit-learn's classifier
+  with the same weights."""
+  from sklearn.neighbors import KNeighborsClassifier
+  from experiments.dino import knn_accuracy
+  rng = np.random.RandomState(0)
+  labels = rng.randint(0, 4, 300)
+  features = rng.randn(300, 8) + 1.5 * np.eye(8)[labels]
+  fit, test = np.arange(200), np.arange(200, 300)
+  ours = knn_accuracy(features, labels, fit, test, k=7, t=0.07)
+  ref = KNeighborsClassifier(7, metric='cosine', weights=lambda d: np.exp((1 - d) / 0.07))
+  ref.fit(features[fit], labels[fit])
+  assert ours == pytest.approx(ref.score(features[test], labels[test]), abs=1e-9)
+  assert 0.5 < ours < 1.0

@@ -20,7 +20,7 @@ from vadjax.methods.dino import Settings
 def quick(c):
   """Seconds: a few steps on short videos, small crops and head."""
   c.image_size, c.batch_size, c.steps, c.log_every_steps = 32, 8, 6, 2
-  c.checkpoint_every_steps = 4
+  c.checkpoint_every_steps, c.probe_every_steps = 4, 3
   c.data.video.update(length=24, num_train=1, num_val=1, num_test=1)
   c.dino.update(global_size=32, local_size=16, local_crops=2, out_dim=64, hidden=32,
                 bottleneck=16, warmup_steps=2, teacher_temp_warmup_steps=3,
@@ -37,6 +37,7 @@ def get_config(arg=None):
   c.steps = 600
   c.log_every_steps = 20
   c.checkpoint_every_steps = 100
+  c.probe_every_steps = 100       # k-NN accuracy on digits' classes (0: no probe)
   c.dino = ml_collections.ConfigDict(
       {k: v for k, v in Settings().__dict__.items()})
   return apply_variant(c, arg, quick)

@@ -35,7 +35,9 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _digits(image_size: int):
+def labelled_digits(image_size: int):
+  """scikit-learn's 1,797 8×8 digits at `image_size`, (N, S, S, 1) in [0, 1], and their
+  classes 0-9."""
   from sklearn.datasets import load_digits  # bundled with scikit-learn
   d = load_digits()
   images = _resize(d.images.astype(np.float32) / 16.0, image_size).astype(np.float32)
@@ -61,7 +63,7 @@ def build_digits(category: str, image_size: int, data_cfg) -> Splits:
   """One-class digits: train on class `category`, test on all classes."""
   if category not in DIGIT_CLASSES:
     raise UserError(f'digits has classes 0..9, got normal class {category!r}')
-  images, targets = _digits(image_size)
+  images, targets = labelled_digits(image_size)
   normal = int(category)
   train_idx, val_idx, test_idx = _split_indices(targets, data_cfg.val_fraction,
                                                 data_cfg.test_fraction)

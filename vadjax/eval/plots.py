@@ -233,9 +233,10 @@ def tsne(path, embeddings: dict) -> str:
   return _save(fig, path)
 
 
-def dino_curves(path, history: list[dict]) -> str:
-  """DINO pretraining: the loss and the collapse monitors against steps."""
-  fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+def dino_curves(path, history: list[dict], probes: list[dict] = ()) -> str:
+  """DINO pretraining: the loss, the collapse monitors and (when given) the k-NN probe's
+  accuracy against steps."""
+  fig, axes = plt.subplots(1, 4 if probes else 3, figsize=(16 if probes else 12, 3.2))
   steps = [h['step'] for h in history]
   axes[0].plot(steps, [h['loss'] for h in history])
   axes[0].set(xlabel='step', title='DINO loss')
@@ -245,4 +246,9 @@ def dino_curves(path, history: list[dict]) -> str:
   axes[1].legend(fontsize=7)
   axes[2].plot(steps, [h['feature_std'] for h in history])
   axes[2].set(xlabel='step', title='feature spread (std of normalised cls)')
+  if probes:
+    axes[3].plot([p['step'] for p in probes], [p['knn_accuracy'] for p in probes], 'o-')
+    axes[3].axhline(probes[0]['knn_accuracy'], ls=':', c='grey', label='random ViT (step 0)')
+    axes[3].set(xlabel='step', title='k-NN accuracy, digits (teacher cls)')
+    axes[3].legend(fontsize=7)
   return _save(fig, path)
