@@ -169,14 +169,22 @@ def main(argv):
     for r in records:
       r.setdefault('share_of_peak', r['gflops_per_s'] / peak)
     print(lib.table([r for r in records if r['model'] == name]), flush=True)
+    _write(records, peak)              # after each model: a run cut short keeps its records
   if _ISOLATED.value and jax.default_backend() == 'cpu':
     for r in records:
       r['isolated_rss_growth_mb'] = _isolated_memory(r)
-  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak}, 'records': records}
+  result = _write(records, peak)
   print(f'\n{json.dumps(result["meta"])}\n\n' + lib.table(records))
+
+
+def _write(records: list, peak: float) -> dict:
+  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak}, 'records': records}
   if _OUT.value:
-    with open(_OUT.value, 'w') as f:
+    tmp = _OUT.value + '.tmp'
+    with open(tmp, 'w') as f:
       json.dump(result, f, indent=1)
+    os.replace(tmp, _OUT.value)
+  return result
 
 
 if __name__ == '__main__':
