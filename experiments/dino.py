@@ -9,6 +9,7 @@ torch-named: `features.weights` of the feature-prediction config), `report.json`
 one row per head, as the DINO paper's figures).
 """
 
+import functools
 import json
 import os
 import time
@@ -105,10 +106,10 @@ class KnnProbe:
   nearest voting with weights exp(sim / 0.07). At step 0 it measures the ViT at random
   initialisation, the bar the pretrained features must clear."""
 
-  K, T = 20, 0.07
+  K, T, BATCH = 20, 0.07, 256
 
   def __init__(self, model, image_size: int):
-    self.cls = jax.jit(lambda p, x: model.backbone.apply({'params': p}, x)['cls'])
+    self.backbone = model.backbone
     images, self.labels = labelled_digits(image_size)
     x = np.broadcast_to(images, images.shape[:3] + (3,))
     self.x = ((x - dino.IMAGENET_MEAN) / dino.IMAGENET_STD).astype(np.float32)
@@ -116,9 +117,18 @@ class KnnProbe:
     self.fit, self.test = order[:2 * len(order) // 3], order[2 * len(order) // 3:]
 
   def __call__(self, teacher) -> float:
-    f = np.concatenate([np.asarray(self.cls(teacher['backbone'], self.x[i:i + 256]))
-                        for i in range(0, len(self.x), 256)])
+    n = len(self.x)
+    x = np.concatenate([self.x, np.zeros((-n % self.BATCH,) + self.x.shape[1:], np.float32)])
+    f = np.concatenate([np.asarray(_class_tokens(self.backbone, teacher['backbone'],
+                                                 x[i:i + self.BATCH]))
+                        for i in range(0, len(x), self.BATCH)])[:n]
     return knn_accuracy(f, self.labels, self.fit, self.test, self.K, self.T)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _class_tokens(backbone, params, x):
+  """One compiled program per backbone and batch shape, shared by every probe and run."""
+  return backbone.apply({'params': params}, x)['cls']
 
 
 def knn_accuracy(features, labels, fit, test, k: int, t: float) -> float:
