@@ -103,25 +103,29 @@ class _Images:
 class KnnProbe:
   """DINO's k-NN evaluation of the teacher's class token on digits' ten classes: a fixed
   split of scikit-learn's 1,797 digits (2/3 fitted, 1/3 tested), cosine similarity, the 20
-  nearest voting with weights exp(sim / 0.07). At step 0 it measures the ViT at random
-  initialisation, the bar the pretrained features must clear."""
+  nearest voting with weights exp(sim / 0.07), at the global crops' size. At step 0 it
+  measures the ViT at random initialisation, the bar the pretrained features must clear.
+  No label is used in pretraining, but when digits are among its sources the probe's
+  images are too (as DINO's own k-NN fits on ImageNet's training images)."""
 
   K, T, BATCH = 20, 0.07, 256
 
-  def __init__(self, model, image_size: int):
+  def __init__(self, model, side: int):
     self.backbone = model.backbone
-    images, self.labels = labelled_digits(image_size)
-    x = np.broadcast_to(images, images.shape[:3] + (3,))
-    self.x = ((x - dino.IMAGENET_MEAN) / dino.IMAGENET_STD).astype(np.float32)
-    order = np.random.default_rng(0).permutation(len(self.labels))
-    self.fit, self.test = order[:2 * len(order) // 3], order[2 * len(order) // 3:]
+    images, self.labels = labelled_digits(side)
+    n = len(images)              # grey, padded once to whole batches (one program)
+    self.grey = np.concatenate([images, np.zeros((-n % self.BATCH,) + images.shape[1:],
+                                                 np.float32)])
+    order = np.random.default_rng(0).permutation(n)
+    self.fit, self.test = order[:2 * n // 3], order[2 * n // 3:]
 
   def __call__(self, teacher) -> float:
-    n = len(self.x)
-    x = np.concatenate([self.x, np.zeros((-n % self.BATCH,) + self.x.shape[1:], np.float32)])
-    f = np.concatenate([np.asarray(_class_tokens(self.backbone, teacher['backbone'],
-                                                 x[i:i + self.BATCH]))
-                        for i in range(0, len(x), self.BATCH)])[:n]
+    f = []
+    for i in range(0, len(self.grey), self.BATCH):
+      x = np.repeat(self.grey[i:i + self.BATCH], 3, axis=-1)
+      x = ((x - dino.IMAGENET_MEAN) / dino.IMAGENET_STD).astype(np.float32)
+      f.append(np.asarray(_class_tokens(self.backbone, teacher['backbone'], x)))
+    f = np.concatenate(f)[:len(self.labels)]
     return knn_accuracy(f, self.labels, self.fit, self.test, self.K, self.T)
 
 
@@ -197,7 +201,7 @@ def _train(c, s, workdir):
     history, spent = meta['history'], meta.get('train_seconds', 0.0)
     probes = meta.get('probes', [])
     logging.info('resuming DINO at step %d', int(state.step))
-  probe = KnnProbe(model, c.image_size) if c.probe_every_steps else None
+  probe = KnnProbe(model, s.global_size) if c.probe_every_steps else None
   if probe and not probes:
     probes.append({'step': 0, 'knn_accuracy': probe(state.teacher)})
     logging.info('k-NN accuracy of the ViT at random initialisation: %.4f',
@@ -246,8 +250,8 @@ def _train(c, s, workdir):
   report = {'backbone': c.backbone, 'frames': len(frames), 'steps': c.steps,
             'final': last, 'max_entropy_nats': float(np.log(s.out_dim)),
             'collapse': dino.collapse(last, s.out_dim),
-            'knn': probes and {'random_init': probes[0]['knn_accuracy'],
-                               'final': probes[-1]['knn_accuracy'], 'curve': probes},
+            'knn': {'random_init': probes[0]['knn_accuracy'],
+                    'final': probes[-1]['knn_accuracy'], 'curve': probes} if probes else None,
             'train_seconds': spent, 'seconds': time.perf_counter() - t0,
             'jax': jax.__version__,
             'figures': figures(workdir, model, teacher, frames, history, probes)}

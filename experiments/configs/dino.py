@@ -3,7 +3,7 @@ backbone; Caron et al. 2021; vadjax/methods/dino.py).
 
 Default: `vit_mini` on the most varied images vadjax has offline, together (2,807 at
 64×64: digits, the scikit-image texture photos, walkway's grey frames), global crops 64²,
-4 local crops 32², batch 32, 1000 steps: ~9 min on a 2-core CPU. The setting is the one
+4 local crops 32², batch 32, 1000 steps: ~8 min on a 2-core CPU. The setting is the one
 that left the uniform collapse in the trials of docs/features.md: lr 8e-3 per 256, teacher
 momentum from 0.99, a fixed teacher temperature 0.04, KoLeo weight 1. A k-NN probe on
 digits' classes runs every 250 steps; step 0 is the random ViT. The teacher's backbone is

@@ -110,8 +110,8 @@ def teacher_temperature(s: Settings):
   it per epoch; here per step)."""
   lo, hi = s.teacher_temp
   w = s.teacher_temp_warmup_steps
-  return lambda step: jnp.where(step < w, lo + (hi - lo) * jnp.asarray(step, float) / max(w - 1, 1),
-                                hi)
+  return lambda step: jnp.where(
+      step < w, lo + (hi - lo) * jnp.asarray(step, float) / max(w - 1, 1), hi)
 
 
 def learning_rate(s: Settings, batch_size: int, steps: int):

@@ -58,7 +58,7 @@ def resize_pos_embed(pos, grid: tuple[int, int]):
   if (g, g) == tuple(grid):
     return pos
   patches = pos[0, 1:].reshape(g, g, -1)
-  wh, ww = (cubic_weights(g, n, (n + 0.1) / g) for n in grid)
+  wh, ww = (cubic_weights(g, side, (side + 0.1) / g) for side in grid)
   patches = jnp.einsum('hi,ijd,wj->hwd', wh, patches, ww, precision='highest')
   return jnp.concatenate([pos[:, :1], patches.reshape(1, -1, pos.shape[-1])], axis=1)
 
