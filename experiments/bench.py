@@ -37,10 +37,16 @@ step also time what switching frameworks costs the next call (BUILD_NOTES.md). E
 record's GFLOP/s is also given as a share of this machine's float32 matmul rate, measured
 at the start of the run (`share_of_peak`, the table's "% peak").
 
+`--profile=train` (or infer) profiles the step op by op instead of timing it: JAX's
+XLA:CPU thunks beside PyTorch's ATen ops, grouped into convolutions forward and backward,
+matmuls, the rest by phase and the optimiser, with each side's top ops
+(vadjax/bench/profile.py says how); the markdown goes beside --out's JSON.
+
 On a CUDA machine the same command times JAX on the GPU against torch on the GPU; install
 the CUDA builds first (docs/speed.md has the lines).
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -51,7 +57,7 @@ import numpy as np
 import torch
 from absl import app, flags
 
-from vadjax.bench import harness
+from vadjax.bench import harness, profile
 from vadjax.bench import records as lib
 
 _MODELS = flags.DEFINE_list('models', sorted(lib.PAPER_INPUT), 'Models to benchmark.')
@@ -73,6 +79,10 @@ _BLOCK = flags.DEFINE_integer('paired_block', 4, 'With --paired: also alternate 
 _FAST = flags.DEFINE_bool(
     'fast', False, 'A CI-sized run: one model of each family (FAST) at 32×32, batch 4, 3 '
     'repeats, no torch.compile, no memory probes (flags given explicitly still apply).')
+_PROFILE = flags.DEFINE_enum('profile', None, ['train', 'infer'], 'Profile this step op by '
+                              'op (jax.profiler beside torch.profiler) instead of timing.')
+_PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 5, 'With --profile: calls profiled '
+                                      'per side.')
 _PROBE = flags.DEFINE_string('memory_probe', None, 'Internal: model,framework,mode to run '
                              'alone, printing its memory growth as JSON.')
 
@@ -119,6 +129,42 @@ def _isolated_memory(record) -> float | None:
   return json.loads(lines[-1])['isolated_rss_growth_mb']
 
 
+def _profile_model(name: str, shape: tuple, batch: int, mode: str, steps: int):
+  """(JAX profile, torch profile) of one model's step: the model, weights, twin and input
+  that the timed records use, after their warm-up."""
+  args = (name, shape, batch, 'float32', 2, 1)
+  jax_calls, torch_calls = {}, {}
+  _, variables, _ = lib.jax_records(*args, modes=(mode,), keep=jax_calls)
+  lib.torch_records(*args, variables, False, modes=(mode,), keep=torch_calls)
+  hlo = jax_calls['lower', mode]().compile().as_text()
+  return (profile.profile_jax(jax_calls[mode][0], hlo, steps),
+          profile.profile_torch(*torch_calls[mode], steps))
+
+
+def _profiles() -> None:
+  """--profile: each model's step profiled on both sides, as markdown (and JSON)."""
+  meta, steps = lib.meta(), _PROFILE_STEPS.value
+  parts = [f'Profiles of the {_PROFILE.value} step ({steps} calls per side): {meta["date"]}, '
+           f'{meta["cpu"]} ({meta["cpu_count"]} cores), jax {meta["versions"]["jax"]}, '
+           f'torch {meta["versions"]["torch"]}.']
+  dump = {'meta': meta, 'mode': _PROFILE.value, 'steps': steps, 'models': {}}
+  for name in _MODELS.value:
+    if _PROFILE.value not in lib.modes(name):
+      print(f'{name} has no {_PROFILE.value} step: skipped')
+      continue
+    shape = lib.input_shape(name, _SIZE.value)
+    ours, theirs = _profile_model(name, shape, _batch(name), _PROFILE.value, steps)
+    title = f'#### {name} {"×".join(map(str, shape[:-1]))} b{_batch(name)}'
+    parts.append(f'{title}\n\n{profile.table(ours, theirs)}')
+    print(parts[-1] + '\n', flush=True)
+    dump['models'][name] = {p.framework: dataclasses.asdict(p) for p in (ours, theirs)}
+    if _OUT.value:        # after each model: a run cut short keeps its profiles
+      with open(_OUT.value, 'w') as f:
+        json.dump(dump, f, indent=1)
+      with open(os.path.splitext(_OUT.value)[0] + '.md', 'w') as f:
+        f.write('\n\n'.join(parts) + '\n')
+
+
 def main(argv):
   del argv
   torch.set_num_threads(os.cpu_count())     # XLA:CPU also uses every core
@@ -130,6 +176,9 @@ def main(argv):
   unknown = [m for m in _MODELS.value if m not in lib.PAPER_INPUT]
   if unknown:
     raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(lib.PAPER_INPUT))}')
+  if _PROFILE.value:
+    _profiles()
+    return
   records, peak = [], harness.matmul_peak_gflops()
   print(f'float32 matmul peak of this machine (JAX, 2048³): {peak:.0f} GFLOP/s')
   for name in _MODELS.value:

@@ -92,12 +92,14 @@ def _timed_jax(fn, lower, warmup, repeats):
 
 
 def _time_modes(calls, modes, warmup, repeats, keep):
-  """{mode: `_timed_jax` of calls[mode] = (call, lower)}; `keep` gets (call, sync)."""
+  """{mode: `_timed_jax` of calls[mode] = (call, lower)}; `keep` gets (call, sync) under
+  mode and the lowering under ('lower', mode) (experiments/profile_step.py reads its HLO)."""
   out = {}
   for mode in modes:
     out[mode] = _timed_jax(*calls[mode], warmup, repeats)
     if keep is not None:
       keep[mode] = (calls[mode][0], jax.block_until_ready)
+      keep['lower', mode] = calls[mode][1]
   return out
 
 

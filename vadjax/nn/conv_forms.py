@@ -118,11 +118,22 @@ def _tapwise_fwd(x, w, padding, stride):
   return _conv(x, w, padding, stride), (x, w)
 
 
+# The gradients below run under these names, so a profile can tell the ops that compute a
+# conv's gradients from the rest of the step (vadjax/bench/profile.py).
+INPUT_GRAD, KERNEL_GRAD, GEMM = 'conv_input_grad', 'conv_kernel_grad', 'conv_gemm'
+
+
 def _tapwise_bwd(padding, stride, res, g):
   x, w = res
-  gx = jax.vjp(lambda x: _conv(x, w, padding, stride), x)[1](g)[0]
+  with jax.named_scope(INPUT_GRAD):
+    gx = jax.vjp(lambda x: _conv(x, w, padding, stride), x)[1](g)[0]
+  with jax.named_scope(KERNEL_GRAD):
+    return gx, _tapwise_kernel_grad(x, g, w, padding, stride)
+
+
+def _tapwise_kernel_grad(x, g, w, padding, stride):
   if g.shape[1] * g.shape[2] >= _IM2COL_MIN_MAP:
-    return gx, kernel_grad_im2col(x, g, w.shape, padding, stride)
+    return kernel_grad_im2col(x, g, w.shape, padding, stride)
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   h, wd = g.shape[1:3]
   sh, sw = stride
@@ -130,7 +141,7 @@ def _tapwise_bwd(padding, stride, res, g):
       jnp.einsum('bhwc,bhwd->cd', xp[:, i:i + sh * (h - 1) + 1:sh, j:j + sw * (wd - 1) + 1:sw],
                  g, preferred_element_type=w.dtype)
       for j in range(w.shape[1])]) for i in range(w.shape[0])])
-  return gx, gw.astype(w.dtype)
+  return gw.astype(w.dtype)
 
 
 def _patches(xp, kernel, stride, out):
@@ -199,9 +210,11 @@ def _subpixel_fwd(x, w, padding, s):
 
 def _subpixel_bwd(padding, s, res, g):
   x, w = res
-  gx = conv_transpose_s2d(g, jnp.swapaxes(w, 2, 3), (padding[0][0], padding[1][0]),
-                          x.shape[1:3], s)
-  gw = kernel_grad_im2col(x, g, w.shape, padding, (s, s))
+  with jax.named_scope(INPUT_GRAD):
+    gx = conv_transpose_s2d(g, jnp.swapaxes(w, 2, 3), (padding[0][0], padding[1][0]),
+                            x.shape[1:3], s)
+  with jax.named_scope(KERNEL_GRAD):
+    gw = kernel_grad_im2col(x, g, w.shape, padding, (s, s))
   return gx.astype(x.dtype), gw.astype(w.dtype)
 
 
@@ -233,8 +246,10 @@ def _convt_fwd(x, kernel, padding, out_size, s):
 
 def _convt_bwd(padding, out_size, s, res, g):
   x, kernel = res
-  gx = _strided_adjoint(g, kernel, padding, s, x.shape[1:3])
-  gw = jax.vjp(lambda w: _conv_transpose_s2d(x, w, padding, out_size, s), kernel)[1](g)[0]
+  with jax.named_scope(INPUT_GRAD):
+    gx = _strided_adjoint(g, kernel, padding, s, x.shape[1:3])
+  with jax.named_scope(KERNEL_GRAD):
+    gw = jax.vjp(lambda w: _conv_transpose_s2d(x, w, padding, out_size, s), kernel)[1](g)[0]
   return gx.astype(x.dtype), gw
 
 
@@ -260,8 +275,9 @@ def conv_gemm(x, w, stride, padding):
   (sh, sw), (ph, pw) = stride, padding
   kh, kw, c, o = w.shape
   ho, wo = (x.shape[1] + 2 * ph - kh) // sh + 1, (x.shape[2] + 2 * pw - kw) // sw + 1
-  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-  return jnp.dot(_patches(xp, (kh, kw), stride, (ho, wo)), w.reshape(kh * kw * c, o))
+  with jax.named_scope(GEMM):
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    return jnp.dot(_patches(xp, (kh, kw), stride, (ho, wo)), w.reshape(kh * kw * c, o))
 
 
 def conv_transpose_gemm(x, w, stride, padding, output_padding):
@@ -269,6 +285,11 @@ def conv_transpose_gemm(x, w, stride, padding, output_padding):
   output s·i + t − p for every tap t. One matmul gives the k²·O products of every pixel
   (few when O is small); each tap's products go to a stride-s grid at offset t (an
   interior-padded copy), and the k² grids add up in one elementwise pass."""
+  with jax.named_scope(GEMM):
+    return _conv_transpose_gemm(x, w, stride, padding, output_padding)
+
+
+def _conv_transpose_gemm(x, w, stride, padding, output_padding):
   (sh, sw), (ph, pw), (oph, opw) = stride, padding, output_padding
   b, h, wd, c = x.shape
   kh, kw, _, o = w.shape
