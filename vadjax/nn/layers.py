@@ -31,6 +31,7 @@ from jax import lax
 from vadjax.nn.conv_forms import (DN, IMPLS, even_padding, pair, conv_gemm, conv_s2d,
                                   conv_subpixel_grad, conv_tapwise_grad, conv_transpose_gemm,
                                   conv_transpose_s2d, resolve_impl)
+from vadjax.nn.norm import BatchNorm
 from vadjax.registry import UserError
 
 __all__ = ['IMPLS', 'Conv', 'ConvTranspose', 'Conv3D', 'ConvTranspose3D', 'batch_norm',
@@ -135,12 +136,13 @@ def output(x):
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype: Any, name: str | None = None) -> BatchNorm:
   """BatchNorm with PyTorch's defaults (torch momentum 0.1 = Flax momentum 0.9, eps 1e-5) and
   its two-pass variance: Flax's default E[x²] − E[x]² lost 3e-4 (relative) against the twin
-  on AA-CAE's 1×1 embedding in train mode (few values with a large mean)."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, use_fast_variance=False, name=name)
+  on AA-CAE's 1×1 embedding in train mode (few values with a large mean). `BatchNorm`
+  (vadjax/nn/norm.py) is Flax's with a closed-form backward pass on CPU."""
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                   name=name)
 
 
 def check_input(x, channels: int, model: str, min_size: int = 1) -> None:
