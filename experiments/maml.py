@@ -57,13 +57,17 @@ def _load(c, ids, num_test):
                       c.category) for i in ids]
 
 
-def jitted(c, apply) -> dict:
+def jitted(c, model) -> dict:
   """The jitted functions of the protocol, built once: every seed reuses their
-  compilations."""
+  compilations. The meta step runs the model in its order's convolution form
+  (`maml.conv_impl`), the rest in the plain one: the parameters are the same."""
   tx = optax.adam(c.maml.outer_lr)
+  apply = model.apply
+  meta_apply = model.clone(conv_impl=maml.conv_impl(c.maml.order)).apply
   return {'tx': tx,
-          'meta_step': maml.make_meta_step(apply, tx, c.maml.inner_lr, c.maml.inner_steps,
-                                           c.maml.order == 'first', c.maml.task_map),
+          'meta_step': maml.make_meta_step(meta_apply, tx, c.maml.inner_lr,
+                                           c.maml.inner_steps, c.maml.order == 'first',
+                                           c.maml.task_map),
           'train_step': maml.make_train_step(apply, tx),
           'adapt': jax.jit(lambda p, batch, a: maml.adapt(apply, p, batch, a,
                                                           c.maml.inner_steps)),
@@ -177,7 +181,7 @@ def run(c, workdir: str) -> dict:
                         features=tuple(c.model.features), groups=c.model.groups)
   x0 = jnp.zeros((1, c.frames_in, c.image_size, c.image_size, model.channels))
   rows, curves, timings = [], {}, {}
-  fns = jitted(c, model.apply)
+  fns = jitted(c, model)
   for seed in c.seeds:
     init = model.init(jax.random.PRNGKey(seed), x0)
     rng = np.random.default_rng(seed)
@@ -206,16 +210,16 @@ def run(c, workdir: str) -> dict:
   return report
 
 
-def speed(c, repeats: int) -> dict:
-  """One meta-training step (meta_batch tasks of k pairs, the config's inner loop and
-  order, Adam outer update) in JAX and in the PyTorch twin (torch.func, higher-order
-  autograd), on the same weights and tasks: paired ratios torch / JAX (bench/harness.py)."""
+def _steps(c):
+  """(JAX step, its lowering, torch step) of one meta-training step (meta_batch tasks of k
+  pairs, the config's inner loop and order, Adam outer update) on the same weights and
+  tasks; the twin uses torch.func and higher-order autograd."""
   import torch
-  from vadjax.bench import harness
   from vadjax.bench.twins import TWINS, port
   from vadjax.bench.twins.frame_predictor import meta_loss as torch_meta_loss
   train_scenes = _load(c, range(1, c.maml.meta_batch + 1), 0)
-  model = UNetPredictor(channels=1, features=tuple(c.model.features), groups=c.model.groups)
+  model = UNetPredictor(channels=1, features=tuple(c.model.features), groups=c.model.groups,
+                        conv_impl=maml.conv_impl(c.maml.order))
   v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, c.frames_in, c.image_size,
                                                    c.image_size, 1)))
   rng = np.random.default_rng(0)
@@ -245,7 +249,14 @@ def speed(c, repeats: int) -> dict:
     loss.backward()
     opt.step()
     return loss
+  return jax_step, lambda: step.lower(state[0], state[1], tasks), torch_step
 
+
+def speed(c, repeats: int) -> dict:
+  """`_steps` timed: paired ratios torch / JAX (bench/harness.py)."""
+  import torch
+  from vadjax.bench import harness
+  jax_step, _, torch_step = _steps(c)
   t0 = time.perf_counter()
   jax.block_until_ready(jax_step())
   compile_s = time.perf_counter() - t0
@@ -261,11 +272,24 @@ def speed(c, repeats: int) -> dict:
           'torch': torch.__version__, 'jax': jax.__version__}
 
 
+def profile_step(c, steps: int) -> str:
+  """`_steps` profiled op by op on both sides (vadjax/bench/profile.py), as markdown."""
+  from vadjax.bench import profile
+  jax_step, lower, torch_step = _steps(c)
+  for _ in range(2):                               # compile and warm both
+    jax.block_until_ready(jax_step())
+    torch_step()
+  ours = profile.profile_jax(jax_step, lower().compile().as_text(), steps)
+  return profile.table(ours, profile.profile_torch(torch_step, lambda x: x, steps))
+
+
 def main(argv):
   start(argv)
   f = flags.FLAGS
   if f.mode == 'speed':
     print(json.dumps(run_or_fail(speed, f.config, f.repeats), indent=1))
+  elif f.mode == 'profile':
+    print(run_or_fail(profile_step, f.config, f.repeats))
   else:
     run_or_fail(run, f.config, f.workdir)
 
@@ -275,7 +299,8 @@ if __name__ == '__main__':    # flags here: the tests import this module beside 
       'config', os.path.join(os.path.dirname(__file__), 'configs', 'maml.py'),
       'The maml config file[:variant].', lock_config=True)
   flags.DEFINE_string('workdir', 'runs/maml', 'Where report.json goes.')
-  flags.DEFINE_enum('mode', 'protocol', ['protocol', 'speed'], 'protocol: the few-shot '
-                    'study; speed: one meta-training step against the PyTorch twin.')
-  flags.DEFINE_integer('repeats', 20, 'speed: paired calls timed.')
+  flags.DEFINE_enum('mode', 'protocol', ['protocol', 'speed', 'profile'], 'protocol: the '
+                    'few-shot study; speed: one meta-training step against the PyTorch twin; '
+                    'profile: that step op by op on both sides.')
+  flags.DEFINE_integer('repeats', 20, 'speed: paired calls timed; profile: calls profiled.')
   app.run(main)

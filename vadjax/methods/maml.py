@@ -57,6 +57,16 @@ def mapping(task_map: str) -> str:
   return task_map
 
 
+def conv_impl(order: str) -> str:
+  """The U-Net's convolution form for a meta-training order. Second order on CPU: 'gemm'.
+  Differentiating XLA's kernel-gradient convolution gives convolutions whose window is the
+  whole map (32×32, padding 31: ~90 of the step's 630 ms, `experiments.maml
+  --mode=profile`); through one matmul on the patch matrix every derivative is a matmul.
+  Paired steps against the twin, 2026-12-03, 2-core Xeon: second order 0.41 → 0.57; first
+  order it would cost 1.05 → 0.58, so it keeps XLA's convolutions, as GPU and TPU do."""
+  return 'gemm' if order == 'second' and jax.default_backend() == 'cpu' else 'auto'
+
+
 def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,
               first_order: bool, task_map: str = 'auto') -> jax.Array:
   """The mean over tasks of the adapted models' validation loss (eq. 2.3); `meta` holds

@@ -7,6 +7,11 @@ by nearest-neighbour doubling and a conv (no transposed convs: their gradients a
 on XLA:CPU, and MAML differentiates the gradient). GroupNorm, not BatchNorm: it keeps no
 running statistics, so a model is a pure function of its parameters and the inner loop of
 MAML, vmapped over tasks, needs no per-task batch statistics.
+
+`conv_impl` picks the convolutions' form (vadjax.nn.layers.resolve_impl): 'gemm' (one
+matmul on the patch matrix) is what second-order MAML uses on CPU, where differentiating
+XLA's kernel gradient gives convolutions with image-sized windows
+(`vadjax.methods.maml.conv_impl`).
 """
 
 from typing import Sequence
@@ -14,15 +19,21 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from vadjax.nn import Conv
+
 
 class UNetPredictor(nn.Module):
   channels: int = 1
   features: Sequence[int] = (16, 32, 64)
   groups: int = 4
+  conv_impl: str = 'auto'
+
+  def _conv(self, h, f: int, k: int, name: str):
+    return Conv(f, k, 1, k // 2, impl=self.conv_impl, name=name)(h)    # 'SAME'
 
   def _block(self, h, f: int, name: str):
     for j in range(2):
-      h = nn.Conv(f, (3, 3), name=f'{name}_conv{j}')(h)
+      h = self._conv(h, f, 3, f'{name}_conv{j}')
       h = nn.relu(nn.GroupNorm(min(self.groups, f), name=f'{name}_gn{j}')(h))
     return h
 
@@ -42,6 +53,6 @@ class UNetPredictor(nn.Module):
         h = nn.max_pool(h, (2, 2), (2, 2))
     for i in reversed(range(levels - 1)):
       h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-      h = nn.Conv(self.features[i], (3, 3), name=f'up{i}')(h)
+      h = self._conv(h, self.features[i], 3, f'up{i}')
       h = self._block(jnp.concatenate([h, skips[i]], axis=-1), self.features[i], f'dec{i}')
-    return nn.sigmoid(nn.Conv(self.channels, (1, 1), name='out')(h))
+    return nn.sigmoid(self._conv(h, self.channels, 1, 'out'))
