@@ -198,23 +198,24 @@ def test_meta_gradient_equals_the_pytorch_twin():
 
 def test_second_order_conv_form_gives_the_same_meta_gradient():
   """The U-Net in the 'gemm' form (second-order MAML on CPU) has the same parameters,
-  outputs and second-order meta-gradient as in XLA's convolutions."""
+  meta-loss and second-order meta-gradient as in XLA's convolutions."""
   from vadjax.models.frame_predictor import UNetPredictor
-  plain = UNetPredictor(channels=1, features=(4, 8), groups=2)
+  plain = UNetPredictor(channels=1, features=(2, 4), groups=2)
   gemm = plain.clone(conv_impl='gemm')
-  x0 = jnp.zeros((1, 3, 16, 16, 1))
+  x0 = jnp.zeros((1, 3, 8, 8, 1))
   v = plain.init(jax.random.PRNGKey(0), x0)
   assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, gemm.init(jax.random.PRNGKey(0), x0))
   rng = np.random.default_rng(7)
-  tasks = {s: {'x': rng.uniform(size=(2, 3, 3, 16, 16, 1)).astype(np.float32),
-               'y': rng.uniform(size=(2, 3, 16, 16, 1)).astype(np.float32)}
+  tasks = {s: {'x': rng.uniform(size=(1, 3, 3, 8, 8, 1)).astype(np.float32),
+               'y': rng.uniform(size=(1, 3, 8, 8, 1)).astype(np.float32)}
            for s in ('train', 'val')}
-  np.testing.assert_allclose(gemm.apply(v, tasks['val']['x'][0]), plain.apply(v, tasks['val']['x'][0]),
-                             rtol=1e-5, atol=1e-6)
-  grads = [jax.grad(functools.partial(maml.meta_loss, model.apply, tasks=tasks, alpha=0.5,
-                                      steps=1, first_order=False, task_map='loop'))(
-      {'params': v}) for model in (plain, gemm)]
-  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
+  (loss, grads), (loss_gemm, grads_gemm) = [jax.jit(jax.value_and_grad(functools.partial(
+      maml.meta_loss, model.apply, tasks=tasks, alpha=0.5, steps=1, first_order=False,
+      task_map='loop')))({'params': v}) for model in (plain, gemm)]
+  assert float(loss_gemm) == pytest.approx(float(loss), rel=1e-5)
+  grads = (grads, grads_gemm)
+  scale = max(float(np.abs(a).max()) for a in jax.tree.leaves(grads[0]))
+  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):   # (biases before
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)        # GroupNorm: ~0)
   assert maml.conv_impl('first') == 'auto'
   assert maml.conv_impl('second') == ('gemm' if jax.default_backend() == 'cpu' else 'auto')
