@@ -76,12 +76,14 @@ def test_shared_times_split_overlaps_equally_as_a_brute_force_sweep():
   assert profile._busy_ms([(0, 2), (1, 3), (5, 6)]) == 4
 
 
-def test_thunk_spans_run_to_their_completion_marker():
-  events = [{'ph': 'X', 'name': 'conv.1', 'ts': 0, 'dur': 1},
-            {'ph': 'X', 'name': 'fusion', 'ts': 2, 'dur': 3},
+def test_thunk_spans_run_to_their_completion_marker_in_their_own_module():
+  ours = {'hlo_module': 'jit_train'}
+  events = [{'ph': 'X', 'name': 'conv.1', 'ts': 0, 'dur': 1, 'args': ours},
+            {'ph': 'X', 'name': 'fusion', 'ts': 2, 'dur': 3, 'args': ours},
+            {'ph': 'X', 'name': 'fusion', 'ts': 2, 'dur': 50, 'args': {'hlo_module': 'jit_f'}},
             {'ph': 'X', 'name': 'end: conv.1', 'ts': 9000, 'dur': 0},
             {'ph': 'X', 'name': 'other', 'ts': 0, 'dur': 99}]
-  spans = profile._thunk_spans(events, {'conv.1': 0, 'fusion': 0})
+  spans = profile._thunk_spans(events, {'conv.1': 0, 'fusion': 0}, 'jit_train')
   assert spans == [('conv.1', 0.0, 9.0), ('fusion', 0.002, 0.005)]
 
 
@@ -102,7 +104,7 @@ def test_profiled_steps_of_both_frameworks(tmp_path):
     # times inside the outermost ATen calls (a little of those calls is not ATen's)
     assert ms == pytest.approx(p['busy_ms'], rel=1e-6 if side == 'jax' else 0.05)
     assert p['busy_ms'] <= 1.05 * p['wall_ms']
-    assert p['busy_ms'] > 0.3 * p['wall_ms'], p      # the ops are the step, not noise
+    assert p['busy_ms'] > 0.25 * p['wall_ms'], p     # the ops are the step, not noise
     groups = profile.Profile(**{**p, 'ops': [profile.Op(**o) for o in p['ops']]}).by_group()
     assert groups.get('conv forward', 0) > 0 and groups.get('conv backward (input + kernel)', 0) > 0
     assert groups.get('optimiser update', 0) > 0, groups

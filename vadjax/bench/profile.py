@@ -50,7 +50,7 @@ class Op:
 @dataclasses.dataclass
 class Profile:
   framework: str
-  wall_ms: float  # per step, median of the profiled calls
+  wall_ms: float  # per step, mean of the profiled calls
   busy_ms: float  # per step, time with at least one op running (= the sum of `ops`' ms)
   sum_ms: float   # per step, each op's time in flight, summed (> busy where ops overlap)
   ops: list
@@ -76,8 +76,7 @@ def group(op: Op) -> str:
   return f'other {op.phase}'
 
 
-def _shape_and_opcode(rest: str):
-  """'f32[8,3]{1,0} fusion(%a), kind=…' → ('f32[8,3]{1,0}', 'fusion', '%a), kind=…')."""
+def _shape_and_opcode(rest: str):   # 'f32[8]{0} fusion(%a), k=…' → shape, opcode, rest
   depth, i = 0, 0
   while i < len(rest):
     c = rest[i]
@@ -91,7 +90,7 @@ def _shape_and_opcode(rest: str):
   return (shape, m.group(1), m.group(2)) if m else (shape, '', tail)
 
 
-def _dims(shape: str) -> tuple:
+def _dims(shape: str) -> tuple:                 # 'f32[8,3]{1,0}' → (8, 3)
   m = re.match(r'\w+\[([\d,]*)\]', shape)
   return tuple(int(d) for d in m.group(1).split(',') if d) if m else ()
 
@@ -228,14 +227,15 @@ def _shared_times(spans) -> dict:
   return out
 
 
-def _thunk_spans(events, names) -> list:
-  """(name, start ms, end ms) of every thunk of `names`. An asynchronous thunk (a
+def _thunk_spans(events, names, module: str = '') -> list:
+  """(name, start ms, end ms) of every thunk of `names` in HLO module `module` (other
+  programs run in the trace may reuse instruction names). An asynchronous thunk (a
   convolution or a YNNPACK fusion handed to the thread pool) records its launch as one
   event and its completion as an `end: NAME` marker; its span runs to that marker."""
   starts, spans = collections.defaultdict(list), []
   for e in sorted((e for e in events if e.get('ph') == 'X'), key=lambda e: e['ts']):
     name = e['name']
-    if name in names:
+    if name in names and e.get('args', {}).get('hlo_module', module) == module:
       spans.append([name, e['ts'] / 1e3, (e['ts'] + e['dur']) / 1e3])
       starts[name].append(len(spans) - 1)
     elif name.startswith('end: ') and starts.get(name[5:]):
@@ -244,12 +244,11 @@ def _thunk_spans(events, names) -> list:
 
 
 def _timed(fn, sync, steps: int) -> float:
-  ts = []
+  """Mean ms per call: the same calls' busy time is a total, so the mean bounds it."""
+  t = time.perf_counter()
   for _ in range(steps):
-    t = time.perf_counter()
     sync(fn())
-    ts.append(time.perf_counter() - t)
-  return float(np.median(ts)) * 1e3
+  return (time.perf_counter() - t) / steps * 1e3
 
 
 def profile_jax(fn, hlo_text: str, steps: int = 3) -> Profile:
@@ -263,7 +262,8 @@ def profile_jax(fn, hlo_text: str, steps: int = 3) -> Profile:
     with gzip.open(path) as f:
       events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
-  spans = _thunk_spans(events, ops)
+  module = re.match(r'HloModule ([\w.\-]+)', hlo_text)
+  spans = _thunk_spans(events, ops, module.group(1) if module else '')
   times = _shared_times(spans)
   rows = [Op(n, *ops[n], t / steps) for n, t in times.items()]
   return Profile('jax', wall, _busy_ms([s[1:] for s in spans]) / steps,
