@@ -29,13 +29,20 @@ def _last(t):
   return t.movedim(1, -1).numpy()        # channels-first → channels-last
 
 
+def _jit(model):
+  """model.init and model.apply as one compiled program each (run eagerly, every op and
+  every parameter's initialiser compiles alone)."""
+  return jax.jit(model.init), jax.jit(model.apply, static_argnames=('train', 'mutable'))
+
+
 @pytest.mark.parametrize('name,size,kw', CASES)
 def test_twin_parity(name, size, kw):
   x = np.random.default_rng(0).random((4, *size, 1), np.float32)
   model = MODELS.get(name)(channels=1, **kw)
-  v = model.init(jax.random.PRNGKey(1), jnp.asarray(x))
+  init, apply = _jit(model)
+  v = init(jax.random.PRNGKey(1), jnp.asarray(x))
   # non-trivial batch statistics, so eval mode exercises them
-  _, upd = model.apply(v, jnp.asarray(x), train=True, mutable=['batch_stats'])
+  _, upd = apply(v, jnp.asarray(x), train=True, mutable=('batch_stats',))
   v = {'params': v['params'], **upd}
   twin = port(TWINS[name](channels=1, input_size=size, **kw), v)
   xt = torch.from_numpy(x).movedim(-1, 1)
@@ -43,7 +50,7 @@ def test_twin_parity(name, size, kw):
     twin.train(train)
     with torch.no_grad():
       t = twin(xt)
-    j = model.apply(v, jnp.asarray(x), train=train, mutable=['batch_stats'] if train else False)
+    j = apply(v, jnp.asarray(x), train=train, mutable=('batch_stats',) if train else False)
     j = j[0] if train else j
     assert _rel(np.asarray(j['recon']), _last(t['recon'])) < 1e-4
     assert _rel(np.asarray(j['latent']), t['latent'].numpy()) < 1e-4
@@ -78,13 +85,13 @@ def test_memory_twin_parity_and_grads(normalize):
 def _seed002_parity(name, kwargs, train=False):
   model = MODELS.get(name)(channels=1, **kwargs)
   x = np.random.default_rng(1).random((6, 32, 32, 1), np.float32)
-  v = model.init(jax.random.PRNGKey(2), jnp.asarray(x))
+  init, apply = _jit(model)
+  v = init(jax.random.PRNGKey(2), jnp.asarray(x))
   twin = port(TWINS[name](channels=1, input_size=(32, 32), **kwargs), v)
   twin.train(train)
   with torch.no_grad():
     t = twin(torch.from_numpy(x).permute(0, 3, 1, 2))
-  out = model.apply(v, x, train=train, mutable=['batch_stats'])[0] if train else \
-      model.apply(v, x)
+  out = apply(v, x, train=train, mutable=('batch_stats',))[0] if train else apply(v, x)
   for k, a in out.items():
     b = t[k].numpy()
     if b.ndim == 4:

@@ -66,9 +66,14 @@ def _random_init(model, x, seed=1, **kwargs):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def _apply(model):
+  """model.apply as one compiled program per mode (run eagerly, every op compiles alone)."""
+  return jax.jit(model.apply, static_argnames=('train', 'mutable'))
+
+
 def _variables(model, x):
   v = _random_init(model, x)
-  _, upd = model.apply(v, jnp.asarray(x), train=True, mutable=['batch_stats'])
+  _, upd = _apply(model)(v, jnp.asarray(x), train=True, mutable=('batch_stats',))
   return {'params': v['params'], **upd}
 
 
@@ -100,7 +105,7 @@ def test_twin_parity(name, size, kw):
     twin.train(train)
     with torch.no_grad():
       t = twin(xt)
-    j = model.apply(v, jnp.asarray(x), train=train, mutable=['batch_stats'] if train else False)
+    j = _apply(model)(v, jnp.asarray(x), train=train, mutable=('batch_stats',) if train else False)
     j = j[0] if train else j
     assert _rel(np.asarray(j['recon'])[..., 0], t['recon'][:, 0].numpy()) < 1e-4
     assert _rel(np.asarray(j['latent']), t['latent'].numpy()) < 1e-4
