@@ -125,3 +125,11 @@ def test_profile_of_a_torch_step_by_phase():
   kinds = {(o.kind, o.phase) for o in p.ops}
   assert {('conv fwd', 'forward'), ('conv backward', 'backward'), ('matmul', 'forward')} <= kinds
   assert any(phase == 'update' for _, phase in kinds)
+
+
+def test_hlo_ops_of_an_inference_program_are_all_forward():
+  x, w = jnp.ones((2, 16, 16, 4)), jnp.ones((3, 3, 4, 8))
+  hlo = jax.jit(lambda x, w: jnp.tanh(_conv(x, w)).sum()).lower(x, w).compile().as_text()
+  ops = profile.hlo_ops(hlo)
+  assert {k for k, _, _ in ops.values() if k.startswith('conv')} == {'conv fwd'}
+  assert {p for _, p, _ in ops.values()} == {'forward'}

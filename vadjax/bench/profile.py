@@ -31,9 +31,8 @@ from vadjax.nn import conv_forms
 # ops that contain other ops' events (their own events would count their bodies twice)
 _CONTAINERS = ('while', 'call', 'conditional', 'tuple', 'get-tuple-element', 'parameter',
                'bitcast', 'constant')
-_COPY = {'copy', 'transpose', 'reshape', 'bitcast', 'broadcast', 'slice', 'concatenate',
-         'pad', 'parameter', 'dynamic-slice', 'dynamic-update-slice', 'reverse', 'iota',
-         'constant', 'convert'}
+_COPY = {*_CONTAINERS, 'copy', 'transpose', 'reshape', 'broadcast', 'slice', 'concatenate',
+         'pad', 'dynamic-slice', 'dynamic-update-slice', 'reverse', 'iota', 'convert'}
 _INSTR = re.compile(r'^\s*(?:ROOT )?%(?P<name>[\w.\-]+) = (?P<rest>.*)$')
 _COMP = re.compile(r'^(?:ENTRY )?%(?P<name>[\w.\-]+) .*\{$')
 
@@ -139,12 +138,13 @@ def _op_name(*attrs) -> str:
   return ''
 
 
-def _phase(op_name: str) -> str:
-  return ('backward' if 'transpose(' in op_name else 'forward' if 'jvp(' in op_name else
-          'update' if op_name else '')
+def _phase(op_name: str, differentiated: bool = True) -> str:   # inference: all forward
+  if not differentiated or 'jvp(' in op_name and 'transpose(' not in op_name:
+    return 'forward'
+  return 'backward' if 'transpose(' in op_name else 'update' if op_name else ''
 
 
-def _kernel_shapes(comps) -> set:
+def _kernel_shapes(comps, differentiated: bool) -> set:
   """Sorted dims of every forward convolution's kernel (its second operand): a backward
   conv with that output shape computes a kernel gradient."""
   dims = {n: _dims(s) for body in comps.values() for n, s, _, _ in body}
@@ -152,7 +152,8 @@ def _kernel_shapes(comps) -> set:
   for body in comps.values():
     for _, _, opcode, attrs in body:
       operands = re.findall(r'%([\w.\-]+)', attrs.split(')')[0])
-      if opcode == 'convolution' and _phase(_op_name(attrs)) == 'forward' and len(operands) == 2:
+      forward = _phase(_op_name(attrs), differentiated) == 'forward'
+      if opcode == 'convolution' and forward and len(operands) == 2:
         out.add(tuple(sorted(dims.get(operands[1], ()))))
   return out
 
@@ -168,8 +169,8 @@ def _kind(opcodes: set) -> str:
 def hlo_ops(hlo_text: str) -> dict:
   """{instruction name: (kind, phase, detail)} for every instruction of an optimised HLO
   module that runs as a thunk of its own (fusions are described by their bodies)."""
-  comps = _parse(hlo_text)
-  kernels = _kernel_shapes(comps)
+  comps, differentiated = _parse(hlo_text), 'jvp(' in hlo_text
+  kernels = _kernel_shapes(comps, differentiated)
   out = {}
   for body in comps.values():
     for name, shape, opcode, attrs in body:
@@ -180,7 +181,7 @@ def hlo_ops(hlo_text: str) -> dict:
       if opcode == 'fusion' and called in comps:
         inner = [(o, a, s) for _, s, o, a in comps[called]]
       op_name = _op_name(attrs, *(a for _, a, _ in inner))
-      phase, scope = _phase(op_name), _conv_scope(op_name)
+      phase, scope = _phase(op_name, differentiated), _conv_scope(op_name)
       backend = 'ynn' if '__ynn_fusion' in attrs else 'onednn' if 'onednn' in attrs else ''
       conv = next((x for x in inner if x[0] == 'convolution'), None)
       detail = (_conv_detail(conv[2], conv[1], backend) if conv else
@@ -199,8 +200,7 @@ def hlo_ops(hlo_text: str) -> dict:
   return out
 
 
-def _busy_ms(intervals) -> float:
-  """Length of the union of (start, end) intervals."""
+def _busy_ms(intervals) -> float:        # length of the union of (start, end) intervals
   total, end = 0.0, -np.inf
   for s, e in sorted(intervals):
     if e > end:
