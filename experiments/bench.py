@@ -177,6 +177,9 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(lib.PAPER_INPUT))}')
   if _PROFILE.value:
+    if jax.default_backend() != 'cpu' or torch.cuda.is_available():
+      raise app.UsageError('--profile reads XLA:CPU thunks and CPU ATen times; on a GPU '
+                           'use jax.profiler and torch.profiler with their device traces')
     _profiles()
     return
   records, peak = [], harness.matmul_peak_gflops()

@@ -133,3 +133,19 @@ def test_hlo_ops_of_an_inference_program_are_all_forward():
   ops = profile.hlo_ops(hlo)
   assert {k for k, _, _ in ops.values() if k.startswith('conv')} == {'conv fwd'}
   assert {p for _, p, _ in ops.values()} == {'forward'}
+
+
+def test_profile_refuses_what_it_cannot_read(monkeypatch):
+  """A trace without this program's thunks is an error, not an empty table; on a CUDA
+  machine `--profile` says it reads CPU timelines only."""
+  f = jax.jit(lambda x: x * 2)
+  x = jnp.ones(4)
+  f(x).block_until_ready()
+  with pytest.raises(RuntimeError, match='no XLA:CPU thunk'):
+    profile.profile_jax(lambda: f(x), 'HloModule some_other_program\n', 1)
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(['bench'])
+  monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+  with flagsaver.flagsaver(models=['deep_ae'], profile='train'):
+    with pytest.raises(Exception, match='reads XLA:CPU thunks'):
+      bench.main([])

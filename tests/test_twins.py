@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import compiled
 from vadjax.bench.twins import TWINS, Memory as TorchMemory, port
 from vadjax.models import MODELS
 from vadjax.nn.memory import Memory
@@ -29,17 +30,11 @@ def _last(t):
   return t.movedim(1, -1).numpy()        # channels-first → channels-last
 
 
-def _jit(model):
-  """model.init and model.apply as one compiled program each (run eagerly, every op and
-  every parameter's initialiser compiles alone)."""
-  return jax.jit(model.init), jax.jit(model.apply, static_argnames=('train', 'mutable'))
-
-
 @pytest.mark.parametrize('name,size,kw', CASES)
 def test_twin_parity(name, size, kw):
   x = np.random.default_rng(0).random((4, *size, 1), np.float32)
   model = MODELS.get(name)(channels=1, **kw)
-  init, apply = _jit(model)
+  init, apply = compiled(model)
   v = init(jax.random.PRNGKey(1), jnp.asarray(x))
   # non-trivial batch statistics, so eval mode exercises them
   _, upd = apply(v, jnp.asarray(x), train=True, mutable=('batch_stats',))
@@ -85,7 +80,7 @@ def test_memory_twin_parity_and_grads(normalize):
 def _seed002_parity(name, kwargs, train=False):
   model = MODELS.get(name)(channels=1, **kwargs)
   x = np.random.default_rng(1).random((6, 32, 32, 1), np.float32)
-  init, apply = _jit(model)
+  init, apply = compiled(model)
   v = init(jax.random.PRNGKey(2), jnp.asarray(x))
   twin = port(TWINS[name](channels=1, input_size=(32, 32), **kwargs), v)
   twin.train(train)

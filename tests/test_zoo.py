@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import torch
-from conftest import figure, traced_once
+from conftest import compiled, figure, traced_once
 from skimage.metrics import structural_similarity
 
 from vadjax import parallel
@@ -66,14 +66,10 @@ def _random_init(model, x, seed=1, **kwargs):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _apply(model):
-  """model.apply as one compiled program per mode (run eagerly, every op compiles alone)."""
-  return jax.jit(model.apply, static_argnames=('train', 'mutable'))
-
-
-def _variables(model, x):
+def _variables(model, x, apply=None):
+  apply = apply or compiled(model)[1]
   v = _random_init(model, x)
-  _, upd = _apply(model)(v, jnp.asarray(x), train=True, mutable=('batch_stats',))
+  _, upd = apply(v, jnp.asarray(x), train=True, mutable=('batch_stats',))
   return {'params': v['params'], **upd}
 
 
@@ -97,7 +93,8 @@ def test_twin_parity(name, size, kw):
   # batch 6: a train-mode BN over 3 values of a 1×1 map amplifies float noise ~100×
   x = np.random.default_rng(0).random((6, size, size, 1), np.float32)
   model = MODELS.get(name)(channels=1, **kw)
-  v = _variables(model, x)
+  apply = compiled(model)[1]
+  v = _variables(model, x, apply)
   twin = port(TWINS[name](channels=1, input_size=(size, size), **kw), jax.device_get(v))
   assert sum(p.numel() for p in twin.parameters()) == _count(v['params'])
   xt = torch.from_numpy(x).movedim(-1, 1)
@@ -105,7 +102,7 @@ def test_twin_parity(name, size, kw):
     twin.train(train)
     with torch.no_grad():
       t = twin(xt)
-    j = _apply(model)(v, jnp.asarray(x), train=train, mutable=('batch_stats',) if train else False)
+    j = apply(v, jnp.asarray(x), train=train, mutable=('batch_stats',) if train else False)
     j = j[0] if train else j
     assert _rel(np.asarray(j['recon'])[..., 0], t['recon'][:, 0].numpy()) < 1e-4
     assert _rel(np.asarray(j['latent']), t['latent'].numpy()) < 1e-4

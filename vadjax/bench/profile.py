@@ -76,14 +76,12 @@ def group(op: Op) -> str:
 
 
 def _shape_and_opcode(rest: str):   # 'f32[8]{0} fusion(%a), k=…' → shape, opcode, rest
-  depth, i = 0, 0
-  while i < len(rest):
-    c = rest[i]
-    depth += c in '([{'
-    depth -= c in ')]}'
+  depth, i = 0, len(rest)
+  for j, c in enumerate(rest):
+    depth += (c in '([{') - (c in ')]}')
     if c == ' ' and depth == 0:
+      i = j
       break
-    i += 1
   shape, tail = rest[:i], rest[i + 1:]
   m = re.match(r'([\w\-]+)\((.*)$', tail)
   return (shape, m.group(1), m.group(2)) if m else (shape, '', tail)
@@ -264,6 +262,8 @@ def profile_jax(fn, hlo_text: str, steps: int = 3) -> Profile:
   events = events['traceEvents'] if isinstance(events, dict) else events
   module = re.match(r'HloModule ([\w.\-]+)', hlo_text)
   spans = _thunk_spans(events, ops, module.group(1) if module else '')
+  if not spans:
+    raise RuntimeError('the trace holds no XLA:CPU thunk event of this program')
   times = _shared_times(spans)
   rows = [Op(n, *ops[n], t / steps) for n, t in times.items()]
   return Profile('jax', wall, _busy_ms([s[1:] for s in spans]) / steps,

@@ -93,7 +93,7 @@ def _timed_jax(fn, lower, warmup, repeats):
 
 def _time_modes(calls, modes, warmup, repeats, keep):
   """{mode: `_timed_jax` of calls[mode] = (call, lower)}; `keep` gets (call, sync) under
-  mode and the lowering under ('lower', mode) (experiments/profile_step.py reads its HLO)."""
+  mode and the lowering under ('lower', mode) (`experiments.bench --profile` reads its HLO)."""
   out = {}
   for mode in modes:
     out[mode] = _timed_jax(*calls[mode], warmup, repeats)

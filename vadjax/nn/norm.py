@@ -53,6 +53,7 @@ def _closed_fwd(x, scale, bias, eps):
 def _closed_bwd(eps, res, cotangents):
   """The gradient of the normalised output only: the batch statistics go to the running
   averages, which no loss depends on (their cotangents are zero and ignored)."""
+  del eps
   x, mean, inv, scale = res
   dy = cotangents[0]
   axes = tuple(range(x.ndim - 1))
@@ -61,7 +62,6 @@ def _closed_bwd(eps, res, cotangents):
   dbias = dy.sum(axes)
   dscale = (dy * xhat).sum(axes)
   dx = (scale * inv) * (dy - (dbias + xhat * dscale) / n)
-  del eps
   return dx.astype(x.dtype), dscale, dbias
 
 
