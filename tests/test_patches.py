@@ -73,6 +73,10 @@ def test_frame_score_is_the_max_over_patches(name):
                                rtol=1e-6)
   top = np.asarray(each['score']).reshape(3, 5).argmax(1)
   np.testing.assert_array_equal(out['patch'], top)
+  weight = np.array([1, 1, 0], np.float32)    # the validation loss: every patch counted
+  np.testing.assert_allclose(steps.loss(state, {'image': stacks, 'weight': weight}),
+                             steps.loss(state, {'image': stacks[:2].reshape(10, 16, 16, 1)}),
+                             rtol=1e-6)
   if name == 'alps':    # the frame's map and reconstruction are its top patch's
     np.testing.assert_allclose(out['pixel'], np.asarray(each['pixel']).reshape(
         3, 5, 16, 16)[np.arange(3), top], rtol=1e-6)

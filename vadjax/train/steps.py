@@ -135,6 +135,13 @@ class _StepFns:
     return state, {'loss': loss, **aux}
 
   def loss(self, state, batch):
+    """The method's loss on a batch; patch stacks (B, P, h, w, C) count every patch, each
+    with its frame's weight."""
+    x = batch['image']
+    if x.ndim == len(self.image_shape) + 2:
+      p = x.shape[1]
+      batch = {'image': x.reshape(-1, *x.shape[2:]),
+               **({'weight': jnp.repeat(batch['weight'], p)} if 'weight' in batch else {})}
     out = self.model.apply(_variables(state), batch['image'], train=False)
     return self.method.loss_fn(out, batch)[0]
 
