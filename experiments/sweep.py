@@ -1,7 +1,7 @@
 """Every comparison study as a list of rows: one harness, one table writer.
 
   python -m experiments.sweep --study=NAME --workdir=runs/NAME --seeds=0,1,2 \
-      [--override=num_epochs=4] [--only=LABEL,...] [--data=digits] [--collect_only]
+      [--override=num_epochs=4] [--only=LABEL,PATTERN*,...] [--data=digits] [--collect_only]
 
 A row is (label, config, variant, the seed's number for it). Each row trains in its own
 sub-workdir with every seed (`train_and_evaluate`: an interrupted sweep resumes where it
@@ -28,6 +28,7 @@ Studies (runtimes on a 2-core CPU, 3 seeds):
 """
 
 import dataclasses
+import fnmatch
 import functools
 import json
 import os
@@ -99,12 +100,30 @@ _SEED002 = [   # (label, config, variant, data, the thesis' mean AUROC % (source
     ('Vanilla AE', alps, 'vanilla', 'digits', '95.42 (Tab. 3.3, MNIST)'),
     ('ADACL', adacl, '', 'digits', '98.01 (Tab. 4.1, MNIST)'),
     ('ADACL', adacl, 'textures', 'textures', '–')]
+_ALPS_ABLATIONS = [   # Tab. 3.3
+    ('ALPS', '', '97.65 (Tab. 3.1, MNIST)'), ('AE + random latent noise', 'noise',
+                                              '95.95 (Tab. 3.3, MNIST)'),
+    ('Vanilla AE', 'vanilla', '95.42 (Tab. 3.3, MNIST)')]
 _ABLATIONS = [
     ('ADACL, BCE loss', 'bce', '–'), ('ADACL, discrete labels', 'discrete', '–'),
     ('ADACL, cut-paste only', 'cutpaste', '–'), ('ADACL, puzzling only', 'puzzle', '–'),
     ('ADACL, rotation only', 'rotate', '–'), ('ADACL, mix-up only', 'mixup', '–'),
     ('ADACL, [0, 0.1] – [0.9, 1]', 'narrow', '97.14 (Tab. 4.4, MNIST)'),
     ('ADACL, [0, 0.2] – [0.8, 1]', 'mid', '96.93 (Tab. 4.4, MNIST)')]
+
+
+def _ablation_rows():
+  """ADACL's ablations on digits; ALPS's and ADACL's on textures and walkway (the default
+  rows' numbers on digits are the seed002 study's)."""
+  rows = [Row(label, adacl.get_config, v, ref, 'digits') for label, v, ref in _ABLATIONS]
+  for data in ('textures', 'walkway'):
+    rows += [Row(label, alps.get_config, ','.join(filter(None, [data, v])), ref, data)
+             for label, v, ref in _ALPS_ABLATIONS]
+    rows += [Row(label, adacl.get_config, ','.join(filter(None, [data, v])), ref, data)
+             for label, v, ref in [('ADACL', '', '98.01 (Tab. 4.1, MNIST)'), *_ABLATIONS]]
+  return tuple(rows)
+
+
 # seed 001 Tab. 4.8 (HAM10000 / UCSD Ped2 AUROC %), Tab. 4.9 (BCAE1 + SVDD), Tab. 4.6
 _SEED001 = {'BCAE1': '68.60 / 83.85', 'SE-CAE': '69.36 / 82.71', 'AA-CAE': '68.78 / 83.28',
             'SA-CAE': '69.10 / 86.89', 'SSA-CAE': '70.15 / 88.06', 'BCAE1 + SVDD': '– / 88.85'}
@@ -179,9 +198,8 @@ STUDIES = {
                      (('mean AUROC', 'auroc'), ('clean', 'auroc_clean'),
                       ('perturbed', 'auroc_perturbed'), ('mean score', 'auroc_mean')),
                      'seed 002 mean AUROC % (their data)'),
-    'seed002_ablations': Study(tuple(Row(label, adacl.get_config, v, ref, 'digits')
-                                     for label, v, ref in _ABLATIONS),
-                               (('mean AUROC', 'auroc'),), 'seed 002 mean AUROC %'),
+    'seed002_ablations': Study(_ablation_rows(), (('mean AUROC', 'auroc'),),
+                               'seed 002 mean AUROC % (MNIST)'),
     'memory_size': Study(tuple(Row(f'N={n}', memae.get_config, f'model_kwargs.memory_items={n}',
                                    data='digits')
                                for n in (10, 25, 50, 100, 200, 500, 1000, 2000)),
@@ -249,7 +267,9 @@ def run(name: str, workdir: str, seeds, override: str = '', only=None,
   fill = study.prepare(workdir, words) if study.prepare and not collect_only else None
   rows = []
   for row in study.rows:
-    if (only and row.label not in only) or (data and row.data not in data):
+    if (only and row.label not in only and not any(fnmatch.fnmatchcase(row.label, p)
+                                                   for p in only)) or (
+        data and row.data not in data):
       continue
     if fill is not None and '{' in row.variant:
       row = dataclasses.replace(row, variant=row.variant.format(**fill))
@@ -278,7 +298,8 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (≥ 3 for a CI).')
 _OVERRIDE = flags.DEFINE_string('override', '', 'key=value,... for every row.')
 _PRESET = flags.DEFINE_string('preset', None, "Variant words for every row (default: the "
                               "study's, e.g. 'cpu' for video; '' for none).")
-_ONLY = flags.DEFINE_list('only', None, 'Run only the rows with these labels.')
+_ONLY = flags.DEFINE_list('only', None, "Run only the rows with these labels; '*' matches "
+                          "any text ('ADACL*': every ADACL row).")
 _DATA = flags.DEFINE_list('data', None, 'Run only the rows on these data (digits, ...): '
                           'per-dataset overrides are separate runs with --override.')
 _COLLECT = flags.DEFINE_bool('collect_only', False, 'Only gather rows already run.')

@@ -66,3 +66,16 @@ def test_quick_is_quick_in_any_order(name):
   assert a.num_epochs <= 2 and a.seeds == (0,)
   assert a.image_size <= (128 if name in ('bcae2', 'ks_cae') else 64)   # their layout
   assert module.get_config('quick,num_epochs=5').num_epochs == 5     # explicit keys win
+
+
+def test_every_sweep_row_makes_a_valid_config():
+  """Every study's rows (experiments/sweep.py) make configs the experiment accepts: a typo in
+  a row's variant fails here, not an hour into a sweep."""
+  from experiments import sweep
+  for name, study in sweep.STUDIES.items():
+    for row in study.rows:
+      words = ','.join(filter(None, [row.variant.format(dino='/x.npz'), study.preset]))
+      c = row.make(words)
+      Experiment(c)
+      if row.data in ('digits', 'textures', 'walkway'):
+        assert c.dataset == row.data, (name, row.label, c.dataset)
