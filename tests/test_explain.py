@@ -3,6 +3,7 @@ reference (eq. 3.18 by hand, brute-force Shapley values, the lime and shap packa
 completeness), the metrics against their definitions, and the CLI on a trained run."""
 
 import itertools
+import functools
 import json
 import math
 import os
@@ -58,6 +59,65 @@ def test_lrp_equals_eq_3_18_by_hand_on_two_layers():
     np.testing.assert_allclose(gi, r0, rtol=1e-4, atol=1e-6)
 
 
+def _zplus_reference_net(rng):
+  """Four layers as (kind, affine map, activation): a strided conv with BatchNorm merged
+  (negative scales included), a dense layer, a dense layer straight into a transposed conv."""
+  w1, b1 = rng.normal(size=(3, 3, 1, 3)), rng.normal(size=3)
+  scale, shift = np.array([1.5, -0.7, 0.4]), rng.normal(size=3)
+  w2, b2 = rng.normal(size=(4 * 4 * 3, 6)), rng.normal(size=6)
+  w3, b3 = rng.normal(size=(6, 4 * 4 * 2)), rng.normal(size=32)
+  w4, b4 = rng.normal(size=(3, 3, 2, 1)), rng.normal(size=1)
+  conv = lambda a: (jax.lax.conv_general_dilated(
+      a, w1, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + b1) * scale + shift
+  convt = lambda a: jax.lax.conv_transpose(a.reshape(-1, 4, 4, 2), w4, (2, 2), 'SAME',
+                                           dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + b4
+  return [('conv', conv, lambda z: jax.nn.leaky_relu(z, 0.2)),
+          ('dense', lambda a: a.reshape(a.shape[0], -1) @ w2 + b2, jax.nn.relu),
+          ('dense', lambda a: a @ w3 + b3, lambda z: z),
+          ('conv', convt, jax.nn.sigmoid)]
+
+
+def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights():
+  """EpsilonPlus (z⁺ on convs, ε on dense layers) against the rules applied by hand to each
+  layer's explicit weight matrix (its Jacobian, BatchNorm merged) and bias, in float64."""
+  jax.config.update('jax_enable_x64', True)
+  try:
+    rng = np.random.default_rng(3)
+    layers = _zplus_reference_net(rng)
+    x = rng.uniform(-0.5, 1, size=(2, 8, 8, 1))
+    f = lambda x: functools.reduce(lambda a, l: l[2](l[1](a)), layers, x)
+    relevance = rng.uniform(size=(2, 8, 8, 1))
+    eps = 1e-9
+    got = np.asarray(lrp.lrp(f, jnp.asarray(x), jnp.asarray(relevance), eps, 'epsilon_plus'))
+    for xi, ri, gi in zip(x, relevance, got):
+      acts, a = [], xi[None]
+      for kind, affine, act in layers:          # forward: each layer's input
+        acts.append(a)
+        a = act(affine(a))
+      r = ri.ravel()
+      for (kind, affine, _), a in reversed(list(zip(layers, acts))):
+        flat = np.asarray(a).ravel()
+        fn = lambda v, a=a, affine=affine: affine(v.reshape(a.shape)).ravel()
+        w = np.asarray(jax.jacobian(fn)(jnp.zeros_like(flat)))        # (out, in)
+        b = np.asarray(fn(jnp.zeros_like(flat)))
+        if kind == 'conv':
+          wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+          ap, an = np.maximum(flat, 0), np.minimum(flat, 0)
+          v = r / _stabilised(wp @ ap + wn @ an + np.maximum(b, 0), eps)
+          r = ap * (wp.T @ v) + an * (wn.T @ v)
+        else:
+          r = flat * (w.T @ (r / _stabilised(w @ flat + b, eps)))
+      np.testing.assert_allclose(gi.ravel(), r, rtol=1e-6, atol=1e-9 * np.abs(r).max())
+    # z⁺ conserves relevance where no bias is positive: a conv-only net, biases ≤ 0
+    conv_only = lambda x: jax.nn.relu(layers[0][1](x) - 5.0)
+    out = conv_only(jnp.asarray(x))
+    r = lrp.lrp(conv_only, jnp.asarray(x), out, eps, 'epsilon_plus')
+    np.testing.assert_allclose(jnp.sum(r, axis=(1, 2, 3)), jnp.sum(out, axis=(1, 2, 3)),
+                               rtol=1e-7)
+  finally:
+    jax.config.update('jax_enable_x64', False)
+
+
 class _Net(nn.Module):
   """Every layer kind the rule covers, without biases (conservation holds exactly)."""
 
@@ -101,6 +161,41 @@ def test_lrp_follows_the_plain_layers_whatever_the_conv_form():
     maps.append(np.asarray(jax.jit(lambda x, f=f: lrp.lrp(f, x, jnp.square(f(x) - x), 1e-6))(x)))
   assert np.abs(maps[0]).max() > 0
   np.testing.assert_allclose(maps[1], maps[0], rtol=1e-3, atol=1e-3 * np.abs(maps[0]).max())
+
+
+class _Forms(nn.Module):
+  """A strided conv, BatchNorm, a dense layer and a transposed conv in a chosen form."""
+  impl: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x):
+    from vadjax.nn import Conv, ConvTranspose
+    h = Conv(6, 3, 2, 1, impl=self.impl, dtype=jnp.float64)(x)
+    h = nn.leaky_relu(nn.BatchNorm(use_running_average=True, dtype=jnp.float64)(h), 0.2)
+    h = nn.relu(nn.Dense(5, dtype=jnp.float64)(h.reshape(h.shape[0], -1)))
+    h = nn.Dense(8 * 8 * 4, dtype=jnp.float64)(h).reshape(-1, 8, 8, 4)
+    return nn.sigmoid(ConvTranspose(1, 4, 2, 1, impl=self.impl, dtype=jnp.float64)(h))
+
+
+def test_epsilon_plus_follows_the_plain_layers_whatever_the_conv_form():
+  """A conv in its CPU form (space-to-depth, one matmul) still gets z⁺, not the dense
+  layers' ε: the maps equal the plain layers' (float64: rounding at s ≈ 0 is no form's)."""
+  jax.config.update('jax_enable_x64', True)
+  try:
+    x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 16, 1), jnp.float64)
+    v = _Forms().init(jax.random.PRNGKey(1), x)
+    v = jax.tree_util.tree_map_with_path(      # BatchNorm statistics and a negative scale
+        lambda p, a: a - 0.8 if 'scale' in jax.tree_util.keystr(p) else a + 0.3, v)
+    maps = {impl: np.asarray(lrp.lrp(lambda x, m=_Forms(impl): m.apply(v, x), x, x, 1e-9,
+                                     'epsilon_plus')) for impl in ('xla', 's2d', 'gemm')}
+    assert np.abs(maps['xla']).max() > 0
+    for impl in ('s2d', 'gemm'):
+      np.testing.assert_allclose(maps[impl], maps['xla'], rtol=1e-6,
+                                 atol=1e-7 * np.abs(maps['xla']).max(), err_msg=impl)
+    eps = np.asarray(lrp.lrp(lambda x: _Forms('gemm').apply(v, x), x, x, 1e-9))
+    assert np.abs(eps - maps['xla']).max() > 0.05 * np.abs(maps['xla']).max()  # another rule
+  finally:
+    jax.config.update('jax_enable_x64', False)
 
 
 def _block_image(m_rows=2, m_cols=4, side=8, channels=1, seed=0):
@@ -358,10 +453,10 @@ def _untrained_run(config_module: str, arg: str):
 
 
 @pytest.mark.parametrize('config_module,arg,refused', [
-    ('memae', 'quick', {'lrp'}),
+    ('memae', 'quick', {'lrp', 'lrp_plus'}),
     ('ssim_cae', 'quick', set()),
-    ('alps', 'quick', {'lrp'}),      # one decoder call over clean and distorted latents
-    ('alps', 'walkway,quick', {'lrp'}),                  # the patch protocol
+    ('alps', 'quick', {'lrp', 'lrp_plus'}),   # one decoder call over clean and distorted latents
+    ('alps', 'walkway,quick', {'lrp', 'lrp_plus'}),      # the patch protocol
     ('adacl', 'quick', {'residual'}),
 ])
 def test_every_image_method_is_explained_through_its_own_score(config_module, arg, refused):

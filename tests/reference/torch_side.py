@@ -399,7 +399,8 @@ def lrp(out: str) -> None:
       results[f'{name}/sequential_vs_twin'] = float(
           (as_sequential(name, twin)(x) - twin(x)['recon']).abs().max())
     runs = {f'epsilon@{e:g}': (epsilon(e), True) for e in z['eps']}
-    runs.update({f'epsilon_plus@{e:g}': (EpsilonPlus(epsilon=e), True) for e in z['eps']})
+    runs.update({f'epsilon_plus@{e:g}': (EpsilonPlus(epsilon=e, stabilizer=e), True)
+                 for e in z['eps']})
     e = float(z['eps'][-1])
     runs[f'epsilon_zennit_canonizer@{e:g}'] = (epsilon(e, [SequentialMergeBatchNorm()]), False)
     for key, (composite, merge) in runs.items():

@@ -10,7 +10,7 @@ Checks and their bars:
            moving within them, the last layer thawing at step 5), in float64: loss, KoLeo
            term, centre, teacher entropy and every parameter of student and teacher,
            relative ≤ 1e-4 (the float32 run is reported: rounding alone, amplified)
-  lrp      ε-LRP maps of BCAE1 and the deep AE against zennit's ε composite (BatchNorm
+  lrp      ε-LRP and EpsilonPlus maps of BCAE1 and the deep AE against zennit's (BatchNorm
            merged, activations passing relevance), at ε = 1e-9: max |Δ| over max |R|
            ≤ 1e-5 (more in `check_lrp`)
 """
@@ -116,7 +116,9 @@ def lrp_inputs(out: str, dtype) -> None:
     arrays.update({f'{name}/x': np.asarray(x), f'{name}/relevance': np.asarray(relevance),
                    f'{name}/kwargs': json.dumps(kwargs), f'{name}/recon': np.asarray(y),
                    **{f'{name}/vadjax@{e:g}': np.asarray(lrp_lib.lrp(f, x, relevance, e))
-                      for e in LRP_EPS}})
+                      for e in LRP_EPS},
+                   **{f'{name}/vadjax_plus@{e:g}': np.asarray(lrp_lib.lrp(
+                       f, x, relevance, e, 'epsilon_plus')) for e in LRP_EPS}})
   np.savez(f'{out}/lrp_inputs.npz', **arrays)
 
 
@@ -179,12 +181,13 @@ def check_dino(out: str) -> dict:
 
 
 def check_lrp(out: str) -> dict:
-  """Judged: the ε maps at ε = 1e-9 (`{name}/epsilon`). Reported: at ε = 1e-6, where
-  vadjax (ε at each activation) and zennit (ε at each linear layer) differ where two affine
-  layers meet without an activation between (the deep AE's last dense layer and first
-  transposed conv), by an amount proportional to ε; zennit's own BatchNorm canonizer;
-  EpsilonPlus (z+ on convolutions, which vadjax does not offer) against ε; and each
-  rule's Σ R_in / Σ R_out (biases and BatchNorm shifts absorb relevance)."""
+  """Judged: the ε and EpsilonPlus maps at ε = 1e-9 (`{name}/epsilon`,
+  `{name}/epsilon_plus`; EpsilonPlus: z⁺ on convolutions with stabiliser ε, ε on dense
+  layers). Reported: both at ε = 1e-6, where vadjax's ε (at each activation) and zennit's
+  (at each linear layer) differ where two affine layers meet without an activation between
+  (the deep AE's last dense layer and first transposed conv), by an amount proportional to
+  ε; zennit's own BatchNorm canonizer; EpsilonPlus against ε; and each rule's
+  Σ R_in / Σ R_out (biases and BatchNorm shifts absorb relevance)."""
   ours, theirs = np.load(f'{out}/lrp_inputs.npz'), np.load(f'{out}/lrp_torch.npz')
   lo, hi = (f'{e:g}' for e in LRP_EPS)
   found = {}
@@ -198,8 +201,14 @@ def check_lrp(out: str) -> dict:
         ours[f'{name}/vadjax@{hi}'], theirs[f'{name}/epsilon_zennit_canonizer@{hi}'])
     found[f'{name}/sequential_vs_twin'] = float(theirs[f'{name}/sequential_vs_twin'])
     found[f'{name}/conservation_epsilon'] = float(ours[f'{name}/vadjax@{hi}'].sum()) / total
+    found[f'{name}/epsilon_plus'] = _rel(ours[f'{name}/vadjax_plus@{lo}'],
+                                         theirs[f'{name}/epsilon_plus@{lo}'])
+    found[f'{name}/epsilon_plus@{hi}'] = _rel(ours[f'{name}/vadjax_plus@{hi}'],
+                                              theirs[f'{name}/epsilon_plus@{hi}'])
     plus = theirs[f'{name}/epsilon_plus@{hi}']
     found[f'{name}/conservation_epsilon_plus'] = float(plus.sum()) / total
+    found[f'{name}/conservation_epsilon_plus_vadjax'] = float(
+        ours[f'{name}/vadjax_plus@{hi}'].sum()) / total
     found[f'{name}/epsilon_plus_vs_epsilon_corr'] = float(
         np.corrcoef(plus.ravel(), theirs[f'{name}/epsilon@{hi}'].ravel())[0, 1])
   return found
@@ -216,7 +225,8 @@ def check(out: str) -> None:
       ('lrp_float32', check_lrp, (), f'{out}/float32')):
     found = fn(where)
     report[what] = found
-    judged = [k for k in found if k.endswith(('.pth', '.safetensors', '/epsilon', '/recon'))
+    judged = [k for k in found if k.endswith(('.pth', '.safetensors', '/epsilon',
+                                              '/epsilon_plus', '/recon'))
               ] if keys is None else keys
     for k in judged:
       ok = found[k] <= BARS[what]

@@ -1,4 +1,4 @@
-"""The gradient explainers: ε-LRP maps (seed 001 §3.8.1, `lrp.py`), gradient × input and
+"""The gradient explainers: ε-LRP and EpsilonPlus maps (seed 001 §3.8.1, `lrp.py`), gradient × input and
 integrated gradients (cheap baselines beyond the seed), and the gradient counterfactual
 (§3.8.4 beyond the seed's rectangles: the smallest L1 change that brings an anomalous input
 under the decision threshold, found with optax).
@@ -34,23 +34,26 @@ def integrated_gradients(f, x, baseline, steps: int = 32):
   return jnp.sum((x - baseline) * jnp.mean(g, axis=0), axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=('cut', 'eps'))
-def _lrp(model_output, cut, x, eps):
+@functools.partial(jax.jit, static_argnames=('cut', 'eps', 'rule'))
+def _lrp(model_output, cut, x, eps, rule):
   y = model_output(x)
   seen = cut(x).reshape(y.shape) if y.ndim > 1 else None
   relevance = output_relevance(y, seen, x.shape[0])
-  return jnp.sum(lrp_lib.lrp(model_output, x, relevance, eps), axis=-1)
+  return jnp.sum(lrp_lib.lrp(model_output, x, relevance, eps, rule), axis=-1)
 
 
-def lrp_check(explained) -> None:
-  """Raises `LRPUnsupported` (naming the operations) if ε-LRP does not cover the model."""
-  lrp_lib.check(explained.model_output(), jnp.zeros((1, *explained.image_shape), jnp.float32))
+def lrp_check(explained, rule: str = 'epsilon') -> None:
+  """Raises `LRPUnsupported` (naming the operations) if the LRP rule does not cover the
+  model."""
+  lrp_lib.check(explained.model_output(), jnp.zeros((1, *explained.image_shape), jnp.float32),
+                rule)
 
 
-def lrp(explained, x, eps: float = 1e-6):
-  """ε-LRP maps of images x (a clear error for a model the rule does not cover)."""
-  lrp_check(explained)
-  return _lrp(explained.model_output(), explained.cut, jnp.asarray(x), eps)
+def lrp(explained, x, eps: float = 1e-6, rule: str = 'epsilon'):
+  """LRP maps of images x: ε-LRP, or EpsilonPlus (`rule='epsilon_plus'`: z⁺ on convs); a
+  clear error for a model the rule does not cover."""
+  lrp_check(explained, rule)
+  return _lrp(explained.model_output(), explained.cut, jnp.asarray(x), eps, rule)
 
 
 _LR = 0.01

@@ -15,12 +15,27 @@ replaced by one with that backward rule, and take one vjp:
 - max pooling routes relevance to the winner, average pooling shares it (their transposes);
 - anything else on the path from input to output (softmax, memory addressing, products of
   two activations, recurrences) has no ε rule: `LRPUnsupported` names it.
+
+`rule='epsilon_plus'` is zennit's EpsilonPlus composite: z⁺ on convolutions, ε on dense
+layers (Montavon et al. 2019, "Layer-wise relevance propagation: an overview", §10.2).
+For a layer z_k = Σ_j a_j w_jk + b_k, z⁺ (α1β0 with signed inputs) redistributes
+    R_j = a⁺_j Σ_k w⁺_jk R_k / s_k + a⁻_j Σ_k w⁻_jk R_k / s_k,  s_k = Σ_j a⁺_j w⁺_jk + a⁻_j w⁻_jk + b⁺_k.
+The weights are the layer's effective ones, BatchNorm merged. We get them without merging:
+beside its value, every data variable carries (p, n, b), its value computed with the
+layer's positive and negative weight parts and its constant part. Starting from (a⁺, a⁻, 0)
+at the layer's input, a constant factor c maps (p, n) to (c⁺p + c⁻n, c⁺n + c⁻p) (the sign
+rule of products: BatchNorm's negative scales flip w), any other linear step maps each part
+by its own linearisation, so at the layer's output p = s − b⁺. The activation's backward
+sends R / s into p; autodiff through a⁺ and a⁻ gives exactly the rule. A layer ends at an
+activation, at the next layer (a dense layer straight into a transposed conv) or at the
+output, as zennit's layers do.
 """
 
 import jax
 import jax.numpy as jnp
 from jax.extend import core
 
+from vadjax.nn.conv_forms import GEMM
 from vadjax.registry import UserError
 
 # jitted library activations (by the name jit gives them) and activation primitives
@@ -37,6 +52,9 @@ LINEAR = frozenset({
     'add_any', 'mul', 'div', 'dot_general', 'conv_general_dilated', 'optimization_barrier'})
 # of these, the ones linear only while one operand is constant (data × weights)
 ONE_DATA_OPERAND = frozenset({'mul', 'dot_general', 'conv_general_dilated'})
+# multiply their data operand by a constant: the sign rule applies
+WEIGHTED = frozenset({'mul', 'div', 'dot_general', 'conv_general_dilated', 'neg', 'sub'})
+RULES = ('epsilon', 'epsilon_plus')
 CALLS = frozenset({'jit', 'pjit', 'closed_call', 'core_call', 'custom_jvp_call',
                    'custom_vjp_call', 'custom_vjp_call_jaxpr', 'checkpoint', 'remat'})
 
@@ -66,6 +84,86 @@ def _activation(fn, eps: float):
 
   act.defvjp(fwd, bwd)
   return act
+
+
+def _zplus_activation(fn, eps: float):
+  """`fn(z)` whose backward sends the relevance R = f(z)·g, over s = p + b⁺, into p alone
+  (p: z computed with the layer's sign-split weights, b: its constant part)."""
+  @jax.custom_vjp
+  def act(z, p, b):
+    return fn(z)
+
+  def fwd(z, p, b):
+    y = fn(z)
+    return y, (y, p, b)
+
+  def bwd(res, g):
+    y, p, b = res
+    v = g * y / stabilise(p + jnp.maximum(b, 0), eps)
+    return jnp.zeros_like(y), v, jnp.zeros_like(b)
+
+  act.defvjp(fwd, bwd)
+  return act
+
+
+class _Split:
+  """(p, n, b) of a data variable and the kind of layer it is in (None before one)."""
+
+  def __init__(self, p, n, b, kind=None):
+    self.p, self.n, self.b, self.kind = p, n, b, kind
+
+  @classmethod
+  def start(cls, a):
+    return cls(jnp.maximum(a, 0), jnp.minimum(a, 0), jnp.zeros_like(a))
+
+
+def _kind(eqn, d) -> str | None:
+  """'conv' or 'dense' for a layer's weight operation (one data operand), else None."""
+  name = eqn.primitive.name
+  if name == 'conv_general_dilated' or (name == 'dot_general' and GEMM in str(
+      eqn.source_info.name_stack)):
+    return 'conv'
+  return 'dense' if name == 'dot_general' and sum(d) == 1 else None
+
+
+def _close(value, split, eps):
+  """Ends a layer without an activation after it (identity): its rule at that point."""
+  if split.kind == 'conv':
+    return _zplus_activation(lambda z: z, eps)(value, split.p, split.b)
+  return _activation(lambda z: z, eps)(value) if split.kind else value
+
+
+def _with_data(values, d, data):
+  it = iter(data)
+  return [next(it) if dk else v for v, dk in zip(values, d)]
+
+
+def _split_step(eqn, values, d, splits):
+  """The (p, n, b) of a linear equation's single output from its data operands'."""
+  name, i = eqn.primitive.name, d.index(True)
+  if name in WEIGHTED and sum(d) == 1 and name not in ('sub', 'neg'):
+    c = values[1 - i] if name != 'div' else 1 / values[1]
+    op = (lambda u, c: u * c) if name == 'div' else (
+        lambda u, c: _bind(eqn, [u, c] if i == 0 else [c, u])[0])
+    sp = splits[i]
+    cp, cn = jnp.maximum(c, 0), jnp.minimum(c, 0)
+    return _Split(op(sp.p, cp) + op(sp.n, cn), op(sp.n, cp) + op(sp.p, cn), op(sp.b, c),
+                  _kind(eqn, d) or sp.kind)
+  if name in ('sub', 'neg'):                   # u1 − u2 = u1 + (−1)·u2: p and n swap
+    parts = [splits[k] if d[k] else _Split(0., 0., values[k]) for k in range(len(values))]
+    if name == 'neg':
+      (a,) = parts
+      return _Split(-a.n, -a.p, -a.b, a.kind)
+    a, b = parts
+    return _Split(a.p - b.n, a.n - b.p, a.b - b.b, a.kind or b.kind)
+  f = lambda *u: _bind(eqn, _with_data(values, d, u))[0]
+  out, lin = jax.linearize(f, *[v for v, dk in zip(values, d) if dk])
+  data = [sp for sp, dk in zip(splits, d) if dk]
+  kinds = [sp.kind for sp in data if sp.kind]
+  at = [v for v, dk in zip(values, d) if dk]
+  return _Split(lin(*[sp.p for sp in data]), lin(*[sp.n for sp in data]),
+                lin(*[sp.b for sp in data]) + out - lin(*at),
+                'conv' if 'conv' in kinds else (kinds[0] if kinds else None))
 
 
 def _inner(eqn):
@@ -114,9 +212,12 @@ def _is_linear(eqn, data) -> bool:
   return True
 
 
-def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float):
-  """Evaluates `jaxpr` with LRP activations; returns (outputs, is-data, unsupported ops)."""
-  env, is_data, bad = {}, {}, {}
+def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float, splits=None):
+  """Evaluates `jaxpr` with LRP activations; returns (outputs, is-data, unsupported ops, the
+  outputs' splits). `splits` (one per argument, None for constants): the z⁺ rule's parts
+  (module docstring); None: the ε rule everywhere."""
+  env, is_data, bad, split = {}, {}, {}, {}
+  plus = splits is not None
 
   def read(v):
     return v.val if isinstance(v, core.Literal) else env[v]
@@ -126,14 +227,18 @@ def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float):
 
   for v, c in zip(jaxpr.jaxpr.constvars, jaxpr.consts):
     env[v], is_data[v], bad[v] = c, False, frozenset()
-  for v, a, d in zip(jaxpr.jaxpr.invars, args, data):
-    env[v], is_data[v], bad[v] = a, d, frozenset()
+  for v, a, dv, sp in zip(jaxpr.jaxpr.invars, args, data, splits or [None] * len(args)):
+    env[v], is_data[v], bad[v], split[v] = a, dv, frozenset(), sp
   for eqn in jaxpr.jaxpr.eqns:
     values = [read(v) for v in eqn.invars]
     fl = [flags(v) for v in eqn.invars]
     d = [f[0] for f in fl]
+    # (after an operation without a rule, already reported, the parts start afresh)
+    sps = [(split.get(v) or _Split.start(x)) if plus and dk else None
+           for v, x, dk in zip(eqn.invars, values, d)]
     unsupported = frozenset().union(*(f[1] for f in fl))
     inner = _inner(eqn)
+    out_splits = [None] * len(eqn.outvars)
     if not any(d):
       outs, out_data = _bind(eqn, values), [False] * len(eqn.outvars)
     elif _is_activation(eqn, d):
@@ -143,40 +248,67 @@ def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float):
         fn = lambda z, inner=inner, with_z=with_z: core.jaxpr_as_fun(inner)(*with_z(z))[0]
       else:
         fn = lambda z, eqn=eqn, with_z=with_z: _bind(eqn, with_z(z))[0]
-      outs, out_data = [_activation(fn, eps)(values[i])], [True]
+      if plus and sps[i].kind == 'conv':
+        y = _zplus_activation(fn, eps)(values[i], sps[i].p, sps[i].b)
+      else:
+        y = _activation(fn, eps)(values[i])
+      outs, out_data = [y], [True]
+      out_splits = [_Split.start(y)] if plus else out_splits
     elif inner is not None and eqn.primitive.name in CALLS:
-      outs, out_data, inner_bad = _eval(inner, values, d, eps)
+      outs, out_data, inner_bad, out_splits = _eval(inner, values, d, eps,
+                                                    sps if plus else None)
       unsupported |= inner_bad
     else:
-      if not _is_linear(eqn, d):
+      if not _is_linear(eqn, d) or (plus and len(eqn.outvars) != 1):
         unsupported |= {eqn.primitive.name}
+      elif plus:
+        if _kind(eqn, d) and sps[d.index(True)].kind:     # a layer straight after a layer
+          i = d.index(True)
+          values[i] = _close(values[i], sps[i], eps)
+          sps[i] = _Split.start(values[i])
+        out_splits = [_split_step(eqn, values, d, sps)]
       outs, out_data = _bind(eqn, values), [True] * len(eqn.outvars)
-    for v, o, od in zip(eqn.outvars, outs, out_data):
+    for v, o, od, sp in zip(eqn.outvars, outs, out_data, out_splits):
       if not isinstance(v, core.DropVar):
-        env[v], is_data[v], bad[v] = o, od, unsupported
-  results = [read(v) for v in jaxpr.jaxpr.outvars]
-  result_flags = [flags(v) for v in jaxpr.jaxpr.outvars]
-  return (results, [f[0] for f in result_flags],
-          frozenset().union(*(f[1] for f in result_flags)))
+        env[v], is_data[v], bad[v], split[v] = o, od, unsupported, sp
+  outvars = jaxpr.jaxpr.outvars
+  result_flags = [flags(v) for v in outvars]
+  return ([read(v) for v in outvars], [f[0] for f in result_flags],
+          frozenset().union(*(f[1] for f in result_flags)),
+          [None if isinstance(v, core.Literal) else split.get(v) for v in outvars])
 
 
-def check(fn, x) -> None:
+def check(fn, x, rule: str = 'epsilon') -> None:
   """Raises `LRPUnsupported` if `fn`'s path from `x` to its output has an operation
-  without an ε rule."""
+  without a rule."""
+  if rule not in RULES:
+    raise UserError(f'LRP rule must be one of {RULES}, got {rule!r}')
   jaxpr = jax.make_jaxpr(fn)(x)
-  _, _, bad = _eval(jaxpr, [x], [True], 1e-6)
+  splits = [_Split.start(x)] if rule == 'epsilon_plus' else None
+  _, _, bad, _ = _eval(jaxpr, [x], [True], 1e-6, splits)
   if bad:
-    raise LRPUnsupported(f'ε-LRP has no rule for {", ".join(sorted(bad))} in this model; it '
-                         'covers conv, transposed conv, dense, BN, activation and pooling '
+    raise LRPUnsupported(f'{rule} LRP has no rule for {", ".join(sorted(bad))} in this model; '
+                         'it covers conv, transposed conv, dense, BN, activation and pooling '
                          'layers (use gradient×input or a perturbation explainer)')
 
 
-def lrp(fn, x, relevance, eps: float = 1e-6):
+def lrp(fn, x, relevance, eps: float = 1e-6, rule: str = 'epsilon'):
   """Input relevance (same shape as `x`) of `fn`'s output relevance `relevance` (same shape
-  as `fn(x)`) by the ε rule, eq. 3.18. Call `check(fn, x)` first for a clear error on a
-  model the rule does not cover (this function is jit-compatible and does not check)."""
+  as `fn(x)`) by the ε rule, eq. 3.18, or by EpsilonPlus (`rule='epsilon_plus'`, ε also its
+  z⁺ stabiliser). Call `check(fn, x, rule)` first for a clear error on a model the rule
+  does not cover (this function is jit-compatible and does not check)."""
   jaxpr = jax.make_jaxpr(fn)(x)
-  modified = lambda x: _eval(jaxpr, [x], [True], eps)[0][0]
+
+  def modified(x):
+    if rule != 'epsilon_plus':
+      return _eval(jaxpr, [x], [True], eps)[0][0]
+    (y,), _, _, (sp,) = _eval(jaxpr, [x], [True], eps, [_Split.start(x)])
+    return _close(y, sp, eps) if sp is not None else y
+
   y, pullback = jax.vjp(modified, x)
-  (g,) = pullback(relevance / stabilise(y, eps))
+  if rule == 'epsilon':       # the output's ε: eq. 3.18 at the last layer
+    (g,) = pullback(relevance / stabilise(y, eps))
+  else:                       # the last layer closed its own rule: R = y·g exactly
+    nonzero = y != 0
+    (g,) = pullback(jnp.where(nonzero, relevance / jnp.where(nonzero, y, 1), 0))
   return x * g

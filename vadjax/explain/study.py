@@ -19,8 +19,8 @@ from vadjax.explain.target import Explained, ScoreLayer
 from vadjax.registry import UserError
 from vadjax.train import load_splits
 
-EXPLAINERS = ('residual', 'lrp', 'gradient_x_input', 'integrated_gradients', 'lime', 'shap',
-              'counterfactual_rect', 'counterfactual_grad')
+EXPLAINERS = ('residual', 'lrp', 'lrp_plus', 'gradient_x_input', 'integrated_gradients',
+              'lime', 'shap', 'counterfactual_rect', 'counterfactual_grad')
 SEGMENT_EXPLAINERS = ('lime', 'shap')
 
 
@@ -43,10 +43,11 @@ def applicability(explained: Explained) -> dict:
   why = dict.fromkeys(EXPLAINERS)
   if not explained.reconstructs:
     why['residual'] = f'{explained.run.config.model} makes no reconstruction'
-  try:
-    gradients.lrp_check(explained)
-  except LRPUnsupported as e:
-    why['lrp'] = str(e)
+  for name, rule in (('lrp', 'epsilon'), ('lrp_plus', 'epsilon_plus')):
+    try:
+      gradients.lrp_check(explained, rule)
+    except LRPUnsupported as e:
+      why[name] = str(e)
   return why
 
 
@@ -145,6 +146,7 @@ def explain(explained: Explained, images, names, s: Settings, progress=None) -> 
   batched = {
       'residual': lambda: explained.residual(images),
       'lrp': lambda: gradients.lrp(explained, images, s.lrp_eps),
+      'lrp_plus': lambda: gradients.lrp(explained, images, s.lrp_eps, 'epsilon_plus'),
       'gradient_x_input': lambda: gradients.gradient_x_input(explained.fn, x),
       'integrated_gradients': lambda: gradients.integrated_gradients(
           explained.fn, x, jnp.asarray(blur), steps=s.ig_steps),
