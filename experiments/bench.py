@@ -184,53 +184,71 @@ def main(argv):
     return
   records, peak = [], harness.matmul_peak_gflops()
   print(f'float32 matmul peak of this machine (JAX, 2048³): {peak:.0f} GFLOP/s')
+  failed = []
   for name in _MODELS.value:
-    shape = lib.input_shape(name, _SIZE.value)
-    args = (name, shape, _batch(name), _DTYPE.value, _REPEATS.value, _WARMUP.value)
-    jax_calls, torch_calls, modes = {}, {}, lib.modes(name)
-    jax_out, variables, reference = lib.jax_records(*args, modes=modes, keep=jax_calls)
-    frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
-    torch_outs = {}
-    for fw, compiled in frameworks:
-      try:
-        torch_outs[fw] = lib.torch_records(*args, variables, compiled, modes=modes,
-                                           keep=None if compiled else torch_calls,
-                                           reference=None if compiled else reference)
-      except Exception as e:  # noqa: BLE001  (torch.compile can fail per platform)
-        print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
-    if not torch_outs:
-      print(f'no PyTorch record for {name}: skipped')
-      continue
-    flops = next(iter(torch_outs.values()))[1]
-    for mode in modes:
-      records.append(lib.record(name, 'jax', mode, shape, _batch(name), _DTYPE.value, flops,
-                                *jax_out[mode]))
-      for fw, (out, _, diff) in torch_outs.items():
-        records.append(lib.record(name, fw, mode, shape, _batch(name), _DTYPE.value, flops,
-                                  *out[mode]))
-        if diff is not None:
-          records[-1]['max_rel_diff'] = diff
-        if fw == 'torch' and _PAIRED.value:
-          for key, block in (('paired', 1), ('paired_block', _BLOCK.value)):
-            ratios = harness.paired_ratios(torch_calls[mode], jax_calls[mode], _PAIRED.value,
-                                           block)
-            records[-1].update({f'{key}_ratio': float(np.median(ratios)),
-                                f'{key}_p25': float(np.percentile(ratios, 25)),
-                                f'{key}_p75': float(np.percentile(ratios, 75))})
-          records[-1]['paired_block'] = _BLOCK.value
-    for r in records:
-      r.setdefault('share_of_peak', r['gflops_per_s'] / peak)
-    print(lib.table([r for r in records if r['model'] == name]), flush=True)
-    _write(records, peak)              # after each model: a run cut short keeps its records
+    try:
+      records += _bench_model(name, peak)
+    except Exception as e:  # noqa: BLE001  (one model failing on a new platform)
+      failed.append(name)
+      print(f'{name} failed: {type(e).__name__}: {str(e)[:300]}', flush=True)
+    _write(records, peak, failed)      # after each model: a run cut short keeps its records
   if _ISOLATED.value and jax.default_backend() == 'cpu':
     for r in records:
       r['isolated_rss_growth_mb'] = _isolated_memory(r)
-  result = _write(records, peak)
+  result = _write(records, peak, failed)
   print(f'\n{json.dumps(result["meta"])}\n\n' + lib.table(records))
+  if failed:
+    raise SystemExit(f'failed: {", ".join(failed)} (the records of the others are kept)')
 
 
-def _write(records: list, peak: float) -> dict:
-  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak}, 'records': records}
+def _bench_model(name: str, peak: float) -> list:
+  """The records of one model: JAX, eager torch and (with --torch_compile) torch.compile,
+  each mode, with the paired ratios when --paired is set."""
+  shape, batch = lib.input_shape(name, _SIZE.value), _batch(name)
+  args = (name, shape, batch, _DTYPE.value, _REPEATS.value, _WARMUP.value)
+  jax_calls, torch_calls, modes = {}, {}, lib.modes(name)
+  jax_out, variables, reference = lib.jax_records(*args, modes=modes, keep=jax_calls)
+  frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
+  torch_outs = {}
+  for fw, compiled in frameworks:
+    try:
+      torch_outs[fw] = lib.torch_records(*args, variables, compiled, modes=modes,
+                                         keep=None if compiled else torch_calls,
+                                         reference=None if compiled else reference)
+    except Exception as e:  # noqa: BLE001  (torch.compile can fail per platform)
+      print(f'{fw} failed for {name}: {type(e).__name__}: {str(e)[:200]}')
+  if not torch_outs:
+    raise RuntimeError('no PyTorch record')
+  flops, records = next(iter(torch_outs.values()))[1], []
+  for mode in modes:
+    records.append(lib.record(name, 'jax', mode, shape, batch, _DTYPE.value, flops,
+                              *jax_out[mode]))
+    for fw, (out, _, diff) in torch_outs.items():
+      records.append(lib.record(name, fw, mode, shape, batch, _DTYPE.value, flops,
+                                *out[mode]))
+      if diff is not None:
+        records[-1]['max_rel_diff'] = diff
+      if fw == 'torch' and _PAIRED.value:
+        records[-1].update(_paired(torch_calls[mode], jax_calls[mode]))
+  for r in records:
+    r['share_of_peak'] = r['gflops_per_s'] / peak
+  print(lib.table(records), flush=True)
+  return records
+
+
+def _paired(torch_call, jax_call) -> dict:
+  out = {'paired_block': _BLOCK.value}
+  for key, block in (('paired', 1), ('paired_block', _BLOCK.value)):
+    ratios = harness.paired_ratios(torch_call, jax_call, _PAIRED.value, block)
+    out.update({f'{key}_ratio': float(np.median(ratios)),
+                f'{key}_p25': float(np.percentile(ratios, 25)),
+                f'{key}_p75': float(np.percentile(ratios, 75))})
+  return out
+
+
+def _write(records: list, peak: float, failed: list) -> dict:
+  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak, 'failed': failed},
+            'records': records}
   if _OUT.value:
     tmp = _OUT.value + '.tmp'
     with open(tmp, 'w') as f:
