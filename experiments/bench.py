@@ -2,7 +2,8 @@
 
   python -m experiments.bench [--models=bcae1,deep_ae,...] [--fast] [--batch=0] [--size=0]
       [--out=bench.json] [--dtype=float32|bfloat16] [--repeats=10] [--torch_compile=true]
-      [--paired=8 --paired_block=4]
+      [--paired=8 --paired_block=4] [--conv_impl=auto]
+  python -m experiments.bench --summarize=a.json,b.json     (one compact table of runs)
 
 By default every model the library registers (vadjax.models.MODELS and BACKBONES) runs, at
 its paper input size unless --size (height = width) is given, at its default batch (32)
@@ -59,6 +60,7 @@ from absl import app, flags
 
 from vadjax.bench import harness, profile
 from vadjax.bench import records as lib
+from vadjax.nn.conv_forms import IMPLS
 
 _MODELS = flags.DEFINE_list('models', sorted(lib.PAPER_INPUT), 'Models to benchmark.')
 _BATCH = flags.DEFINE_integer('batch', 0, 'Batch size (0 = each model\'s default, 32 for '
@@ -79,6 +81,11 @@ _BLOCK = flags.DEFINE_integer('paired_block', 4, 'With --paired: also alternate 
 _FAST = flags.DEFINE_bool(
     'fast', False, 'A CI-sized run: one model of each family (FAST) at 32×32, batch 4, 3 '
     'repeats, no torch.compile, no memory probes (flags given explicitly still apply).')
+_IMPL = flags.DEFINE_enum('conv_impl', 'auto', list(IMPLS), 'Convolution form of the JAX '
+                          'models (vadjax.nn.conv_forms.resolve_impl); the memory module '
+                          'and the backbones ignore it.')
+_SUMMARIZE = flags.DEFINE_list('summarize', None, 'Instead of timing: one compact table of '
+                               'these --out JSON files (later files win for the same record).')
 _PROFILE = flags.DEFINE_enum('profile', None, ['train', 'infer'], 'Profile this step op by '
                               'op (jax.profiler beside torch.profiler) instead of timing.')
 _PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 5, 'With --profile: calls profiled '
@@ -168,8 +175,13 @@ def _profiles() -> None:
 def main(argv):
   del argv
   torch.set_num_threads(os.cpu_count())     # XLA:CPU also uses every core
+  if torch.cuda.is_available():   # TF32 in float32 matmuls, as XLA's default precision on
+    torch.set_float32_matmul_precision('high')   # GPU (cuDNN convs are TF32 on both sides)
   if _PROBE.value:
     _probe(_PROBE.value)
+    return
+  if _SUMMARIZE.value:
+    _summarize(_SUMMARIZE.value)
     return
   if _FAST.value:
     _apply_fast()
@@ -207,7 +219,8 @@ def _bench_model(name: str, peak: float) -> list:
   shape, batch = lib.input_shape(name, _SIZE.value), _batch(name)
   args = (name, shape, batch, _DTYPE.value, _REPEATS.value, _WARMUP.value)
   jax_calls, torch_calls, modes = {}, {}, lib.modes(name)
-  jax_out, variables, reference = lib.jax_records(*args, modes=modes, keep=jax_calls)
+  jax_out, variables, reference = lib.jax_records(*args, modes=modes, keep=jax_calls,
+                                                  conv_impl=_IMPL.value)
   frameworks = [('torch', False)] + ([('torch.compile', True)] if _COMPILE.value else [])
   torch_outs = {}
   for fw, compiled in frameworks:
@@ -246,8 +259,26 @@ def _paired(torch_call, jax_call) -> dict:
   return out
 
 
+def _summarize(paths: list) -> None:
+  runs, metas = [], []
+  for path in paths:
+    try:
+      with open(path) as f:
+        result = json.load(f)
+      runs.append(list(result['records']))
+      metas.append(dict(result['meta']))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise app.UsageError(f'{path}: not a benchmark JSON ({type(e).__name__}: {e})')
+  for m in {json.dumps({k: m.get(k) for k in ('jax_device', 'torch_device', 'versions')})
+            for m in metas}:
+    print(m)
+  print(lib.summary(runs))
+
+
 def _write(records: list, peak: float, failed: list) -> dict:
-  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak, 'failed': failed},
+  result = {'meta': {**lib.meta(), 'matmul_peak_gflops': peak, 'failed': failed,
+                     'conv_impl': _IMPL.value,
+                     'torch_float32_matmul': torch.get_float32_matmul_precision()},
             'records': records}
   if _OUT.value:
     tmp = _OUT.value + '.tmp'

@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 import torch
-from absl import flags
+import pytest
+from absl import app, flags
 from absl.testing import flagsaver
 
 from experiments import bench
@@ -171,3 +172,46 @@ def test_cost_curves_write_every_curve_and_the_figure(tmp_path, monkeypatch):
     assert row['jax']['xla_buffers_mb'] > 0
   assert result['curves']['T']['rows'][0]['jax']['input'] == [2, 32, 32, 1]
   figure(cost_curves.figure(result, str(tmp_path / 'c.png')))
+
+
+def _record(framework, mode, ms, **extra):
+  return {'model': 'deep_ae', 'framework': framework, 'mode': mode, 'batch': 4,
+          'input': [16, 16, 1], 'dtype': 'float32', 'median_s': ms / 1e3, 'p10_s': ms / 1e3,
+          'p90_s': ms / 1e3, 'samples_per_s': 4e3 / ms, 'gflops_per_s': 1.0,
+          'first_call_s': 1.0, 'peak_rss_mb': 1.0, **extra}
+
+
+def test_bench_keeps_the_others_when_one_model_fails_and_summarizes(tmp_path, monkeypatch,
+                                                                     capsys):
+  """A model failing on a new platform leaves the others' records (meta.failed, exit 1);
+  --summarize puts eager (paired ratio first) and torch.compile ratios in one row."""
+  eager = [_record('jax', 'train', 2.0), _record('torch', 'train', 5.0, paired_ratio=3.0, paired_p25=2.9, paired_p75=3.1),
+           _record('jax', 'infer', 1.0), _record('torch', 'infer', 1.5)]
+
+  def fake(name, peak):
+    if name == 'bcae1':
+      raise RuntimeError('no kernel for this platform')
+    return [dict(r) for r in eager]
+  monkeypatch.setattr(bench, '_bench_model', fake)
+  out = tmp_path / 'a.json'
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(['bench'])
+  with flagsaver.flagsaver(models=['bcae1', 'deep_ae'], out=str(out)):
+    with pytest.raises(SystemExit, match='failed: bcae1'):
+      bench.main([])
+  result = json.loads(out.read_text())
+  assert result['meta']['failed'] == ['bcae1'] and len(result['records']) == 4
+  compiled = tmp_path / 'b.json'
+  compiled.write_text(json.dumps({'meta': result['meta'], 'records': [
+      _record('jax', 'train', 4.0), _record('torch.compile', 'train', 2.0)]}))
+  capsys.readouterr()
+  with flagsaver.flagsaver(summarize=[str(out), str(compiled)]):
+    bench.main([])
+  row = [x for x in capsys.readouterr().out.splitlines() if x.startswith('| deep_ae')]
+  # the later file's JAX train time (4.0 ms) and its own torch.compile ratio (2 / 4 ms);
+  # eager torch's train ratio stays the earlier run's paired 3.00; infer: 1.5 / 1.0 ms
+  assert row == ['| deep_ae 16×16 b4 | float32 | 4.0 | 3.00 | 0.50 | 1.0 | 1.50 | – |']
+  (tmp_path / 'bad.json').write_text('{"records": 1')
+  with flagsaver.flagsaver(summarize=[str(tmp_path / 'bad.json')]):
+    with pytest.raises(app.UsageError, match='not a benchmark JSON'):
+      bench.main([])

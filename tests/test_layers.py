@@ -106,11 +106,15 @@ CASES_3D = [((8, 12, 10), (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)),    # MemA
             ((4, 5, 5), (2, 3, 3), (3, 1, 1), (0, 1, 1), (1, 0, 0))]     # a phase with no tap
 
 
+@pytest.mark.parametrize('backend', ['cpu', 'gpu'])
 @pytest.mark.parametrize('size,k,s,p,op', CASES_3D)
-def test_3d_layers_fold_into_2d_exactly(size, k, s, p, op):
-  """Conv3D / ConvTranspose3D (2D convs over stacked temporal taps / phases) against
-  torch's conv3d / conv_transpose3d: outputs and input + kernel gradients."""
-  from vadjax.nn.layers import conv3d, conv_transpose3d
+def test_3d_layers_match_torch(size, k, s, p, op, backend, monkeypatch):
+  """Conv3D / ConvTranspose3D against torch's conv3d / conv_transpose3d, outputs and input +
+  kernel gradients: on CPU the 2D convs over stacked temporal taps / phases; with the
+  backend read as 'gpu' the native 3D forms that GPUs and TPUs run (computed here on CPU)."""
+  from vadjax.nn.layers import conv3d, conv_transpose3d, folds_3d
+  monkeypatch.setattr(jax, 'default_backend', lambda: backend)
+  assert folds_3d('auto') == (backend == 'cpu') and folds_3d('xla')
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *size, 3)).astype(np.float32)
   g = None

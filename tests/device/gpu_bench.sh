@@ -2,16 +2,19 @@
 # The first GPU run (issue 34), prepared to work at once on the device machine (Python
 # 3.12, jax 0.11.2 with the CUDA 13 plugin, torch 2.11, no network): after
 # `bash tests/device/fetch_wheels.sh` here, run from the repo root there, carrying .whl:
-#   bash tests/device/gpu_bench.sh          (≈ 7 min; writes to $OUT, else runs/gpu)
+#   bash tests/device/gpu_bench.sh          (≈ 8.5 min; writes to $OUT, else runs/gpu)
 # It installs the carried wheels into /tmp/site, prints the devices, then times JAX on the
 # GPU against torch on the GPU in five passes, each with its own time limit (the bench
 # writes its JSON after every model, so a pass cut short keeps the models it finished):
-#   fast      the CI set (one model per family, 32², batch 4), float32, eager torch: does
-#             every family run on this platform at all;
-#   paper     the table's models at their paper sizes and batches, float32, eager torch;
+#   memae3d, memae3d_folded   MemAE-3D at the official 16×256×256 clips: the native 3D
+#             convolutions (the default off CPU) and the CPU's 2D folding (--conv_impl=xla),
+#             which trained at 0.08× torch on the first GPU run (2026-12-04);
+#   paper     the table's models at their paper sizes and batches, float32, eager torch
+#             (TF32 matmuls and convolutions on both sides);
 #   paper_bf16   the same in bfloat16 (torch under autocast);
-#   compiled  the table's main rows against torch.compile, float32;
-#   memae3d   MemAE-3D at the official 16×256×256 clips.
+#   compiled  the table's main rows against torch.compile, float32.
+# Sized from the first run: 2026-12-04, 40 s to start and carry, JAX's first calls 3–18 s
+# a model, torch.compile 10–15 s.
 # Here, on CPU (this Python has its packages; the cp312 wheels are not for it):
 #   PY=.venv/bin/python WHEELS= SCALE=0.3 bash tests/device/gpu_bench.sh
 # (SCALE multiplies every limit; the passes are sized for the GPU).
@@ -42,13 +45,13 @@ bench() {   # name, time limit (s), flags...
   grep -E '^\| |failed|Error' "$out/$name.log" | grep -v -- '---' | tail -n 30
   cat "$out/$name.log" >> "$out/log.md" && rm "$out/$name.log"
 }   # $OUT comes back as at most 8 files: env.txt, log.md and one JSON per pass
-table=bcae1,deep_ae,ks_cae_fused,alps,adacl_cnn,memae_2d,ssa_cae,cgru_ae,seq2seq_clstm,memae_3d,feature_predictor,resnet50,vit_s16
-bench fast 45 --fast --dtype=float32 --paired=4
-bench paper 150 --models=$table --torch_compile=false --isolated_memory=false \
+table=bcae1,deep_ae,ks_cae_fused,alps,adacl_cnn,memae_2d,ssa_cae,cgru_ae,seq2seq_clstm,memae_3d,memory,feature_predictor,resnet50,vit_s16
+m3d='--models=memae_3d --size=256 --torch_compile=false --isolated_memory=false --repeats=10 --warmup=2 --paired=4'
+bench memae3d 70 $m3d
+bench memae3d_folded 70 $m3d --conv_impl=xla
+bench paper 140 --models=$table --torch_compile=false --isolated_memory=false \
   --repeats=20 --warmup=3 --paired=8
-bench paper_bf16 80 --models=$table --dtype=bfloat16 --torch_compile=false \
+bench paper_bf16 100 --models=$table --dtype=bfloat16 --torch_compile=false \
   --isolated_memory=false --repeats=20 --warmup=3 --paired=8
-bench compiled 120 --models=bcae1,deep_ae,alps,memae_2d,ks_cae_fused --torch_compile=true \
+bench compiled 110 --models=bcae1,deep_ae,ks_cae_fused,memae_3d,cgru_ae --torch_compile=true \
   --isolated_memory=false --repeats=20 --warmup=3
-bench memae3d 40 --models=memae_3d --size=256 --torch_compile=false --isolated_memory=false \
-  --repeats=10 --warmup=2 --paired=4

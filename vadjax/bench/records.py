@@ -104,9 +104,10 @@ def _time_modes(calls, modes, warmup, repeats, keep):
 
 
 def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer'),
-                 keep=None):
+                 keep=None, conv_impl='auto'):
   """Timings per mode, the variables after them and the inference output on the benchmark
-  input; `keep` (a dict) gets each mode's (call, sync) for `--paired`."""
+  input; `keep` (a dict) gets each mode's (call, sync) for `--paired`; `conv_impl` other than
+  'auto' goes to the model (vadjax.nn.conv_forms.resolve_impl)."""
   if name == 'memory':
     return jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep)
   if name in BACKBONE_NAMES:
@@ -116,6 +117,8 @@ def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'inf
       image_size=0, data=dict(video=dict(clip_length=shape[0], clip_strides=(1,)))))
   mesh = parallel.make_mesh(1)
   model_name, kwargs = VARIANTS.get(name, (name, {}))
+  if conv_impl != 'auto':
+    kwargs = {**kwargs, 'conv_impl': conv_impl}
   model = MODELS.get(model_name)(channels=shape[-1], dtype=jnp.dtype(dtype), **kwargs)
   method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
   tx = method.optimizer(cfg, steps_lib.make_optimizer)
@@ -314,3 +317,31 @@ def _paired(r, key: str) -> str:
   if f'{key}_ratio' not in r:
     return ''
   return f'{r[f"{key}_ratio"]:.2f} ({r[f"{key}_p25"]:.2f}–{r[f"{key}_p75"]:.2f})'
+
+
+def summary(runs) -> str:
+  """One row per model × dtype from runs (lists of records, later runs winning): JAX's
+  median ms in train and inference, and torch/jax for eager torch and torch.compile, each
+  from its own run (the median of the paired ratios where measured, else of the medians)."""
+  ms, ratio = {}, {}
+  for records in runs:
+    base = {}
+    for r in records:
+      key = (r['model'], tuple(r['input']), r['batch'], r['dtype'], r['mode'])
+      if r['framework'] == 'jax':
+        base[key] = ms[key] = r['median_s'] * 1e3
+    for r in records:
+      key = (r['model'], tuple(r['input']), r['batch'], r['dtype'], r['mode'])
+      if r['framework'] != 'jax' and key in base:
+        ratio[key, r['framework']] = r.get('paired_ratio', r['median_s'] * 1e3 / base[key])
+  lines = ['| model | dtype | train JAX ms | train torch/jax | train torch.compile/jax | '
+           'infer JAX ms | infer torch/jax | infer torch.compile/jax |', '|' + '---|' * 8]
+  for row in sorted({k[:4] for k in ms}, key=lambda k: (k[3], k[0], k[1])):
+    cells = [f'{row[0]} {"×".join(map(str, row[1][:-1]))} b{row[2]}', row[3]]
+    for mode in ('train', 'infer'):
+      key = (*row, mode)
+      cells.append(f'{ms[key]:.1f}' if key in ms else '–')
+      cells += [f'{ratio[key, fw]:.2f}' if (key, fw) in ratio else '–'
+                for fw in ('torch', 'torch.compile')]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)

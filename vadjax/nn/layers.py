@@ -25,6 +25,7 @@ the choice. 'auto' picks per layer type and backend what was measured faster
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -159,6 +160,19 @@ def check_input(x, channels: int, model: str, min_size: int = 1) -> None:
         f'and image_size in the config')
 
 
+DN_3D = ('NDHWC', 'DHWIO', 'NDHWC')
+
+
+def folds_3d(impl: str) -> bool:
+  """Whether 3D convolutions run as 2D ones over stacked taps (in the 2D form `impl`
+  resolves to): always on CPU, where XLA's 3D convolutions are slow; elsewhere only for an
+  explicit impl, as 'auto' keeps the native 3D convolution there (what cuDNN runs for
+  torch; 'xla' folds into plain 2D convs, the form of the first GPU run, BUILD_NOTES.md)."""
+  if impl not in IMPLS:
+    raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
+  return jax.default_backend() == 'cpu' or impl != 'auto'
+
+
 def _time_pad(x, before, after):
   return jnp.pad(x, ((0, 0), (before, after)) + ((0, 0),) * (x.ndim - 2))
 
@@ -172,7 +186,11 @@ def _fold(frames, b, t):
 def conv3d(x, w, stride, padding, impl='auto'):
   """torch Conv3d on NTHWC as ONE 2D conv: the kT temporal taps of every output frame are
   stacked along channels (kernel (kT, kH, kW, I, O) → (kH, kW, kT·I, O)). XLA:CPU runs 3D
-  convolutions and their gradients far slower than 2D ones (BUILD_NOTES.md); exact."""
+  convolutions and their gradients far slower than 2D ones (BUILD_NOTES.md); exact. Off
+  CPU the native 3D convolution (`folds_3d`)."""
+  if not folds_3d(impl):
+    return lax.conv_general_dilated(x, w, tuple(stride), [(q, q) for q in padding],
+                                    dimension_numbers=DN_3D)
   kt, st, pt = w.shape[0], stride[0], padding[0]
   b, t = x.shape[:2]
   x = _time_pad(x, pt, pt)
@@ -187,7 +205,12 @@ def conv_transpose3d(x, w, stride, padding, output_padding, impl='auto'):
   """torch ConvTranspose3d on NTHWC without 3D convolutions: output frame o = s·q + r
   (phase r) sums x[q − d]·w[t] over the taps t ≡ r + p (mod s), d = (t − r − p)/s; each
   phase is one 2D transposed conv over the taps stacked along channels, then the phases
-  interleave in time. No multiplications by inserted zeros."""
+  interleave in time. No multiplications by inserted zeros. Off CPU the native 3D form
+  (`folds_3d`)."""
+  if not folds_3d(impl):    # the s-dilated input against the flipped kernel
+    pads = [(k - 1 - q, k - 1 - q + o) for k, q, o in zip(w.shape[:3], padding, output_padding)]
+    return lax.conv_general_dilated(x, w[::-1, ::-1, ::-1], (1, 1, 1), pads,
+                                    lhs_dilation=tuple(stride), dimension_numbers=DN_3D)
   kt, st, pt, opt = w.shape[0], stride[0], padding[0], output_padding[0]
   b, t = x.shape[:2]
   t_out = (t - 1) * st - 2 * pt + kt + opt
