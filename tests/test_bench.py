@@ -185,7 +185,8 @@ def test_bench_keeps_the_others_when_one_model_fails_and_summarizes(tmp_path, mo
                                                                      capsys):
   """A model failing on a new platform leaves the others' records (meta.failed, exit 1);
   --summarize puts eager (paired ratio first) and torch.compile ratios in one row."""
-  eager = [_record('jax', 'train', 2.0), _record('torch', 'train', 5.0, paired_ratio=3.0, paired_p25=2.9, paired_p75=3.1),
+  paired = {'paired_ratio': 3.0, 'paired_p25': 2.9, 'paired_p75': 3.1}
+  eager = [_record('jax', 'train', 2.0), _record('torch', 'train', 5.0, **paired),
            _record('jax', 'infer', 1.0), _record('torch', 'infer', 1.5)]
 
   def fake(name, peak):
