@@ -197,7 +197,7 @@ def test_bench_keeps_the_others_when_one_model_fails_and_summarizes(tmp_path, mo
   out = tmp_path / 'a.json'
   if not flags.FLAGS.is_parsed():
     flags.FLAGS(['bench'])
-  with flagsaver.flagsaver(models=['bcae1', 'deep_ae'], out=str(out)):
+  with flagsaver.flagsaver(models=['bcae1', 'deep_ae'], out=str(out), isolated_memory=False):
     with pytest.raises(SystemExit, match='failed: bcae1'):
       bench.main([])
   result = json.loads(out.read_text())

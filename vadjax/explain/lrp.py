@@ -283,9 +283,13 @@ def check(fn, x, rule: str = 'epsilon') -> None:
   without a rule."""
   if rule not in RULES:
     raise UserError(f'LRP rule must be one of {RULES}, got {rule!r}')
-  jaxpr = jax.make_jaxpr(fn)(x)
-  splits = [_Split.start(x)] if rule == 'epsilon_plus' else None
-  _, _, bad, _ = _eval(jaxpr, [x], [True], 1e-6, splits)
+  jaxpr, found = jax.make_jaxpr(fn)(x), []
+
+  def walk(x):     # traced abstractly: no operation is compiled or run
+    splits = [_Split.start(x)] if rule == 'epsilon_plus' else None
+    found.append(_eval(jaxpr, [x], [True], 1e-6, splits)[2])
+  jax.eval_shape(walk, x)
+  bad = found[0]
   if bad:
     raise LRPUnsupported(f'{rule} LRP has no rule for {", ".join(sorted(bad))} in this model; '
                          'it covers conv, transposed conv, dense, BN, activation and pooling '
