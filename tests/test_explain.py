@@ -77,6 +77,11 @@ def _zplus_reference_net(rng):
           ('conv', convt, jax.nn.sigmoid)]
 
 
+def _jit_lrp(f, x, relevance, eps, rule='epsilon'):
+  """`lrp.lrp` compiled as one program (run op by op, it compiles each op apart)."""
+  return jax.jit(lambda x, r: lrp.lrp(f, x, r, eps, rule))(x, relevance)
+
+
 def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights():
   """EpsilonPlus (z⁺ on convs, ε on dense layers) against the rules applied by hand to each
   layer's explicit weight matrix (its Jacobian, BatchNorm merged) and bias, in float64."""
@@ -88,7 +93,7 @@ def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights():
     f = lambda x: functools.reduce(lambda a, l: l[2](l[1](a)), layers, x)
     relevance = rng.uniform(size=(2, 8, 8, 1))
     eps = 1e-9
-    got = np.asarray(lrp.lrp(f, jnp.asarray(x), jnp.asarray(relevance), eps, 'epsilon_plus'))
+    got = np.asarray(_jit_lrp(f, jnp.asarray(x), jnp.asarray(relevance), eps, 'epsilon_plus'))
     for xi, ri, gi in zip(x, relevance, got):
       acts, a = [], xi[None]
       for kind, affine, act in layers:          # forward: each layer's input
@@ -141,11 +146,11 @@ def test_lrp_conserves_relevance_without_biases():
       lambda p, a: a + 0.5 if 'var' in jax.tree_util.keystr(p) else a, v)
   f = lambda x: net.apply(v, x)
   out = jnp.square(f(x) - 0.5)
-  r = lrp.lrp(f, x, out, eps=1e-9)
+  r = _jit_lrp(f, x, out, 1e-9)
   np.testing.assert_allclose(jnp.sum(r, axis=(1, 2, 3)), jnp.sum(out, axis=(1, 2, 3)),
                              rtol=2e-3)
   # ε absorbs relevance: a large ε loses some
-  r_big = lrp.lrp(f, x, out, eps=1.0)
+  r_big = _jit_lrp(f, x, out, 1.0)
   assert float(jnp.abs(r_big).sum()) < 0.9 * float(jnp.abs(r).sum())
 
 
@@ -186,13 +191,13 @@ def test_epsilon_plus_follows_the_plain_layers_whatever_the_conv_form():
     v = _Forms().init(jax.random.PRNGKey(1), x)
     v = jax.tree_util.tree_map_with_path(      # BatchNorm statistics and a negative scale
         lambda p, a: a - 0.8 if 'scale' in jax.tree_util.keystr(p) else a + 0.3, v)
-    maps = {impl: np.asarray(lrp.lrp(lambda x, m=_Forms(impl): m.apply(v, x), x, x, 1e-9,
-                                     'epsilon_plus')) for impl in ('xla', 's2d', 'gemm')}
+    maps = {impl: np.asarray(_jit_lrp(lambda x, m=_Forms(impl): m.apply(v, x), x, x, 1e-9,
+                                      'epsilon_plus')) for impl in ('xla', 's2d', 'gemm')}
     assert np.abs(maps['xla']).max() > 0
     for impl in ('s2d', 'gemm'):
       np.testing.assert_allclose(maps[impl], maps['xla'], rtol=1e-6,
                                  atol=1e-7 * np.abs(maps['xla']).max(), err_msg=impl)
-    eps = np.asarray(lrp.lrp(lambda x: _Forms('gemm').apply(v, x), x, x, 1e-9))
+    eps = np.asarray(_jit_lrp(lambda x: _Forms('gemm').apply(v, x), x, x, 1e-9))
     assert np.abs(eps - maps['xla']).max() > 0.05 * np.abs(maps['xla']).max()  # another rule
   finally:
     jax.config.update('jax_enable_x64', False)

@@ -145,9 +145,10 @@ def test_sa_penalty_enters_the_loss():
   model = MODELS.get('sa_cae')(channels=1, sa_penalty=0.01, **SMALL_BCAE1)
   x = np.random.default_rng(0).random((2, 40, 40, 1), np.float32)
   v = _variables(model, x)
-  out = model.apply(v, jnp.asarray(x))
+  out = jax.jit(model.apply)(v, jnp.asarray(x))
   assert out['attention']['input'].shape == (2, 40, 40)
-  loss, aux = METHODS.get('reconstruction')(None).loss_fn(out, {'image': jnp.asarray(x)})
+  loss, aux = jax.jit(METHODS.get('reconstruction')(None).loss_fn)(out,
+                                                                  {'image': jnp.asarray(x)})
   mse = np.mean((np.asarray(out['recon']) - x) ** 2)
   np.testing.assert_allclose(float(aux['mse']), mse, rtol=1e-5)
   assert float(loss) > mse and float(out['regularizer'][0]) > 0
@@ -197,8 +198,11 @@ def test_fused_ks_cae_equals_unfused_and_costs_a_plain_layer():
   v = _variables(model, x)
   fused_model = MODELS.get('ks_cae')(channels=1, block='fused', **SMALL_BCAE2)
   fv = fuse_ks_cae(v)
-  y, yf = (np.asarray(m.apply(w, jnp.asarray(x))['recon']) for m, w in
-           ((model, v), (fused_model, fv)))
+
+  def compile_recon(m, w):
+    return jax.jit(lambda w, x: m.apply(w, x)['recon']).lower(w, jnp.asarray(x)).compile()
+  acb, fused = compile_recon(model, v), compile_recon(fused_model, fv)
+  y, yf = np.asarray(acb(v, jnp.asarray(x))), np.asarray(fused(fv, jnp.asarray(x)))
   assert _rel(yf, y) < 1e-5
   # the fused model has the parameter layout and FLOPs of a plain BCAE2 of the same width
   plain = MODELS.get('bcae2')(channels=1, width=0.5, **SMALL_BCAE2)
@@ -209,10 +213,8 @@ def test_fused_ks_cae_equals_unfused_and_costs_a_plain_layer():
            and n[:-3] in v['params'] and 'square' in v['params'][n[:-3]])
   assert _count(fv['params']) + bn == _count(pv['params'])
 
-  def flops(m, w):
-    return jax.jit(lambda w, x: m.apply(w, x)['recon']).lower(w, jnp.asarray(x)).compile() \
-        .cost_analysis()['flops']
-  f_fused, f_plain, f_acb = flops(fused_model, fv), flops(plain, pvars), flops(model, v)
+  f_fused, f_plain, f_acb = (c.cost_analysis()['flops'] for c in
+                             (fused, compile_recon(plain, pvars), acb))
   assert f_fused <= f_plain * 1.001          # BN folded: not even the BN's elementwise work
   assert f_acb > 1.1 * f_fused              # what fusion saves: the 1×k and k×1 branches
 
