@@ -29,13 +29,13 @@ def _adacl(**settings):
 
 def test_adacl_batch_labels_and_losses():
   x = jnp.asarray(np.random.default_rng(0).random((64, 16, 16, 1), np.float32))
-  b = _adacl().augment({'image': x}, KEYS[0])
+  b = jax.jit(_adacl().augment)({'image': x}, KEYS[0])     # one program, not op by op
   assert b['image'].shape == (128, 16, 16, 1)
   np.testing.assert_array_equal(b['image'][:64], x)
   t = np.asarray(b['target'])
   assert np.all((t[:64] >= 0) & (t[:64] <= 0.3)) and np.all((t[64:] >= 0.7) & (t[64:] <= 1))
   assert t[:64].std() > 0.05                                   # continuous, not constant
-  d = np.asarray(_adacl(labels='discrete', normal_interval=(0.0, 0.1)).augment(
+  d = np.asarray(jax.jit(_adacl(labels='discrete', normal_interval=(0.0, 0.1)).augment)(
       {'image': x}, KEYS[0])['target'])
   np.testing.assert_array_equal(d, np.r_[np.zeros(64), np.ones(64)])
   raw = jnp.array([-0.5, 0.2, 0.9, 1.7])

@@ -173,17 +173,17 @@ def test_meta_gradient_equals_the_pytorch_twin():
   from vadjax.bench.twins.frame_predictor import meta_loss as torch_meta_loss
   from vadjax.models.frame_predictor import UNetPredictor
   model = UNetPredictor(channels=1, features=(4, 8), groups=2)
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 16, 16, 1)))
+  v = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 3, 16, 16, 1)))
   twin = port(TWINS['unet_predictor'](channels=1, frames_in=3, features=(4, 8), groups=2), v)
   rng = np.random.default_rng(6)
   x = rng.uniform(size=(2, 3, 16, 16, 1)).astype(np.float32)
   np.testing.assert_allclose(twin(torch.from_numpy(x)).detach().numpy(),
-                             model.apply(v, x), rtol=1e-4, atol=1e-5)
+                             jax.jit(model.apply)(v, x), rtol=1e-4, atol=1e-5)
   tasks = {s: {'x': rng.uniform(size=(2, 3, 3, 16, 16, 1)).astype(np.float32),
                'y': rng.uniform(size=(2, 3, 16, 16, 1)).astype(np.float32)}
            for s in ('train', 'val')}
-  loss, grads = jax.value_and_grad(lambda m: maml.meta_loss(
-      model.apply, m, tasks, 0.5, 1, False, 'loop'))({'params': v})
+  loss, grads = jax.jit(jax.value_and_grad(lambda m: maml.meta_loss(
+      model.apply, m, tasks, 0.5, 1, False, 'loop')))({'params': v})
   params = {k: p.detach().requires_grad_() for k, p in twin.named_parameters()}
   as_torch = [[(torch.from_numpy(tasks[s]['x'][i]), torch.from_numpy(tasks[s]['y'][i]))
                for s in ('train', 'val')] for i in range(2)]
@@ -203,8 +203,9 @@ def test_second_order_conv_form_gives_the_same_meta_gradient():
   plain = UNetPredictor(channels=1, features=(2, 4), groups=2)
   gemm = plain.clone(conv_impl='gemm')
   x0 = jnp.zeros((1, 3, 8, 8, 1))
-  v = plain.init(jax.random.PRNGKey(0), x0)
-  assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, gemm.init(jax.random.PRNGKey(0), x0))
+  v = jax.jit(plain.init)(jax.random.PRNGKey(0), x0)
+  assert jax.tree.map(jnp.shape, v) == jax.tree.map(
+      jnp.shape, jax.eval_shape(gemm.init, jax.random.PRNGKey(0), x0))
   rng = np.random.default_rng(7)
   tasks = {s: {'x': rng.uniform(size=(1, 3, 3, 8, 8, 1)).astype(np.float32),
                'y': rng.uniform(size=(1, 3, 8, 8, 1)).astype(np.float32)}
