@@ -38,20 +38,22 @@ STRIDE3 = [(31, 5, 0, 0, 3), (9, 5, 1, 2, 3), (10, 3, 1, 1, 3)]
 @pytest.mark.parametrize('size,k,p,op,stride', [c + (2,) for c in CASES] + STRIDE3)
 def test_every_form_matches_pytorch_and_each_other(kind, size, k, p, op, stride):
   x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size + 1, 3)), jnp.float32)
-  v = _layer(kind, 'xla', k, p, op, stride).init(jax.random.PRNGKey(0), x)
+  v = jax.jit(_layer(kind, 'xla', k, p, op, stride).init)(jax.random.PRNGKey(0), x)
   v = jax.tree.map(lambda a: a + 0.1, v)        # non-zero bias
   ref = _torch(kind, x, v, p, op, stride)
-  impls = ('xla', 's2d', 'tapwise', 'subpixel', 'gemm')
-  for impl in impls:
-    y = _layer(kind, impl, k, p, op, stride).apply(v, x)
-    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
-
-  def loss(impl):
-    return lambda v, x: jnp.sum(jnp.sin(_layer(kind, impl, k, p, op, stride).apply(v, x)))
-  g_plain = jax.grad(loss('xla'), argnums=(0, 1))(v, x)
-  for impl in impls[1:]:
+  outputs = {impl: _output_and_grads(_layer(kind, impl, k, p, op, stride), v, x)
+             for impl in ('xla', 's2d', 'tapwise', 'subpixel', 'gemm')}
+  for impl, (y, grads) in outputs.items():
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=impl)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
-                 g_plain, jax.grad(loss(impl), argnums=(0, 1))(v, x))
+                 outputs['xla'][1], grads)
+
+
+def _output_and_grads(layer, v, x):
+  """The layer's output and the gradients of sum(sin(output)) w.r.t. (variables, input),
+  as one compiled program (op by op, each test would compile a hundred small ones)."""
+  loss = lambda v, x: jnp.sum(jnp.sin(layer.apply(v, x)))
+  return jax.jit(lambda v, x: (layer.apply(v, x), jax.grad(loss, argnums=(0, 1))(v, x)))(v, x)
 
 
 @pytest.mark.parametrize('size,k,p', STRIDE1)
@@ -60,17 +62,13 @@ def test_stride1_transposed_tapwise_gradient(size, k, p):
 
   def layer(impl):
     return ConvTranspose(5, k, 1, p, impl=impl)
-  v = jax.tree.map(lambda a: a + 0.1, layer('xla').init(jax.random.PRNGKey(0), x))
+  v = jax.tree.map(lambda a: a + 0.1, jax.jit(layer('xla').init)(jax.random.PRNGKey(0), x))
   ref = _torch('transpose', x, v, p, 0, stride=1)
-  for impl in ('xla', 's2d', 'gemm'):
-    np.testing.assert_allclose(layer(impl).apply(v, x), ref, rtol=1e-5, atol=1e-5)
-
-  def loss(impl):
-    return lambda v, x: jnp.sum(jnp.sin(layer(impl).apply(v, x)))
-  for impl in ('s2d', 'gemm'):
+  outputs = {impl: _output_and_grads(layer(impl), v, x) for impl in ('xla', 's2d', 'gemm')}
+  for impl, (y, grads) in outputs.items():
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=impl)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
-                 jax.grad(loss('xla'), argnums=(0, 1))(v, x),
-                 jax.grad(loss(impl), argnums=(0, 1))(v, x))
+                 outputs['xla'][1], grads)
 
 
 @pytest.mark.parametrize('impl', ['auto', 's2d', 'xla', 'gemm'])
