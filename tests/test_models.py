@@ -12,7 +12,7 @@ from vadjax.registry import UserError
 def _init(name, shape, **kw):
   m = MODELS.get(name)(channels=shape[-1], **kw)
   x = jnp.asarray(np.random.default_rng(0).random(shape, np.float32))
-  v = m.init(jax.random.PRNGKey(0), x)
+  v = jax.jit(m.init)(jax.random.PRNGKey(0), x)     # one program, not op by op
   return m, v, x
 
 
@@ -22,7 +22,7 @@ def _conv(k, cin, cout):
 
 def test_bcae1_paper_size():
   m, v, x = _init('bcae1', (2, 128, 128, 1))
-  out = m.apply(v, x)
+  out = jax.jit(m.apply)(v, x)
   assert out['recon'].shape == x.shape and out['latent'].shape == (2, 1536)   # seed 001 §4.4.2
   assert float(out['recon'].min()) >= 0 and float(out['recon'].max()) <= 1
   bn = lambda c: 2 * c  # noqa: E731
@@ -36,12 +36,12 @@ def test_bcae1_paper_size():
 @pytest.mark.parametrize('size', [31, 32, 64, 100, 127])
 def test_bcae1_other_sizes(size):
   m, v, x = _init('bcae1', (1, size, size + 3, 1))
-  assert m.apply(v, x)['recon'].shape == x.shape
+  assert jax.eval_shape(m.apply, v, x)['recon'].shape == x.shape
 
 
 def test_deep_ae_seed000_shapes():
   m, v, x = _init('deep_ae', (2, 32, 32, 1))
-  out = m.apply(v, x)
+  out = jax.jit(m.apply)(v, x)
   assert out['recon'].shape == x.shape and out['latent'].shape == (2, 128)
   assert v['params']['fc0']['kernel'].shape == (4 * 4 * 128, 512)   # seed 000 §3.3.1
   assert v['params']['fc3']['kernel'].shape == (512, 2048)
@@ -51,9 +51,9 @@ def test_deep_ae_seed000_shapes():
 def test_bf16_compute_keeps_float32_params():
   m, v, x = _init('bcae1', (2, 32, 32, 1), dtype=jnp.bfloat16)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v['params']))
-  out = m.apply(v, x)
+  out = jax.jit(m.apply)(v, x)
   assert out['recon'].dtype == jnp.float32
-  ref = MODELS.get('bcae1')(channels=1).apply(v, x)['recon']
+  ref = jax.jit(MODELS.get('bcae1')(channels=1).apply)(v, x)['recon']
   np.testing.assert_allclose(out['recon'], ref, atol=0.05)
 
 
