@@ -3,6 +3,7 @@
 loop, whole models), JAX's own autodiff of the scan, scipy (Savitzky–Golay), a moving
 average (its polyorder-1 interior), the seed's Tab. 4.12."""
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -126,8 +127,9 @@ def test_models_match_their_torch_twins(name, layers, dut):
   kwargs = dict(SMALL, recurrent_layers=layers, recurrent_decoder=dut)
   model = MODELS.get(name)(channels=2, **kwargs)
   x = np.random.default_rng(4).random((2, 6, 32, 32, 2), np.float32)
-  v = _randomize(model.init(jax.random.key(0), jnp.asarray(x)), scale=0.4)
-  ours, _ = model.apply(v, jnp.asarray(x), train=True, mutable=['batch_stats'])
+  v = _randomize(jax.jit(model.init)(jax.random.key(0), jnp.asarray(x)), scale=0.4)
+  ours, _ = jax.jit(functools.partial(model.apply, train=True, mutable=['batch_stats']))(
+      v, jnp.asarray(x))
   twin = port(TWINS[name](channels=2, input_size=(32, 32), **kwargs), v).train()
   ref = twin(torch.from_numpy(x).movedim(-1, 1))
   n_ours = sum(a.size for a in jax.tree.leaves(v['params']))
