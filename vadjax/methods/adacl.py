@@ -110,8 +110,9 @@ class ADACL(Method):
     score."""
     x = jnp.asarray(images)
     rows, names = [np.asarray(images)], ['test image']
+    create = jax.jit(augment.create_anomalies, static_argnums=2)   # one program per name
     for i, name in enumerate(self.s['augmentations']):
-      created, _ = augment.create_anomalies(jax.random.PRNGKey(i), x, (name,))
+      created, _ = create(jax.random.PRNGKey(i), x, (name,))
       rows.append(np.asarray(created))
       names.append(name)
     grid = np.concatenate(rows)
