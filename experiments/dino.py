@@ -168,7 +168,7 @@ def figures(workdir, model, teacher, frames, history, probes) -> dict:
   paths = {'curves': plots.dino_curves(os.path.join(workdir, 'curves.png'), history, probes)}
   pick = frames[np.linspace(0, len(frames) - 1, 4).astype(int)]
   x = (pick - dino.IMAGENET_MEAN) / dino.IMAGENET_STD
-  attn = model.backbone.apply({'params': teacher['backbone']}, x)['attention']
+  attn = jax.jit(model.backbone.apply)({'params': teacher['backbone']}, x)['attention']
   patch = model.backbone.patch
   grid = (x.shape[1] // patch, x.shape[2] // patch)
   cls = np.asarray(attn[:, :, 0, 1:]).reshape(len(pick), -1, *grid)

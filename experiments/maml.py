@@ -77,7 +77,7 @@ def jitted(c, model) -> dict:
 def meta_train(c, fns, params, train_scenes, rng):
   """MAML's meta-parameters after `meta_steps` outer updates, and the loss curve."""
   meta = maml.init_meta(params, c.maml.inner_lr, c.maml.learn_inner_lr)
-  state, step, losses = fns['tx'].init(meta), fns['meta_step'], []
+  state, step, losses = jax.jit(fns['tx'].init)(meta), fns['meta_step'], []
   for i in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
     tasks = scenes.stack([scenes.task(rng, train_scenes[j].train, c.frames_in, c.maml.k)
@@ -92,7 +92,7 @@ def meta_train(c, fns, params, train_scenes, rng):
 def pretrain(c, fns, params, train_scenes, rng):
   """The joint baseline: as many Adam steps and pairs per step as meta-training, on the
   pairs of all training scenes pooled."""
-  state, step, losses = fns['tx'].init(params), fns['train_step'], []
+  state, step, losses = jax.jit(fns['tx'].init)(params), fns['train_step'], []
   for _ in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
     batch = [scenes.task(rng, train_scenes[j].train, c.frames_in, c.maml.k) for j in chosen]
@@ -134,7 +134,7 @@ def evaluate(c, fns, init, meta, joint, held_out, seed) -> list[dict]:
                            c.frames_in)
       fitted = {}
       for name, start_params in (('finetuned', joint), ('scratch', init)):
-        params, state = start_params, tx.init(start_params)
+        params, state = start_params, jax.jit(tx.init)(start_params)
         for _ in range(c.fit_steps):
           params, state, _ = train_step(params, state, shots)
         fitted[name] = params
@@ -183,7 +183,7 @@ def run(c, workdir: str) -> dict:
   rows, curves, timings = [], {}, {}
   fns = jitted(c, model)
   for seed in c.seeds:
-    init = model.init(jax.random.PRNGKey(seed), x0)
+    init = jax.jit(model.init)(jax.random.PRNGKey(seed), x0)
     rng = np.random.default_rng(seed)
     t = time.perf_counter()
     meta, curves[f'maml/seed{seed}'] = meta_train(c, fns, init, train_scenes, rng)
@@ -220,8 +220,8 @@ def _steps(c):
   train_scenes = _load(c, range(1, c.maml.meta_batch + 1), 0)
   model = UNetPredictor(channels=1, features=tuple(c.model.features), groups=c.model.groups,
                         conv_impl=maml.conv_impl(c.maml.order))
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, c.frames_in, c.image_size,
-                                                   c.image_size, 1)))
+  v = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, c.frames_in, c.image_size,
+                                                            c.image_size, 1)))
   rng = np.random.default_rng(0)
   tasks = scenes.stack([scenes.task(rng, s.train, c.frames_in, c.maml.k) for s in train_scenes])
   tx = optax.adam(c.maml.outer_lr)
@@ -229,7 +229,7 @@ def _steps(c):
   step = maml.make_meta_step(model.apply, tx, c.maml.inner_lr, c.maml.inner_steps, first,
                              c.maml.task_map)
   meta = maml.init_meta(v, c.maml.inner_lr, False)
-  state = [meta, tx.init(meta)]
+  state = [meta, jax.jit(tx.init)(meta)]
 
   def jax_step():
     state[0], state[1], loss = step(state[0], state[1], tasks)
