@@ -64,7 +64,7 @@ def jitted(c, model) -> dict:
   tx = optax.adam(c.maml.outer_lr)
   apply = model.apply
   meta_apply = model.clone(conv_impl=maml.conv_impl(c.maml.order)).apply
-  return {'tx': tx,
+  return {'tx_init': jax.jit(tx.init),      # the first Adam state, one program
           'meta_step': maml.make_meta_step(meta_apply, tx, c.maml.inner_lr,
                                            c.maml.inner_steps, c.maml.order == 'first',
                                            c.maml.task_map),
@@ -77,7 +77,7 @@ def jitted(c, model) -> dict:
 def meta_train(c, fns, params, train_scenes, rng):
   """MAML's meta-parameters after `meta_steps` outer updates, and the loss curve."""
   meta = maml.init_meta(params, c.maml.inner_lr, c.maml.learn_inner_lr)
-  state, step, losses = jax.jit(fns['tx'].init)(meta), fns['meta_step'], []
+  state, step, losses = fns['tx_init'](meta), fns['meta_step'], []
   for i in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
     tasks = scenes.stack([scenes.task(rng, train_scenes[j].train, c.frames_in, c.maml.k)
@@ -92,7 +92,7 @@ def meta_train(c, fns, params, train_scenes, rng):
 def pretrain(c, fns, params, train_scenes, rng):
   """The joint baseline: as many Adam steps and pairs per step as meta-training, on the
   pairs of all training scenes pooled."""
-  state, step, losses = jax.jit(fns['tx'].init)(params), fns['train_step'], []
+  state, step, losses = fns['tx_init'](params), fns['train_step'], []
   for _ in range(c.maml.meta_steps):
     chosen = rng.choice(len(train_scenes), c.maml.meta_batch, replace=False)
     batch = [scenes.task(rng, train_scenes[j].train, c.frames_in, c.maml.k) for j in chosen]
@@ -124,7 +124,8 @@ def scene_scores(c, errors_fn, params, scene) -> dict:
 
 def evaluate(c, fns, init, meta, joint, held_out, seed) -> list[dict]:
   rate = meta.get('alpha', c.maml.inner_lr)
-  tx, train_step, adapt, errors_fn = fns['tx'], fns['train_step'], fns['adapt'], fns['errors']
+  tx_init, train_step, adapt, errors_fn = (fns['tx_init'], fns['train_step'], fns['adapt'],
+                                            fns['errors'])
   rows = []
   for scene in held_out:
     for k in c.shots:
@@ -134,7 +135,7 @@ def evaluate(c, fns, init, meta, joint, held_out, seed) -> list[dict]:
                            c.frames_in)
       fitted = {}
       for name, start_params in (('finetuned', joint), ('scratch', init)):
-        params, state = start_params, jax.jit(tx.init)(start_params)
+        params, state = start_params, tx_init(start_params)
         for _ in range(c.fit_steps):
           params, state, _ = train_step(params, state, shots)
         fitted[name] = params

@@ -13,7 +13,7 @@
 #             (TF32 matmuls and convolutions on both sides);
 #   paper_bf16   the same in bfloat16 (torch under autocast);
 #   compiled  the table's main rows against torch.compile, float32.
-# Sized from the first run: 2026-12-04, 40 s to start and carry, JAX's first calls 3–18 s
+# Sized from the first run: 2026-12-04, 40 s to start and carry, JAX's first calls 2–18 s
 # a model, torch.compile 10–15 s.
 # Here, on CPU (this Python has its packages; the cp312 wheels are not for it):
 #   PY=.venv/bin/python WHEELS= SCALE=0.3 bash tests/device/gpu_bench.sh
