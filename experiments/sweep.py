@@ -37,10 +37,11 @@ from typing import Callable
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import svdd_sweep
+from experiments import cli, svdd_sweep
 from experiments.configs import adacl, alps, conv_rnn, dino, feature_prediction, memae, zoo
 from vadjax.eval import plots
 from vadjax.eval.metrics import mean_ci
+from vadjax.registry import UserError
 from vadjax.train import train_and_evaluate
 
 
@@ -260,17 +261,33 @@ def _report(row: Row, run_dir: str, seeds, words: str, plots_on: bool, collect_o
   return train_and_evaluate(cfg, run_dir)
 
 
+def _selected(study: Study, only, data) -> list:
+  return [row for row in study.rows
+          if not (only and row.label not in only
+                  and not any(fnmatch.fnmatchcase(row.label, p) for p in only))
+          and not (data and row.data not in data)]
+
+
+def _check_words(rows, words: str) -> None:
+  """A bad --override or --preset fails before the first row, not hours into a sweep."""
+  for row in rows:
+    try:
+      row.make(words)
+    except ValueError as e:
+      raise UserError(f'--override/--preset for row {row.label!r}: {e}') from None
+
+
 def run(name: str, workdir: str, seeds, override: str = '', only=None,
         collect_only: bool = False, preset: str | None = None, data=None) -> dict:
   study = STUDIES[name]
   words = ','.join(filter(None, [study.preset if preset is None else preset, override]))
+  selected = _selected(study, only, data)
+  if not selected:
+    raise UserError(f'no row of study {name!r} matches --only={only} --data={data}')
+  _check_words(selected, words)
   fill = study.prepare(workdir, words) if study.prepare and not collect_only else None
   rows = []
-  for row in study.rows:
-    if (only and row.label not in only and not any(fnmatch.fnmatchcase(row.label, p)
-                                                   for p in only)) or (
-        data and row.data not in data):
-      continue
+  for row in selected:
     if fill is not None and '{' in row.variant:
       row = dataclasses.replace(row, variant=row.variant.format(**fill))
     report = _report(row, os.path.join(workdir, _key(row.label, row.data)), seeds, words,
@@ -311,14 +328,14 @@ _BASE = flags.DEFINE_string('base_workdir', None, '(svdd) the trained AE runs to
 
 
 def main(argv):
-  del argv
+  cli.start(argv)
   workdir = _WORKDIR.value or os.path.join('runs', _STUDY.value)
   if _STUDY.value == 'svdd':
-    result = svdd_sweep.run(workdir, _SEEDS.value, _OVERRIDE.value, _LRS.value, _EPOCHS.value,
-                            _BASE.value)
+    result = cli.run_or_fail(svdd_sweep.run, workdir, _SEEDS.value, _OVERRIDE.value,
+                             _LRS.value, _EPOCHS.value, _BASE.value)
   else:
-    result = run(_STUDY.value, workdir, _SEEDS.value, _OVERRIDE.value, _ONLY.value,
-                 _COLLECT.value, _PRESET.value, _DATA.value)
+    result = cli.run_or_fail(run, _STUDY.value, workdir, _SEEDS.value, _OVERRIDE.value,
+                             _ONLY.value, _COLLECT.value, _PRESET.value, _DATA.value)
   print(result['table'])
 
 

@@ -79,3 +79,16 @@ def test_every_sweep_row_makes_a_valid_config():
       Experiment(c)
       if row.data in ('digits', 'textures', 'walkway'):
         assert c.dataset == row.data, (name, row.label, c.dataset)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'override': 'num_epoch=2'}, "unknown config key 'num_epoch'"),
+    ({'override': 'num_epochs=two'}, 'config key num_epochs'),
+    ({'only': ['NoSuchRow']}, 'no row of study'),
+])
+def test_a_bad_sweep_fails_before_its_first_row(kwargs, message, tmp_path):
+  from experiments import sweep
+  from vadjax.registry import UserError
+  with pytest.raises(UserError, match=message):
+    sweep.run('seed004', str(tmp_path / 'w'), ['0'], **kwargs)   # its DINO would run first
+  assert not (tmp_path / 'w').exists()
