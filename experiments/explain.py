@@ -89,7 +89,7 @@ def _explain() -> str:
     json.dump({'summary': summary, 'per_category': per_category, 'runs': records}, f, indent=1)
   table = study.table(summary, records)
   if study.paired(records):
-    table += '\n\nThe seed\'s claim, paired per run:\n\n' + study.paired(records)
+    table += '\n\nPaired per run:\n\n' + study.paired(records)
   if len(categories) > 1:
     table += ''.join(f'\n\n### {c}\n\n' + study.table(per_category[c], by_category[c])
                      for c in categories)

@@ -517,6 +517,20 @@ def test_tables_without_masks_have_no_localisation_columns():
   assert study.paired(records) == ''
 
 
+def test_paired_rows_are_per_run_differences():
+  rng = np.random.default_rng(0)
+  records = [{'run': f'textures/brick/seed{k}', 'metrics': {
+      n: {'pixel_auroc': float(rng.uniform()), 'aupro': float(rng.uniform())}
+      for n in study.EXPLAINERS}} for k in range(4)]
+  rows = {line.split(' | ')[0].strip('| '): line.split(' | ')[1:]
+          for line in study.paired(records).splitlines()[2:]}
+  assert set(rows) == {f'{a} − {b}' for a, b in study.CLAIM_PAIRS} and 'lrp_plus − lrp' in rows
+  d = [r['metrics']['lrp_plus']['pixel_auroc'] - r['metrics']['lrp']['pixel_auroc']
+       for r in records]
+  assert rows['lrp_plus − lrp'][0].startswith(f'{np.mean(d):+.3f} ± ')
+  assert rows['lrp_plus − lrp'][1] == f'{sum(x > 0 for x in d)}/4'
+
+
 def test_speed_mode_times_ours_and_the_packages(textures_run):
   pytest.importorskip('lime')
   pytest.importorskip('shap')

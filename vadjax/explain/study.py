@@ -287,13 +287,14 @@ def table(summary: dict, records: list[dict]) -> str:
   return '\n'.join(lines)
 
 
-# The seed's claim, as pairs: SHAP and counterfactuals against residual maps and LIME.
+# The seed's claim, as pairs: SHAP and counterfactuals against residual maps and LIME; and
+# whether z⁺ on convolutions (EpsilonPlus) mends ε-LRP's localisation.
 CLAIM_PAIRS = (('shap', 'residual'), ('shap', 'lime'), ('counterfactual_rect', 'residual'),
-               ('counterfactual_rect', 'lime'))
+               ('counterfactual_rect', 'lime'), ('lrp_plus', 'lrp'))
 
 
 def paired(records: list[dict]) -> str:
-  """Per-run differences of the seed's claimed pairs (a − b): mean ± 95% CI and in how many
+  """Per-run differences of the claimed pairs (a − b): mean ± 95% CI and in how many
   runs a beats b, for pixel AUROC and AUPRO."""
   from vadjax.eval.metrics import mean_ci
   lines = ['| a − b | pixel AUROC | runs a > b | AUPRO | runs a > b |', '|---|---|---|---|---|']
