@@ -154,8 +154,8 @@ def test_exported_names_round_trip_into_the_pytorch_reference(tmp_path):
   x = np.random.RandomState(1).rand(1, 64, 64, 3).astype(np.float32)
   with torch.no_grad():
     ref = twin(torch.from_numpy(x))['cls'].numpy()
-  np.testing.assert_allclose(np.asarray(module.apply(variables, x)['cls']), ref, rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(jax.jit(module.apply)(variables, x)['cls']), ref,
+                             rtol=1e-4, atol=1e-5)
 
 
 # ---- feature prediction ----
@@ -166,8 +166,9 @@ def test_predictors_are_causal_and_predict_every_next_vector():
   later = x.at[:, 4:].set(9.0)               # change only the last two vectors
   for kind in ('lstm', 'transformer'):
     model = FeaturePredictor(channels=5, predictor=kind, hidden=8, layers=2, heads=2)
-    v = model.init(jax.random.key(0), x)
-    out, out_later = model.apply(v, x), model.apply(v, later)
+    v = jax.jit(model.init)(jax.random.key(0), x)
+    apply = jax.jit(model.apply)
+    out, out_later = apply(v, x), apply(v, later)
     assert out['prediction'].shape == (2, 5, 5)
     np.testing.assert_array_equal(out['target'], x[:, 1:, 0, 0])
     # predictions of vectors 1..4 read vectors 0..3 only
@@ -282,7 +283,9 @@ def test_dino_optimizer_is_the_releases_torch_adamw_with_its_clipping_and_freeze
   grads = [jax.tree.map(lambda a: (rng.randn(*a.shape) * rng.choice([0.1, 3.0])).astype(
       np.float32), params) for _ in range(steps)]
   tx = dino.optimizer(s, batch, steps)
-  state, ours = tx.init(params), params
+  state, ours = jax.jit(tx.init)(params), params
+  update = jax.jit(lambda g, state, ours: (lambda u, st: (optax.apply_updates(ours, u), st))(
+      *tx.update(g, state, ours)))
   lr = jax.vmap(dino.learning_rate(s, batch, steps))(np.arange(steps))
   wd = jax.vmap(dino.cosine(*s.weight_decay, steps))(np.arange(steps))
   names = ('last_layer', 'kernel', 'bias')
@@ -291,8 +294,7 @@ def test_dino_optimizer_is_the_releases_torch_adamw_with_its_clipping_and_freeze
       params['head']['mlp0']['bias'])]
   opt = torch.optim.AdamW([{'params': theirs[:2]}, {'params': theirs[2:], 'weight_decay': 0}])
   for i, g in enumerate(grads):
-    updates, state = tx.update(g, state, ours)
-    ours = optax.apply_updates(ours, updates)
+    ours, state = update(g, state, ours)
     for group in opt.param_groups:
       group['lr'] = float(lr[i])
     opt.param_groups[0]['weight_decay'] = float(wd[i])
@@ -373,7 +375,7 @@ def test_dino_run_resumes_exactly_and_exports_its_teacher(tmp_path, capsys):
   for k in first.files:
     np.testing.assert_allclose(second[k], first[k], rtol=1e-6, atol=1e-7, err_msg=k)
   x = np.random.RandomState(0).rand(2, 32, 32, 3).astype(np.float32)
-  assert np.asarray(module.apply(variables, x)['cls']).std() > 0
+  assert np.asarray(jax.jit(module.apply)(variables, x)['cls']).std() > 0
   with pytest.raises(UserError, match='another experiment'):
     dino_cli.run(dino_config.get_config('quick,seed=1'), str(tmp_path / 'b'))
 
@@ -382,11 +384,12 @@ def test_lstm_predictor_matches_its_pytorch_twin():
   from vadjax.models.feature_predictor import FeaturePredictor
   x = np.random.RandomState(0).randn(3, 7, 1, 1, 6).astype(np.float32)
   model = FeaturePredictor(channels=6, hidden=5, layers=2)
-  v = model.init(jax.random.key(0), x)
+  v = jax.jit(model.init)(jax.random.key(0), x)
   twin = twins.LSTMPredictor(6, hidden=5, layers=2).load_flax(v['params'])
   with torch.no_grad():
     ref = twin(torch.from_numpy(x))['prediction'].numpy()
-  np.testing.assert_allclose(model.apply(v, x)['prediction'], ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(model.apply)(v, x)['prediction'], ref, rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_tsne_views_aggregate_videos_by_max():

@@ -24,8 +24,8 @@ def _conv(k, cin, cout, dims=2):
 def test_memae_2d_shapes_and_parameter_count():
   m = MODELS.get('memae_2d')(channels=1)
   x = jnp.asarray(np.random.default_rng(0).random((2, 32, 32, 1), np.float32))
-  v = m.init(jax.random.PRNGKey(0), x)
-  out = m.apply(v, x)
+  v = jax.jit(m.init)(jax.random.PRNGKey(0), x)            # one program, not op by op
+  out = jax.jit(m.apply)(v, x)
   assert out['recon'].shape == x.shape and out['latent'].shape == (2, 4 * 4 * 64)
   assert out['memory_weights'].shape == (2, 4, 4, 100)
   sums = np.asarray(out['memory_weights']).sum(-1)
