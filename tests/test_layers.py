@@ -121,9 +121,9 @@ def test_3d_layers_match_torch(size, k, s, p, op, backend, monkeypatch):
                           (3, 4, 0, 1, 2))):
     w = rng.normal(size=(*k, 3, 5)).astype(np.float32)
     args = (s, p) if fn is conv3d else (s, p, op)
-    y, vjp = jax.vjp(lambda a, b: fn(a, b, *args), jnp.asarray(x), jnp.asarray(w))
+    y = jax.jit(lambda a, b: fn(a, b, *args))(x, w)      # compiled, not op by op
     g = rng.normal(size=y.shape).astype(np.float32)
-    gx, gw = vjp(jnp.asarray(g))
+    gx, gw = jax.jit(lambda a, b, g: jax.vjp(lambda a, b: fn(a, b, *args), a, b)[1](g))(x, w, g)
     xt = torch.tensor(x).permute(0, 4, 1, 2, 3).requires_grad_(True)
     wt = torch.tensor(w.transpose(wperm)).requires_grad_(True)
     kw = dict(stride=s, padding=p) if fn is conv3d else dict(stride=s, padding=p,

@@ -98,7 +98,8 @@ def test_vmapped_and_unrolled_tasks_agree():
   meta = {'params': {'w1': rng.normal(size=(3, 4)).astype(np.float32),
                      'w2': rng.normal(size=(4, 2)).astype(np.float32)}}
   tasks = _tasks(rng, dtype=np.float32)
-  grads = [jax.grad(lambda m: maml.meta_loss(_mlp, m, tasks, 0.3, 2, False, how))(meta)
+  grads = [jax.jit(jax.grad(lambda m, how=how: maml.meta_loss(_mlp, m, tasks, 0.3, 2, False,
+                                                                how)))(meta)
            for how in ('vmap', 'loop')]
   for k in meta['params']:
     np.testing.assert_allclose(grads[0]['params'][k], grads[1]['params'][k], rtol=1e-5)

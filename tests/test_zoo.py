@@ -158,8 +158,8 @@ def test_ssa_map_is_scaled_per_sample():
   block = InputAttention('ssa', hidden=8)
   x = np.random.default_rng(0).random((3, 40, 40, 1), np.float32)
   v = _random_init(block, x, train=False)
-  full = block.apply(v, jnp.asarray(x), train=False)[1]
-  alone = block.apply(v, jnp.asarray(x[1:2]), train=False)[1]
+  apply = jax.jit(lambda x: block.apply(v, x, train=False)[1])
+  full, alone = apply(x), apply(x[1:2])
   np.testing.assert_allclose(np.asarray(full[1]), np.asarray(alone[0]), atol=1e-5)
   np.testing.assert_allclose(np.asarray(full).min(axis=(1, 2)), 0.3, atol=1e-6)
   np.testing.assert_allclose(np.asarray(full).max(axis=(1, 2)), 1.0, atol=1e-6)
