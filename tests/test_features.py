@@ -284,8 +284,11 @@ def test_dino_optimizer_is_the_releases_torch_adamw_with_its_clipping_and_freeze
       np.float32), params) for _ in range(steps)]
   tx = dino.optimizer(s, batch, steps)
   state, ours = jax.jit(tx.init)(params), params
-  update = jax.jit(lambda g, state, ours: (lambda u, st: (optax.apply_updates(ours, u), st))(
-      *tx.update(g, state, ours)))
+
+  @jax.jit
+  def update(g, state, ours):
+    updates, state = tx.update(g, state, ours)
+    return optax.apply_updates(ours, updates), state
   lr = jax.vmap(dino.learning_rate(s, batch, steps))(np.arange(steps))
   wd = jax.vmap(dino.cosine(*s.weight_decay, steps))(np.arange(steps))
   names = ('last_layer', 'kernel', 'bias')
