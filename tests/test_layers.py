@@ -1,6 +1,8 @@
 """Conv layers: PyTorch semantics (forward) and the fast s2d forms equal to the plain forms
 (forward and gradients), on odd and even sizes, kernels 3-5, paddings and output paddings."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,7 +73,7 @@ def test_stride1_transposed_tapwise_gradient(size, k, p):
                  outputs['xla'][1], grads)
 
 
-@pytest.mark.parametrize('impl', ['auto', 's2d', 'xla', 'gemm'])
+@pytest.mark.parametrize('impl', ['auto', 's2d', 'xla', 'gemm', 'adjoint'])
 def test_other_strides_use_the_plain_form(impl):
   # mixed strides have no fast form but gemm: every impl must still compute PyTorch's result
   x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 7, 8, 3)), jnp.float32)
@@ -84,6 +86,38 @@ def test_other_strides_use_the_plain_form(impl):
         torch.tensor(np.asarray(v['params']['bias'])), stride, 1)
     np.testing.assert_allclose(layer.apply(v, x), ref.permute(0, 2, 3, 1).numpy(),
                                rtol=1e-5, atol=1e-5)
+
+
+ADJOINT_CASES = [((9, 10), (3, 3), (2, 2), (1, 1), (1, 1)), ((7, 8), (5, 3), (3, 1), (1, 0), (2, 0)),
+                 ((4, 6, 5), (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)),     # MemAE-3D's
+                 ((5, 6, 6), (3, 3, 3), (1, 2, 2), (1, 1, 1), (0, 1, 1))]
+
+
+@pytest.mark.parametrize('size,k,s,p,op', ADJOINT_CASES)
+def test_adjoint_transposed_conv_gradients_equal_the_plain_forms(size, k, s, p, op):
+  """The GPU's transposed conv (`conv_transpose_adjoint`): output, input and kernel
+  gradients, and a second-order gradient, equal autodiff of the plain form; its kernel
+  gradient has no lhs-dilated conv (the one XLA:GPU does not map to cuDNN): the plain
+  form's gradient program has two, the adjoint's one (the forward)."""
+  from vadjax.nn.layers import DN_3D, _plain_transpose, conv_transpose_adjoint
+  dn = DN_3D if len(size) == 3 else ('NHWC', 'HWIO', 'NHWC')
+  rng = np.random.default_rng(len(size) + s[0])
+  x = jnp.asarray(rng.normal(size=(2, *size, 4)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(*k, 4, 3)), jnp.float32)
+
+  def outputs(fn):
+    loss = lambda x, w: jnp.sum(jnp.sin(fn(x, w, s, p, op, dn)))
+    second = lambda x, w: jnp.sum(jnp.square(jax.grad(loss, 1)(x, w)))   # reverse over reverse
+    program = jax.jit(lambda x, w: (fn(x, w, s, p, op, dn), jax.grad(loss, (0, 1))(x, w),
+                                    jax.grad(second)(x, w)))
+    hlo = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).as_text()
+    dilated = sum(any(v != '1' for v in re.search(r'lhs_dilate = \[([\d, ]+)\]', line)[1]
+                      .split(', ')) for line in hlo.splitlines() if 'lhs_dilate' in line)
+    return program(x, w), dilated
+  (ref, dilated_ref), (got, dilated) = outputs(_plain_transpose), outputs(conv_transpose_adjoint)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(
+      np.asarray(a)).max()), ref, got)
+  assert (dilated_ref, dilated) == (2, 1)
 
 
 def test_space_depth_roundtrip_and_layout():
@@ -195,9 +229,11 @@ def test_cpu_only_forms_are_never_chosen_on_accelerators(monkeypatch, backend):
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
   for stride in (1, 2, 3):
     for transposed in (False, True):
+      # GPU: transposed strided convs differentiate as their adjoint (XLA:GPU's rewriter)
+      want = 'adjoint' if backend == 'gpu' and transposed and stride > 1 else 'xla'
       for features in (1, 8, 64):
         for out_size in (2, 16, 64):
           for in_channels in (1, 16):
             assert resolve_impl('auto', stride, transposed, features=features, kernel=5,
-                                out_size=out_size, in_channels=in_channels) == 'xla'
+                                out_size=out_size, in_channels=in_channels) == want
   assert maml.mapping('auto') == 'vmap' and maml.mapping('loop') == 'loop'

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm')
+IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm', 'adjoint')
 DN = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -35,16 +35,19 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
     strided conv: plain from fewer than 8 input channels; s2d for kernels over 3 onto maps
       of at most 4; the sub-pixel input gradient for stride 2 onto maps of ≥ 16 with ≥ 16
       channels; plain otherwise.
-  Elsewhere (GPU/TPU) always plain. 'xla' forces plain, 's2d' the fast forms everywhere,
-  'tapwise' a plain strided conv with the tap-wise kernel gradient, 'subpixel' a plain
-  strided conv with the sub-pixel input gradient, 'gemm' the one-matmul form for any
-  stride.
+  On GPU transposed strided convs take 'adjoint' (vadjax.nn.layers.conv_transpose_adjoint),
+  everything else the plain form; on TPU always plain. 'xla' forces plain, 's2d' the fast
+  forms everywhere, 'tapwise' a plain strided conv with the tap-wise kernel gradient,
+  'subpixel' a plain strided conv with the sub-pixel input gradient, 'gemm' the one-matmul
+  form for any stride, 'adjoint' the GPU's.
   """
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
   s = pair(stride)
   if impl == 'gemm':
     return impl
+  if impl == 'adjoint' or (impl == 'auto' and jax.default_backend() == 'gpu'):
+    return 'adjoint' if transposed and s != (1, 1) else 'xla'
   if s[0] != s[1] or (s == (1, 1) and not transposed):
     return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
   if impl == 'auto':

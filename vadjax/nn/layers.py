@@ -6,6 +6,8 @@ while PyTorch pads both sides (shared/PERFORMANCE.md, porting gotchas). Keeping 
 
 Strided and transposed layers have exact implementations over the *same* parameters (`impl`):
   'xla'  the plain strided / input-dilated convolution;
+  'adjoint' (transposed convs; the GPU's 'auto') the plain form, differentiated as the
+         strided conv it is the adjoint of (`conv_transpose_adjoint`);
   's2d'  space-to-depth: a stride-2 conv is a stride-1 conv with a ⌈k/2⌉ kernel on the
          2×2 space-to-depth input, and a stride-2 transposed conv is a stride-1 conv to 4×
          the channels followed by depth-to-space. Their gradients are stride-1 convs, which
@@ -23,6 +25,8 @@ the choice. 'auto' picks per layer type and backend what was measured faster
 """
 
 from typing import Any
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -120,15 +124,54 @@ def conv_transpose2d(x, w, stride, padding, output_padding=0, impl='auto'):
   form = resolve_impl(impl, s, transposed=True, features=w.shape[-1])
   if form == 'gemm':
     return conv_transpose_gemm(x, w, s, p, op)
-  fast = form == 's2d'
-  pads = tuple((k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2))
-  if fast and s != (1, 1):
+  if form == 's2d' and s != (1, 1):
     return conv_transpose_s2d(x, w, p, out, s[0])
-  if fast:     # stride 1: the 'full' conv, with the tap-wise kernel gradient
-    return conv_tapwise_grad(x, w[::-1, ::-1], pads)
-  # correlation of the s-dilated input with the spatially flipped kernel
-  return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), pads, lhs_dilation=s,
-                                  dimension_numbers=DN)
+  if form == 's2d':     # stride 1: the 'full' conv, with the tap-wise kernel gradient
+    return conv_tapwise_grad(x, w[::-1, ::-1], tuple(
+        (k[d] - 1 - p[d], k[d] - 1 - p[d] + op[d]) for d in range(2)))
+  if form == 'adjoint':
+    return conv_transpose_adjoint(x, w, s, p, op, DN)
+  return _plain_transpose(x, w, s, p, op, DN)
+
+
+def _plain_transpose(x, w, stride, padding, output_padding, dn):
+  """torch's transposed conv as the correlation of the s-dilated input with the spatially
+  flipped kernel (kernel: spatial axes, then in, out)."""
+  k = w.shape[:-2]
+  pads = [(k[d] - 1 - padding[d], k[d] - 1 - padding[d] + output_padding[d])
+          for d in range(len(k))]
+  return lax.conv_general_dilated(x, lax.rev(w, tuple(range(len(k)))), (1,) * len(k), pads,
+                                  lhs_dilation=tuple(stride), dimension_numbers=dn)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def conv_transpose_adjoint(x, w, stride, padding, output_padding, dn):
+  """`_plain_transpose` with the gradients of the strided conv it is the adjoint of, c(z) =
+  conv(z, wᵀ) (wᵀ: in/out axes swapped), from <g, y> = <c(g), x>: dx = c(g), and dwᵀ is c's
+  kernel gradient at input g and cotangent x. Autodiff of the plain form gives the kernel
+  gradient as a conv with lhs dilation, which XLA:GPU's conv rewriter does not map to
+  cuDNN's backward-filter call (xla/service/gpu/transforms/conv_rewriter.cc,
+  MatchBackwardFilter: no base dilation): it stays a forward conv whose window is the
+  whole output map. c's kernel gradient has window dilation instead, which it maps. The
+  first GPU runs trained MemAE-3D at 16×256×256 at 0.08× torch in both 3D forms
+  (BUILD_NOTES.md, "GPU readiness"); the next run times this form."""
+  return _plain_transpose(x, w, stride, padding, output_padding, dn)
+
+
+def _adjoint_fwd(x, w, stride, padding, output_padding, dn):
+  return _plain_transpose(x, w, stride, padding, output_padding, dn), (x, w)
+
+
+def _adjoint_bwd(stride, padding, output_padding, dn, res, g):
+  x, w = res
+  def strided(wt):   # output size t for the y size (t − 1)s − 2p + k + op, as 0 ≤ op < s
+    return lax.conv_general_dilated(g, wt, tuple(stride), [(q, q) for q in padding],
+                                    dimension_numbers=dn)
+  gx, vjp = jax.vjp(strided, jnp.swapaxes(w, -1, -2))
+  return gx.astype(x.dtype), jnp.swapaxes(vjp(x.astype(g.dtype))[0], -1, -2).astype(w.dtype)
+
+
+conv_transpose_adjoint.defvjp(_adjoint_fwd, _adjoint_bwd)
 
 
 def output(x):
@@ -207,10 +250,10 @@ def conv_transpose3d(x, w, stride, padding, output_padding, impl='auto'):
   phase is one 2D transposed conv over the taps stacked along channels, then the phases
   interleave in time. No multiplications by inserted zeros. Off CPU the native 3D form
   (`folds_3d`)."""
-  if not folds_3d(impl):    # the s-dilated input against the flipped kernel
-    pads = [(k - 1 - q, k - 1 - q + o) for k, q, o in zip(w.shape[:3], padding, output_padding)]
-    return lax.conv_general_dilated(x, w[::-1, ::-1, ::-1], (1, 1, 1), pads,
-                                    lhs_dilation=tuple(stride), dimension_numbers=DN_3D)
+  if not folds_3d(impl):
+    form = 'adjoint' if jax.default_backend() == 'gpu' else 'xla'
+    args = (x, w, stride, padding, output_padding, DN_3D)
+    return conv_transpose_adjoint(*args) if form == 'adjoint' else _plain_transpose(*args)
   kt, st, pt, opt = w.shape[0], stride[0], padding[0], output_padding[0]
   b, t = x.shape[:2]
   t_out = (t - 1) * st - 2 * pt + kt + opt
