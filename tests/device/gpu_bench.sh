@@ -7,10 +7,13 @@
 # GPU against torch on the GPU in five passes, each with its own time limit (the bench
 # writes its JSON after every model, so a pass cut short keeps the models it finished):
 #   memae3d, memae3d_folded   MemAE-3D at the official 16×256×256 clips: the native 3D
-#             convolutions (the default off CPU) and the CPU's 2D folding (--conv_impl=xla),
-#             which trained at 0.08× torch on the first GPU run (2026-12-04);
+#             convolutions with the adjoint transposed-conv gradients (GPU 'auto', since
+#             2026-12-04 evening) and the 2D folding with them (--conv_impl=adjoint); both
+#             forms with autodiff's gradients trained at 0.08× torch (234 / 247 ms vs 18 ms,
+#             second GPU run, docs/gpu/2026-12-04-run2_*.json);
 #   paper     the table's models at their paper sizes and batches, float32, eager torch
-#             (TF32 matmuls and convolutions on both sides);
+#             (TF32 matmuls and convolutions on both sides), the rows the second run did not
+#             reach first;
 #   paper_bf16   the same in bfloat16 (torch under autocast);
 #   compiled  the table's main rows against torch.compile, float32.
 # Sized from the first run: 2026-12-04, 40 s to start and carry, JAX's first calls 2–18 s
@@ -45,13 +48,14 @@ bench() {   # name, time limit (s), flags...
   grep -E '^\| |failed|Error' "$out/$name.log" | grep -v -- '---' | tail -n 30
   cat "$out/$name.log" >> "$out/log.md" && rm "$out/$name.log"
 }   # $OUT comes back as at most 8 files: env.txt, log.md and one JSON per pass
-table=bcae1,deep_ae,ks_cae_fused,alps,adacl_cnn,memae_2d,ssa_cae,cgru_ae,seq2seq_clstm,memae_3d,memory,feature_predictor,resnet50,vit_s16
+table=seq2seq_clstm,memae_3d,ks_cae_fused,feature_predictor,vit_s16,resnet50,memory,bcae1,ssa_cae,alps,memae_2d,cgru_ae,deep_ae,adacl_cnn
+bf16=memae_2d,ssa_cae,cgru_ae,seq2seq_clstm,memae_3d,resnet50,vit_s16,bcae1,ks_cae_fused
 m3d='--models=memae_3d --size=256 --torch_compile=false --isolated_memory=false --repeats=10 --warmup=2 --paired=4'
 bench memae3d 70 $m3d
-bench memae3d_folded 70 $m3d --conv_impl=xla
+bench memae3d_folded 70 $m3d --conv_impl=adjoint
 bench paper 140 --models=$table --torch_compile=false --isolated_memory=false \
   --repeats=20 --warmup=3 --paired=8
-bench paper_bf16 100 --models=$table --dtype=bfloat16 --torch_compile=false \
+bench paper_bf16 100 --models=$bf16 --dtype=bfloat16 --torch_compile=false \
   --isolated_memory=false --repeats=20 --warmup=3 --paired=8
-bench compiled 110 --models=bcae1,deep_ae,ks_cae_fused,memae_3d,cgru_ae --torch_compile=true \
+bench compiled 110 --models=memae_3d,cgru_ae,ks_cae_fused,bcae1,deep_ae --torch_compile=true \
   --isolated_memory=false --repeats=20 --warmup=3
