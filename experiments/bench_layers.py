@@ -1,96 +1,71 @@
 """Per-layer breakdown of a train step: forward + input and kernel gradients of every conv
-layer of a model, JAX (as configured) vs PyTorch, at the model's real shapes.
+layer of a model (2D or 3D), JAX in each form asked for vs PyTorch, at the model's real
+shapes, on this backend (torch on CUDA where JAX runs on a GPU).
 
-  python -m experiments.bench_layers [--model=bcae1] [--size=128] [--batch=32]
+  python -m experiments.bench_layers [--model=bcae1] [--size=128] [--batch=32] [--forms=auto]
+  python -m experiments.bench_layers --model=memae_3d --size=256 --batch=4 --forms=adjoint,xla
 
-Shows which layers hold a model's JAX train step back on this backend, and each layer's
-share of the summed step time. Expected runtime on a 2-core CPU: ~1 minute.
+Shows which layers hold a model's JAX train step back, each layer's share of the summed
+step time, and the convolutions XLA compiled each gradient into: on GPU the cuDNN calls
+(`convBackwardFilter` is cuDNN's kernel gradient; a kernel gradient left as a forward call
+is what vadjax.nn.layers.conv_transpose_adjoint avoids), on CPU the convolutions and how
+many of them are lhs-dilated. Expected runtime on a 2-core CPU: ~1 minute (BCAE1).
 """
 
 import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import torch
 from absl import app, flags
 
-from vadjax.bench import harness
-from vadjax.bench.twins import TWINS, port
+from vadjax.bench import records
+from vadjax.bench.layers import layer_shapes, time_layer
 from vadjax.models import MODELS
-from vadjax.nn.layers import Conv, ConvTranspose, resolve_impl
+from vadjax.nn.layers import IMPLS
 
 _MODEL = flags.DEFINE_string('model', 'bcae1', 'Model with a PyTorch twin.')
-_SIZE = flags.DEFINE_integer('size', 128, 'Input size.')
+_SIZE = flags.DEFINE_integer('size', 128, 'Input height = width.')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Batch size.')
-_IMPL = flags.DEFINE_string('conv_impl', 'auto', 'conv impl for the JAX layers.')
-
-
-def _median(fn, sync) -> float:
-  return harness.time_calls(fn, sync, warmup=1, repeats=10).median_s
-
-
-def _layer_shapes(twin, x):
-  """(name, module, input shape NCHW) of every conv of the twin, by forward hooks."""
-  shapes = []
-  hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.append((n, m, tuple(i[0].shape))))
-           for n, m in twin.named_modules() if isinstance(m, torch.nn.Conv2d)
-           or isinstance(m, torch.nn.ConvTranspose2d)]
-  with torch.no_grad():
-    twin(x)
-  for h in hooks:
-    h.remove()
-  return shapes
+_FORMS = flags.DEFINE_list('forms', ['auto'], f'JAX conv forms to time, of {IMPLS}.')
 
 
 def main(argv):
   del argv
   torch.set_num_threads(os.cpu_count())
-  name, size, b = _MODEL.value, _SIZE.value, _BATCH.value
-  model = MODELS.get(name)(channels=1)
-  v = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1))))
-  twin = port(TWINS[name](channels=1, input_size=(size, size)), v)
+  bad = [f for f in _FORMS.value if f not in IMPLS]
+  if bad:
+    raise app.UsageError(f'--forms: unknown {bad}; known: {", ".join(IMPLS)}')
+  name, b = _MODEL.value, _BATCH.value
+  if name not in records.PAPER_INPUT or name in records.BACKBONE_NAMES + ('memory',):
+    raise app.UsageError(f'--model must be a conv model with a twin, got {name!r}')
+  dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+  if dev == 'cuda':   # TF32 in float32 matmuls, as XLA's default precision on GPU
+    torch.set_float32_matmul_precision('high')
+  sync = (lambda r: torch.cuda.synchronize()) if dev == 'cuda' else (lambda r: r)
+  shape = records.input_shape(name, _SIZE.value)
+  v = jax.device_get(MODELS.get(name)(channels=shape[-1]).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, *shape))))
+  twin = records.torch_twin(name, shape, v).to(dev)
   rows = []
-  for lname, m, shape in _layer_shapes(twin, torch.zeros(b, 1, size, size)):
-    transposed = isinstance(m, torch.nn.ConvTranspose2d)
-    k, s, p = m.kernel_size, m.stride, m.padding
-    if transposed:
-      layer = ConvTranspose(m.out_channels, k, s, p, m.output_padding, impl=_IMPL.value)
-    else:
-      layer = Conv(m.out_channels, k, s, p, impl=_IMPL.value)
-    x = jnp.asarray(np.random.rand(shape[0], shape[2], shape[3], shape[1]).astype(np.float32))
-    params = layer.init(jax.random.PRNGKey(0), x)
-    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x) ** 2), argnums=(0, 1)))
-    fwd = jax.jit(layer.apply)
-    xt = torch.rand(*shape, requires_grad=True)
-
-    def tgrad():
-      y = m(xt)
-      (y ** 2).sum().backward()
-
-    def tfwd():
-      with torch.no_grad():
-        return m(xt)
-    jf = _median(lambda: fwd(params, x), jax.block_until_ready)
-    jg = _median(lambda: grad(params, x), jax.block_until_ready)
-    tf, tg = _median(tfwd, lambda r: r), _median(tgrad, lambda r: r)
-    impl = resolve_impl(_IMPL.value, s, transposed, m.out_channels, max(k),
-                        (shape[2] + 2 * m.padding[0] - k[0]) // s[0] + 1,
-                        0 if transposed else m.in_channels)
-    rows.append((lname, f'{"ConvT" if transposed else "Conv"} k{k[0]} s{s[0]} '
-                 f'{shape[1]}→{m.out_channels} @{shape[2]}', impl, jf, jg, tf, tg))
-  tot_j = sum(r[3] + r[4] for r in rows)
-  tot_t = sum(r[5] + r[6] for r in rows)
-  print(f'{name} {size}×{size} batch {b}: fwd + (input, kernel) gradient per conv layer, ms')
-  print('| layer | op | jax impl | jax fwd | jax grad | torch fwd | torch fwd+bwd | '
-        'jax share | torch/jax |')
+  for lname, m, in_shape in layer_shapes(twin, torch.zeros(b, shape[-1], *shape[:-1],
+                                                            device=dev)):
+    jax_times, tf, tg = time_layer(m, in_shape, _FORMS.value, dev, sync)
+    op = (f'{type(m).__name__} k{m.kernel_size[0]} s{"×".join(map(str, m.stride))} '
+          f'{in_shape[1]}→{m.out_channels} @{"×".join(map(str, in_shape[2:]))}')
+    rows += [(lname, op, form, *times, tf, tg) for form, times in jax_times.items()]
+  print(f'{name} {"×".join(map(str, shape[:-1]))} batch {b}, JAX {jax.default_backend()}, '
+        f'torch {dev}: forward + (input, kernel) gradient per conv layer, ms')
+  print('| layer | op | jax form | jax fwd | jax grad | compiled gradient | torch fwd | '
+        'torch fwd+bwd | torch/jax |')
   print('|' + '---|' * 9)
   for r in rows:
-    j, t = r[3] + r[4], r[5] + r[6]
-    print(f'| {r[0]} | {r[1]} | {r[2]} | {r[3] * 1e3:.1f} | {r[4] * 1e3:.1f} | '
-          f'{r[5] * 1e3:.1f} | {r[6] * 1e3:.1f} | {j / tot_j:.0%} | {t / j:.2f} |')
-  print(f'| **sum** | | | | {tot_j * 1e3:.0f} | | {tot_t * 1e3:.0f} | 100% | '
-        f'{tot_t / tot_j:.2f} |')
+    print(f'| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]} | {r[6]:.1f} | '
+          f'{r[7]:.1f} | {(r[6] + r[7]) / (r[3] + r[4]):.2f} |')
+  for form in _FORMS.value:
+    j = sum(r[3] + r[4] for r in rows if r[2] == form)
+    t = sum(r[6] + r[7] for r in rows if r[2] == form)
+    print(f'| **sum** | | {form} | | {j:.0f} | | | {t:.0f} | {t / j:.2f} |')
 
 
 if __name__ == '__main__':

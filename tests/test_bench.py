@@ -2,6 +2,8 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 import pytest
@@ -10,6 +12,7 @@ from absl.testing import flagsaver
 
 from experiments import bench
 from vadjax.bench import harness
+from vadjax.models import MODELS
 
 
 def test_forward_flops_by_hand():
@@ -216,3 +219,38 @@ def test_bench_keeps_the_others_when_one_model_fails_and_summarizes(tmp_path, mo
   with flagsaver.flagsaver(summarize=[str(tmp_path / 'bad.json')]):
     with pytest.raises(app.UsageError, match='not a benchmark JSON'):
       bench.main([])
+
+
+def test_bench_layers_maps_each_torch_conv_and_names_its_compiled_convolutions():
+  """`experiments.bench_layers` (vadjax/bench/layers.py): every conv module of a 3D twin becomes the vadjax layer
+  with its settings (same output on the same weights), and the compiled gradient's
+  convolutions are named: cuDNN's calls on GPU (a synthetic line here), on CPU the count
+  and the lhs-dilated and window-reversed ones (XLA:CPU compiles the plain transposed conv's
+  kernel gradient with a reversed window, the adjoint form's without)."""
+  from vadjax.bench import layers as bench_layers, records
+  twin = records.torch_twin('memae_3d', (8, 16, 16, 1), jax.device_get(
+      MODELS.get('memae_3d')(channels=1).init(
+          jax.random.PRNGKey(0), jnp.zeros((1, 8, 16, 16, 1)))))
+  layers = bench_layers.layer_shapes(twin, torch.zeros(1, 1, 8, 16, 16))
+  assert len(layers) == 8
+  for _, m, shape in layers[-2:]:      # a (2,2,2) and the (1,2,2) transposed conv
+    x = np.random.default_rng(0).random((shape[0], *shape[2:], shape[1]), np.float32)
+    layer = bench_layers.jax_layer(m, 'auto')
+    v = {'params': {'kernel': m.weight.detach().numpy().transpose(2, 3, 4, 0, 1),
+                    'bias': m.bias.detach().numpy()}}
+    with torch.no_grad():
+      ref = m(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
+    np.testing.assert_allclose(jax.jit(layer.apply)(v, x), np.moveaxis(ref, 1, -1), atol=1e-5)
+  gpu = ('%c = (f32[4]{0}, u8[0]{0}) custom-call(f32[1]{0} %a, f32[1]{0} %b), '
+         'custom_call_target="__cudnn$convBackwardFilter"\n'
+         '%d = (f32[4]{0}, u8[0]{0}) custom-call(f32[1]{0} %a, f32[1]{0} %b), '
+         'custom_call_target="__cudnn$convForward"\n') * 2
+  assert bench_layers.compiled_convs(gpu) == 'BackwardFilter×2, Forward×2'
+  from vadjax.nn.layers import ConvTranspose
+  x = jnp.ones((2, 9, 9, 4))
+  for impl, reversed_ in (('xla', 1), ('adjoint', 0)):
+    layer = ConvTranspose(3, 3, 2, 1, 1, impl=impl)
+    v = layer.init(jax.random.PRNGKey(0), x)
+    hlo = jax.jit(jax.grad(lambda v: jnp.sum(layer.apply(v, x) ** 2))).lower(v).compile()
+    assert bench_layers.compiled_convs(hlo.as_text()) == (    # forward, kernel gradient
+        f'conv×2 (lhs-dilated ×1, reversed ×{reversed_})')

@@ -138,15 +138,17 @@ CASES_3D = [((8, 12, 10), (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1)),    # MemA
             ((4, 5, 5), (2, 3, 3), (3, 1, 1), (0, 1, 1), (1, 0, 0))]     # a phase with no tap
 
 
-@pytest.mark.parametrize('backend', ['cpu', 'gpu'])
+@pytest.mark.parametrize('backend', ['cpu', 'gpu', 'tpu'])
 @pytest.mark.parametrize('size,k,s,p,op', CASES_3D)
 def test_3d_layers_match_torch(size, k, s, p, op, backend, monkeypatch):
   """Conv3D / ConvTranspose3D against torch's conv3d / conv_transpose3d, outputs and input +
   kernel gradients: on CPU the 2D convs over stacked temporal taps / phases; with the
-  backend read as 'gpu' the native 3D forms that GPUs and TPUs run (computed here on CPU)."""
+  backend read as 'gpu' the native 3D forms with the adjoint transposed-conv gradients, as
+  'tpu' with autodiff's (computed here on CPU)."""
   from vadjax.nn.layers import conv3d, conv_transpose3d, folds_3d
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  assert folds_3d('auto') == (backend == 'cpu') and folds_3d('xla')
+  assert all(folds_3d(i) == (backend == 'cpu') for i in ('auto', 'xla', 'adjoint'))
+  assert folds_3d('s2d') and folds_3d('gemm')
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *size, 3)).astype(np.float32)
   g = None

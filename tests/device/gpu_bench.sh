@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# The first GPU run (issue 34), prepared to work at once on the device machine (Python
+# The GPU run (issue 34), prepared to work at once on the device machine (Python
 # 3.12, jax 0.11.2 with the CUDA 13 plugin, torch 2.11, no network): after
 # `bash tests/device/fetch_wheels.sh` here, run from the repo root there, carrying .whl:
-#   bash tests/device/gpu_bench.sh          (≈ 8.5 min; writes to $OUT, else runs/gpu)
+#   bash tests/device/gpu_bench.sh          (≈ 9 min; writes to $OUT, else runs/gpu)
 # It installs the carried wheels into /tmp/site, prints the devices, then times JAX on the
-# GPU against torch on the GPU in five passes, each with its own time limit (the bench
-# writes its JSON after every model, so a pass cut short keeps the models it finished):
-#   memae3d, memae3d_folded   MemAE-3D at the official 16×256×256 clips: the native 3D
-#             convolutions with the adjoint transposed-conv gradients (GPU 'auto', since
-#             2026-12-04 evening) and the 2D folding with them (--conv_impl=adjoint); both
-#             forms with autodiff's gradients trained at 0.08× torch (234 / 247 ms vs 18 ms,
-#             second GPU run, docs/gpu/2026-12-04-run2_*.json);
+# GPU against torch on the GPU: a layer breakdown and five passes, each with its own time
+# limit (the bench writes its JSON after every model, so a pass cut short keeps the models
+# it finished):
+#   layers    MemAE-3D's conv layers at 16×256×256 alone (experiments.bench_layers): forward
+#             and both gradients, JAX in the adjoint and the autodiff form against torch, and
+#             the cuDNN calls in each compiled gradient;
+#   memae3d, memae3d_xla   MemAE-3D at the official 16×256×256 clips, native 3D convolutions:
+#             with the transposed convs' adjoint gradients (GPU 'auto', since 2026-12-04
+#             evening) and with autodiff's (--conv_impl=xla), which trained at 0.08× torch
+#             (234 ms vs 18 ms, second GPU run, docs/gpu/2026-12-04-run2_*.json; the folded
+#             2D form, 247 ms, is no longer run);
 #   paper     the table's models at their paper sizes and batches, float32, eager torch
 #             (TF32 matmuls and convolutions on both sides), the rows the second run did not
 #             reach first;
 #   paper_bf16   the same in bfloat16 (torch under autocast);
 #   compiled  the table's main rows against torch.compile, float32.
-# Sized from the first run: 2026-12-04, 40 s to start and carry, JAX's first calls 2–18 s
-# a model, torch.compile 10–15 s.
+# Sized from the first two runs (2026-12-04): 40 s to start and carry, JAX's first calls
+# 2–18 s a model, torch.compile 10–17 s; the second run's passes took 461 s in all.
 # Here, on CPU (this Python has its packages; the cp312 wheels are not for it):
 #   PY=.venv/bin/python WHEELS= SCALE=0.3 bash tests/device/gpu_bench.sh
 # (SCALE multiplies every limit; the passes are sized for the GPU).
@@ -51,11 +55,15 @@ bench() {   # name, time limit (s), flags...
 table=seq2seq_clstm,memae_3d,ks_cae_fused,feature_predictor,vit_s16,resnet50,memory,bcae1,ssa_cae,alps,memae_2d,cgru_ae,deep_ae,adacl_cnn
 bf16=memae_2d,ssa_cae,cgru_ae,seq2seq_clstm,memae_3d,resnet50,vit_s16,bcae1,ks_cae_fused
 m3d='--models=memae_3d --size=256 --torch_compile=false --isolated_memory=false --repeats=10 --warmup=2 --paired=4'
+echo "## layers" >> "$out/log.md"
+timeout "$(awk "BEGIN{print int(60 * $scale)}")" "$py" -m experiments.bench_layers \
+  --model=memae_3d --size=256 --batch=4 --forms=adjoint,xla 2>&1 | grep -v '^[IW][0-9]' |
+  tee -a "$out/log.md" | grep -E '^\| |Error'
 bench memae3d 70 $m3d
-bench memae3d_folded 70 $m3d --conv_impl=adjoint
+bench memae3d_xla 60 $m3d --conv_impl=xla
 bench paper 140 --models=$table --torch_compile=false --isolated_memory=false \
   --repeats=20 --warmup=3 --paired=8
 bench paper_bf16 100 --models=$bf16 --dtype=bfloat16 --torch_compile=false \
   --isolated_memory=false --repeats=20 --warmup=3 --paired=8
-bench compiled 110 --models=memae_3d,cgru_ae,ks_cae_fused,bcae1,deep_ae --torch_compile=true \
+bench compiled 90 --models=memae_3d,cgru_ae,ks_cae_fused,bcae1,deep_ae --torch_compile=true \
   --isolated_memory=false --repeats=20 --warmup=3

@@ -208,12 +208,13 @@ DN_3D = ('NDHWC', 'DHWIO', 'NDHWC')
 
 def folds_3d(impl: str) -> bool:
   """Whether 3D convolutions run as 2D ones over stacked taps (in the 2D form `impl`
-  resolves to): always on CPU, where XLA's 3D convolutions are slow; elsewhere only for an
-  explicit impl, as 'auto' keeps the native 3D convolution there (what cuDNN runs for
-  torch; 'xla' folds into plain 2D convs, the form of the first GPU run, BUILD_NOTES.md)."""
+  resolves to): always on CPU, where XLA's 3D convolutions are slow; elsewhere for the
+  CPU's 2D forms only. 'auto', 'xla' and 'adjoint' keep the native 3D convolution there
+  (what cuDNN runs for torch): 'xla' with autodiff's gradients, 'adjoint' (the GPU's
+  'auto') with the transposed convs' adjoint gradients (`conv_transpose_adjoint`)."""
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
-  return jax.default_backend() == 'cpu' or impl != 'auto'
+  return jax.default_backend() == 'cpu' or impl not in ('auto', 'xla', 'adjoint')
 
 
 def _time_pad(x, before, after):
@@ -251,9 +252,9 @@ def conv_transpose3d(x, w, stride, padding, output_padding, impl='auto'):
   interleave in time. No multiplications by inserted zeros. Off CPU the native 3D form
   (`folds_3d`)."""
   if not folds_3d(impl):
-    form = 'adjoint' if jax.default_backend() == 'gpu' else 'xla'
     args = (x, w, stride, padding, output_padding, DN_3D)
-    return conv_transpose_adjoint(*args) if form == 'adjoint' else _plain_transpose(*args)
+    adjoint = impl == 'adjoint' or (impl == 'auto' and jax.default_backend() == 'gpu')
+    return conv_transpose_adjoint(*args) if adjoint else _plain_transpose(*args)
   kt, st, pt, opt = w.shape[0], stride[0], padding[0], output_padding[0]
   b, t = x.shape[:2]
   t_out = (t - 1) * st - 2 * pt + kt + opt
