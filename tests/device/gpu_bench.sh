@@ -24,7 +24,8 @@
 # 2–18 s a model, torch.compile 10–17 s; the second run's passes took 461 s in all.
 # Here, on CPU (this Python has its packages; the cp312 wheels are not for it):
 #   PY=.venv/bin/python WHEELS= SCALE=0.3 bash tests/device/gpu_bench.sh
-# (SCALE multiplies every limit; the passes are sized for the GPU).
+# (SCALE multiplies every limit; the passes are sized for the GPU). ONLY='layers memae3d
+# memae3d_xla' runs just those steps (≈ 3.5 min: for a short device budget).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-runs/gpu}
@@ -43,7 +44,9 @@ export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false   # torch shares t
 { nvidia-smi -L 2>/dev/null || echo 'no nvidia-smi'
   "$py" -c 'import jax, flax, torch, vadjax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices()); print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
 } 2>&1 | tee "$out/env.txt"
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 bench() {   # name, time limit (s), flags...
+  want "$1" || return 0
   local name=$1 limit; limit=$(awk "BEGIN{print int($2 * $scale)}"); shift 2
   echo "## $name: $*" >> "$out/log.md"
   timeout "$limit" "$py" -m experiments.bench --out="$out/$name.json" "$@" 2>&1 |
@@ -55,10 +58,12 @@ bench() {   # name, time limit (s), flags...
 table=seq2seq_clstm,memae_3d,ks_cae_fused,feature_predictor,vit_s16,resnet50,memory,bcae1,ssa_cae,alps,memae_2d,cgru_ae,deep_ae,adacl_cnn
 bf16=memae_2d,ssa_cae,cgru_ae,seq2seq_clstm,memae_3d,resnet50,vit_s16,bcae1,ks_cae_fused
 m3d='--models=memae_3d --size=256 --torch_compile=false --isolated_memory=false --repeats=10 --warmup=2 --paired=4'
-echo "## layers" >> "$out/log.md"
-timeout "$(awk "BEGIN{print int(60 * $scale)}")" "$py" -m experiments.bench_layers \
-  --model=memae_3d --size=256 --batch=4 --forms=adjoint,xla 2>&1 | grep -v '^[IW][0-9]' |
-  tee -a "$out/log.md" | grep -E '^\| |Error'
+if want layers; then
+  echo "## layers" >> "$out/log.md"
+  timeout "$(awk "BEGIN{print int(60 * $scale)}")" "$py" -m experiments.bench_layers \
+    --model=memae_3d --size=256 --batch=4 --forms=adjoint,xla 2>&1 | grep -v '^[IW][0-9]' |
+    tee -a "$out/log.md" | grep -E '^\| |Error'
+fi
 bench memae3d 70 $m3d
 bench memae3d_xla 60 $m3d --conv_impl=xla
 bench paper 140 --models=$table --torch_compile=false --isolated_memory=false \
