@@ -82,18 +82,22 @@ def _jit_lrp(f, x, relevance, eps, rule='epsilon'):
   return jax.jit(lambda x, r: lrp.lrp(f, x, r, eps, rule))(x, relevance)
 
 
-def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights():
-  """EpsilonPlus (z⁺ on convs, ε on dense layers) against the rules applied by hand to each
-  layer's explicit weight matrix (its Jacobian, BatchNorm merged) and bias, in float64."""
+@pytest.mark.parametrize('rule', ['epsilon_plus', 'epsilon_plus_box'])
+def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights(rule):
+  """EpsilonPlus (z⁺ on convs, ε on dense layers), and with z^B on the first layer, against
+  the rules applied by hand to each layer's explicit weight matrix (its Jacobian, BatchNorm
+  merged) and bias, in float64. z⁺ conserves where no bias is positive, z^B whatever the
+  biases."""
   jax.config.update('jax_enable_x64', True)
   try:
     rng = np.random.default_rng(3)
     layers = _zplus_reference_net(rng)
     x = rng.uniform(-0.5, 1, size=(2, 8, 8, 1))
+    lo, hi = -0.5, 1.0
     f = lambda x: functools.reduce(lambda a, l: l[2](l[1](a)), layers, x)
     relevance = rng.uniform(size=(2, 8, 8, 1))
     eps = 1e-9
-    got = np.asarray(lrp.lrp(f, jnp.asarray(x), jnp.asarray(relevance), eps, 'epsilon_plus'))
+    got = np.asarray(lrp.lrp(f, jnp.asarray(x), jnp.asarray(relevance), eps, rule, (lo, hi)))
     for xi, ri, gi in zip(x, relevance, got):
       acts, a = [], xi[None]
       for kind, affine, act in layers:          # forward: each layer's input
@@ -105,7 +109,12 @@ def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights():
         fn = lambda v, a=a, affine=affine: affine(v.reshape(a.shape)).ravel()
         w = np.asarray(jax.jacobian(fn)(jnp.zeros_like(flat)))        # (out, in)
         b = np.asarray(fn(jnp.zeros_like(flat)))
-        if kind == 'conv':
+        if rule == 'epsilon_plus_box' and a is acts[0]:        # z^B, the first layer
+          wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+          low, high = np.full_like(flat, lo), np.full_like(flat, hi)
+          v = r / _stabilised(w @ flat - wp @ low - wn @ high, eps)
+          r = flat * (w.T @ v) - low * (wp.T @ v) - high * (wn.T @ v)
+        elif kind == 'conv':
           wp, wn = np.maximum(w, 0), np.minimum(w, 0)
           ap, an = np.maximum(flat, 0), np.minimum(flat, 0)
           v = r / _stabilised(wp @ ap + wn @ an + np.maximum(b, 0), eps)
@@ -113,10 +122,10 @@ def test_epsilon_plus_equals_the_rules_on_explicit_merged_weights():
         else:
           r = flat * (w.T @ (r / _stabilised(w @ flat + b, eps)))
       np.testing.assert_allclose(gi.ravel(), r, rtol=1e-6, atol=1e-9 * np.abs(r).max())
-    # z⁺ conserves relevance where no bias is positive: a conv-only net, biases ≤ 0
-    conv_only = lambda x: jax.nn.relu(layers[0][1](x) - 5.0)
+    # conservation on a conv-only net: z⁺ with every bias ≤ 0, z^B with positive ones too
+    conv_only = lambda x: jax.nn.relu(layers[0][1](x) + (5.0 if 'box' in rule else -5.0))
     out = conv_only(jnp.asarray(x))
-    r = lrp.lrp(conv_only, jnp.asarray(x), out, eps, 'epsilon_plus')
+    r = lrp.lrp(conv_only, jnp.asarray(x), out, eps, rule, (lo, hi))
     np.testing.assert_allclose(jnp.sum(r, axis=(1, 2, 3)), jnp.sum(out, axis=(1, 2, 3)),
                                rtol=1e-7)
   finally:
@@ -462,10 +471,10 @@ def _untrained_run(config_module: str, arg: str):
 
 
 @pytest.mark.parametrize('config_module,arg,refused', [
-    ('memae', 'quick', {'lrp', 'lrp_plus'}),
+    ('memae', 'quick', {'lrp', 'lrp_plus', 'lrp_box'}),
     ('ssim_cae', 'quick', set()),
-    ('alps', 'quick', {'lrp', 'lrp_plus'}),   # one decoder call over clean and distorted latents
-    ('alps', 'walkway,quick', {'lrp', 'lrp_plus'}),      # the patch protocol
+    ('alps', 'quick', {'lrp', 'lrp_plus', 'lrp_box'}),   # one decoder call, clean and distorted
+    ('alps', 'walkway,quick', {'lrp', 'lrp_plus', 'lrp_box'}),      # the patch protocol
     ('adacl', 'quick', {'residual'}),
 ])
 def test_every_image_method_is_explained_through_its_own_score(config_module, arg, refused):

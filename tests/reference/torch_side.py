@@ -8,9 +8,9 @@ with vadjax only through files in OUT.
   dino OUT     the original DINO training step, written from the paper (Caron et al.
                2021, Alg. 1) and the release's training loop, run on vadjax's initial
                weights and crops (OUT/dino_inputs.npz) → OUT/dino_torch.npz
-  lrp OUT      zennit's ε and EpsilonPlus composites on the PyTorch twins of BCAE1 and
-               the deep AE, same weights and output relevance as vadjax's
-               (OUT/lrp_inputs.npz)
+  lrp OUT      zennit's ε and EpsilonPlus composites (the latter also with ZBox on the
+               first layer) on the PyTorch twins of BCAE1 and the deep AE, same weights
+               and output relevance as vadjax's (OUT/lrp_inputs.npz)
 """
 
 import copy
@@ -377,8 +377,8 @@ def lrp(out: str) -> None:
   import zennit
   from safetensors.torch import load_file
   from zennit.canonizers import SequentialMergeBatchNorm
-  from zennit.composites import EpsilonPlus, LayerMapComposite
-  from zennit.rules import Epsilon, Pass
+  from zennit.composites import EpsilonPlus, LayerMapComposite, SpecialFirstLayerMapComposite
+  from zennit.rules import Epsilon, Pass, ZBox
   from zennit.types import Activation, Convolution, Linear
 
   from vadjax.bench.twins import TWINS
@@ -401,6 +401,9 @@ def lrp(out: str) -> None:
     runs = {f'epsilon@{e:g}': (epsilon(e), True) for e in z['eps']}
     runs.update({f'epsilon_plus@{e:g}': (EpsilonPlus(epsilon=e, stabilizer=e), True)
                  for e in z['eps']})
+    runs.update({f'epsilon_plus_box@{e:g}': (SpecialFirstLayerMapComposite(   # ZBox first
+        layer_map=EpsilonPlus(epsilon=e, stabilizer=e).layer_map,
+        first_map=[(Linear, ZBox(0., 1., stabilizer=e))]), True) for e in z['eps']})
     e = float(z['eps'][-1])
     runs[f'epsilon_zennit_canonizer@{e:g}'] = (epsilon(e, [SequentialMergeBatchNorm()]), False)
     for key, (composite, merge) in runs.items():

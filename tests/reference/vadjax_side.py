@@ -118,7 +118,9 @@ def lrp_inputs(out: str, dtype) -> None:
                    **{f'{name}/vadjax@{e:g}': np.asarray(lrp_lib.lrp(f, x, relevance, e))
                       for e in LRP_EPS},
                    **{f'{name}/vadjax_plus@{e:g}': np.asarray(lrp_lib.lrp(
-                       f, x, relevance, e, 'epsilon_plus')) for e in LRP_EPS}})
+                       f, x, relevance, e, 'epsilon_plus')) for e in LRP_EPS},
+                   **{f'{name}/vadjax_box@{e:g}': np.asarray(lrp_lib.lrp(
+                       f, x, relevance, e, 'epsilon_plus_box')) for e in LRP_EPS}})
   np.savez(f'{out}/lrp_inputs.npz', **arrays)
 
 
@@ -183,7 +185,8 @@ def check_dino(out: str) -> dict:
 def check_lrp(out: str) -> dict:
   """Judged: the ε and EpsilonPlus maps at ε = 1e-9 (`{name}/epsilon`,
   `{name}/epsilon_plus`; EpsilonPlus: z⁺ on convolutions with stabiliser ε, ε on dense
-  layers). Reported: both at ε = 1e-6, where vadjax's ε (at each activation) and zennit's
+  layers), and EpsilonPlus with zennit's ZBox over [0, 1] on the first layer
+  (`{name}/epsilon_plus_box`). Reported: both at ε = 1e-6, where vadjax's ε (at each activation) and zennit's
   (at each linear layer) differ where two affine layers meet without an activation between
   (the deep AE's last dense layer and first transposed conv), by an amount proportional to
   ε; zennit's own BatchNorm canonizer; EpsilonPlus against ε; and each rule's
@@ -211,6 +214,10 @@ def check_lrp(out: str) -> dict:
         ours[f'{name}/vadjax_plus@{hi}'].sum()) / total
     found[f'{name}/epsilon_plus_vs_epsilon_corr'] = float(
         np.corrcoef(plus.ravel(), theirs[f'{name}/epsilon@{hi}'].ravel())[0, 1])
+    found[f'{name}/epsilon_plus_box'] = _rel(ours[f'{name}/vadjax_box@{lo}'],
+                                             theirs[f'{name}/epsilon_plus_box@{lo}'])
+    found[f'{name}/conservation_epsilon_plus_box'] = float(
+        theirs[f'{name}/epsilon_plus_box@{hi}'].sum()) / total
   return found
 
 
@@ -226,7 +233,7 @@ def check(out: str) -> None:
     found = fn(where)
     report[what] = found
     judged = [k for k in found if k.endswith(('.pth', '.safetensors', '/epsilon',
-                                              '/epsilon_plus', '/recon'))
+                                              '/epsilon_plus', '/epsilon_plus_box', '/recon'))
               ] if keys is None else keys
     for k in judged:
       ok = found[k] <= BARS[what]

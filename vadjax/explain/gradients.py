@@ -1,5 +1,6 @@
-"""The gradient explainers: ε-LRP and EpsilonPlus maps (seed 001 §3.8.1, `lrp.py`), gradient × input and
-integrated gradients (cheap baselines beyond the seed), and the gradient counterfactual
+"""The gradient explainers: ε-LRP and EpsilonPlus maps, the latter also with z^B on the
+first layer (seed 001 §3.8.1, `lrp.py`), gradient × input and integrated gradients (cheap
+baselines beyond the seed), and the gradient counterfactual
 (§3.8.4 beyond the seed's rectangles: the smallest L1 change that brings an anomalous input
 under the decision threshold, found with optax).
 
@@ -50,7 +51,8 @@ def lrp_check(explained, rule: str = 'epsilon') -> None:
 
 
 def lrp(explained, x, eps: float = 1e-6, rule: str = 'epsilon'):
-  """LRP maps of images x: ε-LRP, or EpsilonPlus (`rule='epsilon_plus'`: z⁺ on convs); a
+  """LRP maps of images x: ε-LRP, EpsilonPlus (`rule='epsilon_plus'`: z⁺ on convs), or
+  EpsilonPlus with z^B on the first layer over the images' [0, 1] (`'epsilon_plus_box'`); a
   clear error for a model the rule does not cover."""
   lrp_check(explained, rule)
   return _lrp(explained.model_output(), explained.cut, jnp.asarray(x), eps, rule)

@@ -29,12 +29,19 @@ by its own linearisation, so at the layer's output p = s − b⁺. The activatio
 sends R / s into p; autodiff through a⁺ and a⁻ gives exactly the rule. A layer ends at an
 activation, at the next layer (a dense layer straight into a transposed conv) or at the
 output, as zennit's layers do.
+
+`rule='epsilon_plus_box'` takes zennit's ZBox (z^B, Montavon et al. 2017 §5) for the first
+layer, for inputs within [l, h]: R_i = Σ_k (x_i w_ik − l_i w⁺_ik − h_i w⁻_ik) R_k / s_k, s_k the
+sum over i (the bias cancels, so it conserves). z⁺ gives a pixel the share a_i w⁺, nothing to
+dark pixels (docs/explanations.md); z^B also credits how far each is from the bounds. The
+parts start as (l, h, 0), so p = l·w⁺ + h·w⁻, BatchNorm merged, and s = z − b − p.
 """
 
 import jax
 import jax.numpy as jnp
 from jax.extend import core
 
+from vadjax.explain.lrp_rules import Split, close, layer_end, stabilise
 from vadjax.nn.conv_forms import GEMM
 from vadjax.registry import UserError
 
@@ -54,67 +61,13 @@ LINEAR = frozenset({
 ONE_DATA_OPERAND = frozenset({'mul', 'dot_general', 'conv_general_dilated'})
 # multiply their data operand by a constant: the sign rule applies
 WEIGHTED = frozenset({'mul', 'div', 'dot_general', 'conv_general_dilated', 'neg', 'sub'})
-RULES = ('epsilon', 'epsilon_plus')
+RULES = ('epsilon', 'epsilon_plus', 'epsilon_plus_box')
 CALLS = frozenset({'jit', 'pjit', 'closed_call', 'core_call', 'custom_jvp_call',
                    'custom_vjp_call', 'custom_vjp_call_jaxpr', 'checkpoint', 'remat'})
 
 
 class LRPUnsupported(UserError):
   """The model has an operation without an ε-LRP rule on its input → output path."""
-
-
-def stabilise(z, eps: float):
-  """z + ε·sign(z), sign(0) = +1: the stabilised denominator of eq. 3.18."""
-  return z + eps * jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
-
-
-def _activation(fn, eps: float):
-  """`fn` with the ε-LRP backward rule g ↦ g · f(z) / (z + ε·sign z)."""
-  @jax.custom_vjp
-  def act(z):
-    return fn(z)
-
-  def fwd(z):
-    y = fn(z)
-    return y, (z, y)
-
-  def bwd(res, g):
-    z, y = res
-    return (g * y / stabilise(z, eps),)
-
-  act.defvjp(fwd, bwd)
-  return act
-
-
-def _zplus_activation(fn, eps: float):
-  """`fn(z)` whose backward sends the relevance R = f(z)·g, over s = p + b⁺, into p alone
-  (p: z computed with the layer's sign-split weights, b: its constant part)."""
-  @jax.custom_vjp
-  def act(z, p, b):
-    return fn(z)
-
-  def fwd(z, p, b):
-    y = fn(z)
-    return y, (y, p, b)
-
-  def bwd(res, g):
-    y, p, b = res
-    v = g * y / stabilise(p + jnp.maximum(b, 0), eps)
-    return jnp.zeros_like(y), v, jnp.zeros_like(b)
-
-  act.defvjp(fwd, bwd)
-  return act
-
-
-class _Split:
-  """(p, n, b) of a data variable and the kind of layer it is in (None before one)."""
-
-  def __init__(self, p, n, b, kind=None):
-    self.p, self.n, self.b, self.kind = p, n, b, kind
-
-  @classmethod
-  def start(cls, a):
-    return cls(jnp.maximum(a, 0), jnp.minimum(a, 0), jnp.zeros_like(a))
 
 
 def _kind(eqn, d) -> str | None:
@@ -124,13 +77,6 @@ def _kind(eqn, d) -> str | None:
       eqn.source_info.name_stack)):
     return 'conv'
   return 'dense' if name == 'dot_general' and sum(d) == 1 else None
-
-
-def _close(value, split, eps):
-  """Ends a layer without an activation after it (identity): its rule at that point."""
-  if split.kind == 'conv':
-    return _zplus_activation(lambda z: z, eps)(value, split.p, split.b)
-  return _activation(lambda z: z, eps)(value) if split.kind else value
 
 
 def _with_data(values, d, data):
@@ -147,21 +93,21 @@ def _split_step(eqn, values, d, splits):
         lambda u, c: _bind(eqn, [u, c] if i == 0 else [c, u])[0])
     sp = splits[i]
     cp, cn = jnp.maximum(c, 0), jnp.minimum(c, 0)
-    return _Split(op(sp.p, cp) + op(sp.n, cn), op(sp.n, cp) + op(sp.p, cn), op(sp.b, c),
+    return Split(op(sp.p, cp) + op(sp.n, cn), op(sp.n, cp) + op(sp.p, cn), op(sp.b, c),
                   _kind(eqn, d) or sp.kind)
   if name in ('sub', 'neg'):                   # u1 − u2 = u1 + (−1)·u2: p and n swap
-    parts = [splits[k] if d[k] else _Split(0., 0., values[k]) for k in range(len(values))]
+    parts = [splits[k] if d[k] else Split(0., 0., values[k]) for k in range(len(values))]
     if name == 'neg':
       (a,) = parts
-      return _Split(-a.n, -a.p, -a.b, a.kind)
+      return Split(-a.n, -a.p, -a.b, a.kind)
     a, b = parts
-    return _Split(a.p - b.n, a.n - b.p, a.b - b.b, a.kind or b.kind)
+    return Split(a.p - b.n, a.n - b.p, a.b - b.b, a.kind or b.kind)
   f = lambda *u: _bind(eqn, _with_data(values, d, u))[0]
   out, lin = jax.linearize(f, *[v for v, dk in zip(values, d) if dk])
   data = [sp for sp, dk in zip(splits, d) if dk]
   kinds = [sp.kind for sp in data if sp.kind]
   at = [v for v, dk in zip(values, d) if dk]
-  return _Split(lin(*[sp.p for sp in data]), lin(*[sp.n for sp in data]),
+  return Split(lin(*[sp.p for sp in data]), lin(*[sp.n for sp in data]),
                 lin(*[sp.b for sp in data]) + out - lin(*at),
                 'conv' if 'conv' in kinds else (kinds[0] if kinds else None))
 
@@ -234,7 +180,7 @@ def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float, splits=None):
     fl = [flags(v) for v in eqn.invars]
     d = [f[0] for f in fl]
     # (after an operation without a rule, already reported, the parts start afresh)
-    sps = [(split.get(v) or _Split.start(x)) if plus and dk else None
+    sps = [(split.get(v) or Split.start(x)) if plus and dk else None
            for v, x, dk in zip(eqn.invars, values, d)]
     unsupported = frozenset().union(*(f[1] for f in fl))
     inner = _inner(eqn)
@@ -248,12 +194,9 @@ def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float, splits=None):
         fn = lambda z, inner=inner, with_z=with_z: core.jaxpr_as_fun(inner)(*with_z(z))[0]
       else:
         fn = lambda z, eqn=eqn, with_z=with_z: _bind(eqn, with_z(z))[0]
-      if plus and sps[i].kind == 'conv':
-        y = _zplus_activation(fn, eps)(values[i], sps[i].p, sps[i].b)
-      else:
-        y = _activation(fn, eps)(values[i])
-      outs, out_data = [y], [True]
-      out_splits = [_Split.start(y)] if plus else out_splits
+      outs, out_data = [layer_end(fn, values[i], sps[i], eps)], [True]
+      y = outs[0]
+      out_splits = [Split.start(y)] if plus else out_splits
     elif inner is not None and eqn.primitive.name in CALLS:
       outs, out_data, inner_bad, out_splits = _eval(inner, values, d, eps,
                                                     sps if plus else None)
@@ -264,9 +207,10 @@ def _eval(jaxpr: core.ClosedJaxpr, args, data, eps: float, splits=None):
       elif plus:
         if _kind(eqn, d) and sps[d.index(True)].kind:     # a layer straight after a layer
           i = d.index(True)
-          values[i] = _close(values[i], sps[i], eps)
-          sps[i] = _Split.start(values[i])
+          values[i] = close(values[i], sps[i], eps)
+          sps[i] = Split.start(values[i])
         out_splits = [_split_step(eqn, values, d, sps)]
+        out_splits[0].box = any(sp.box for sp in sps if sp is not None)
       outs, out_data = _bind(eqn, values), [True] * len(eqn.outvars)
     for v, o, od, sp in zip(eqn.outvars, outs, out_data, out_splits):
       if not isinstance(v, core.DropVar):
@@ -286,7 +230,7 @@ def check(fn, x, rule: str = 'epsilon') -> None:
   jaxpr, found = jax.make_jaxpr(fn)(x), []
 
   def walk(x):     # traced abstractly: no operation is compiled or run
-    splits = [_Split.start(x)] if rule == 'epsilon_plus' else None
+    splits = None if rule == 'epsilon' else [Split.start(x)]
     found.append(_eval(jaxpr, [x], [True], 1e-6, splits)[2])
   jax.eval_shape(walk, x)
   bad = found[0]
@@ -296,23 +240,28 @@ def check(fn, x, rule: str = 'epsilon') -> None:
                          'layers (use gradient×input or a perturbation explainer)')
 
 
-def lrp(fn, x, relevance, eps: float = 1e-6, rule: str = 'epsilon'):
+def lrp(fn, x, relevance, eps: float = 1e-6, rule: str = 'epsilon', bounds=(0., 1.)):
   """Input relevance (same shape as `x`) of `fn`'s output relevance `relevance` (same shape
-  as `fn(x)`) by the ε rule, eq. 3.18, or by EpsilonPlus (`rule='epsilon_plus'`, ε also its
-  z⁺ stabiliser). Call `check(fn, x, rule)` first for a clear error on a model the rule
-  does not cover (this function is jit-compatible and does not check)."""
+  as `fn(x)`) by the ε rule, eq. 3.18, by EpsilonPlus (`rule='epsilon_plus'`, ε also its
+  z⁺ stabiliser), or by EpsilonPlus with the z^B rule on the first layer
+  (`'epsilon_plus_box'`, inputs within `bounds`, vadjax's images: [0, 1]). Call
+  `check(fn, x, rule)` first for a clear error on a model the rule does not cover (this
+  function is jit-compatible and does not check)."""
   jaxpr = jax.make_jaxpr(fn)(x)
+  box = rule == 'epsilon_plus_box'
+  lo, hi = (jnp.full_like(x, b) for b in bounds)
 
-  def modified(x):
-    if rule != 'epsilon_plus':
+  def modified(x, lo, hi):
+    if rule == 'epsilon':
       return _eval(jaxpr, [x], [True], eps)[0][0]
-    (y,), _, _, (sp,) = _eval(jaxpr, [x], [True], eps, [_Split.start(x)])
-    return _close(y, sp, eps) if sp is not None else y
+    start = Split(lo, hi, jnp.zeros_like(x), box=True) if box else Split.start(x)
+    (y,), _, _, (sp,) = _eval(jaxpr, [x], [True], eps, [start])
+    return close(y, sp, eps) if sp is not None else y
 
-  y, pullback = jax.vjp(modified, x)
+  y, pullback = jax.vjp(modified, x, lo, hi)
   if rule == 'epsilon':       # the output's ε: eq. 3.18 at the last layer
-    (g,) = pullback(relevance / stabilise(y, eps))
+    g, gl, gh = pullback(relevance / stabilise(y, eps))
   else:                       # the last layer closed its own rule: R = y·g exactly
     nonzero = y != 0
-    (g,) = pullback(jnp.where(nonzero, relevance / jnp.where(nonzero, y, 1), 0))
-  return x * g
+    g, gl, gh = pullback(jnp.where(nonzero, relevance / jnp.where(nonzero, y, 1), 0))
+  return x * g + lo * gl + hi * gh       # z^B: x·w·v − l·w⁺·v − h·w⁻·v (zero otherwise)

@@ -19,8 +19,9 @@ from vadjax.explain.target import Explained, ScoreLayer
 from vadjax.registry import UserError
 from vadjax.train import load_splits
 
-EXPLAINERS = ('residual', 'lrp', 'lrp_plus', 'gradient_x_input', 'integrated_gradients',
-              'lime', 'shap', 'counterfactual_rect', 'counterfactual_grad')
+EXPLAINERS = ('residual', 'lrp', 'lrp_plus', 'lrp_box', 'gradient_x_input',
+              'integrated_gradients', 'lime', 'shap', 'counterfactual_rect',
+              'counterfactual_grad')
 SEGMENT_EXPLAINERS = ('lime', 'shap')
 
 
@@ -43,7 +44,8 @@ def applicability(explained: Explained) -> dict:
   why = dict.fromkeys(EXPLAINERS)
   if not explained.reconstructs:
     why['residual'] = f'{explained.run.config.model} makes no reconstruction'
-  for name, rule in (('lrp', 'epsilon'), ('lrp_plus', 'epsilon_plus')):
+  for name, rule in (('lrp', 'epsilon'), ('lrp_plus', 'epsilon_plus'),
+                     ('lrp_box', 'epsilon_plus_box')):
     try:
       gradients.lrp_check(explained, rule)
     except LRPUnsupported as e:
@@ -147,6 +149,7 @@ def explain(explained: Explained, images, names, s: Settings, progress=None) -> 
       'residual': lambda: explained.residual(images),
       'lrp': lambda: gradients.lrp(explained, images, s.lrp_eps),
       'lrp_plus': lambda: gradients.lrp(explained, images, s.lrp_eps, 'epsilon_plus'),
+      'lrp_box': lambda: gradients.lrp(explained, images, s.lrp_eps, 'epsilon_plus_box'),
       'gradient_x_input': lambda: gradients.gradient_x_input(explained.fn, x),
       'integrated_gradients': lambda: gradients.integrated_gradients(
           explained.fn, x, jnp.asarray(blur), steps=s.ig_steps),
@@ -288,9 +291,10 @@ def table(summary: dict, records: list[dict]) -> str:
 
 
 # The seed's claim, as pairs: SHAP and counterfactuals against residual maps and LIME; and
-# whether z⁺ on convolutions (EpsilonPlus) mends ε-LRP's localisation.
+# whether z⁺ on convolutions (EpsilonPlus) mends ε-LRP's localisation, and z^B on the
+# first layer EpsilonPlus's blindness to dark pixels.
 CLAIM_PAIRS = (('shap', 'residual'), ('shap', 'lime'), ('counterfactual_rect', 'residual'),
-               ('counterfactual_rect', 'lime'), ('lrp_plus', 'lrp'))
+               ('counterfactual_rect', 'lime'), ('lrp_plus', 'lrp'), ('lrp_box', 'lrp_plus'))
 
 
 def paired(records: list[dict]) -> str:
