@@ -379,6 +379,18 @@ def test_aupro_and_pixel_auroc():
   assert evaluate.pixel_auroc(-masks, masks) == 0.0
 
 
+def test_defect_contrast_sorts_dark_from_bright_defects():
+  """A defect brighter than the 3-pixel ring around it is +1, a darker one −1, none 0
+  (the surroundings beyond the ring do not count)."""
+  images = np.full((4, 16, 16, 3), 0.5)
+  masks = np.zeros((4, 16, 16))
+  masks[:3, 6:9, 6:9] = 1
+  images[0, 6:9, 6:9] = 0.9                      # bright defect
+  images[1, 6:9, 6:9] = 0.1                      # dark defect
+  images[2, 6:9, 6:9], images[2, :2] = 0.4, 0.0  # darker than its ring, not than the edge
+  assert list(evaluate.defect_contrast(images, masks)) == [1, -1, -1, 0]
+
+
 def test_deletion_ranks_a_faithful_map_first():
   region = (slice(0, 8), slice(0, 8))
   score = jax.jit(lambda x: jnp.mean(x[:, region[0], region[1]], axis=(1, 2, 3)))

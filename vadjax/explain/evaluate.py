@@ -8,6 +8,9 @@
   false-positive rate over the normal pixels of all images and the mean overlap with each
   connected defect region; the area under PRO(FPR) up to FPR 0.3, divided by 0.3
   (vadjax/eval/pixel.py computes it for evaluation and explanations alike).
+- by defect contrast: pixel AUROC over the images whose defect is darker (brighter) on
+  average than a 3-pixel ring around it; z⁺ and gradient × input give dark pixels little
+  relevance (docs/explanations.md).
 - deletion / insertion (Petsiuk et al. 2018): the score as the map's top pixels are replaced
   by a background (deletion: a faithful map makes it fall fast, lower area is better) or
   copied into the background (insertion: higher is better); areas over the fraction of
@@ -15,6 +18,7 @@
 """
 
 import numpy as np
+from scipy import ndimage
 from sklearn import metrics as skm
 
 from vadjax.eval.pixel import PixelStats
@@ -25,6 +29,18 @@ def pixel_auroc(maps, masks) -> float:
   values = [skm.roc_auc_score(m.ravel() > 0.5, s.ravel()) for s, m in zip(maps, masks)
             if 0 < (m > 0.5).sum() < m.size]
   return float(np.mean(values)) if values else float('nan')
+
+
+def defect_contrast(images, masks, ring: int = 3) -> np.ndarray:
+  """Per image: +1 if its defect (mask > 0.5) is brighter on average (over channels) than
+  the `ring`-pixel band around it, −1 if darker, 0 without a defect or a band."""
+  out = np.zeros(len(masks), int)
+  for i, (im, m) in enumerate(zip(np.asarray(images), np.asarray(masks) > 0.5)):
+    band = ndimage.binary_dilation(m, iterations=ring) & ~m
+    if m.any() and band.any():
+      grey = im.mean(-1) if im.ndim == 3 else im
+      out[i] = 1 if grey[m].mean() > grey[band].mean() else -1
+  return out
 
 
 def _per_image_scaled(maps):

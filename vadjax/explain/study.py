@@ -188,15 +188,20 @@ def explain(explained: Explained, images, names, s: Settings, progress=None) -> 
 
 
 def measure(explained: Explained, images, masks, labels, result: dict, s: Settings) -> dict:
-  """Per explainer, over the anomalous samples: pixel AUROC and AUPRO against the masks,
-  deletion and insertion areas (blur background, model-agnostic), seconds per image."""
+  """Per explainer, over the anomalous samples: pixel AUROC and AUPRO against the masks
+  (pixel AUROC also over dark and bright defects apart), deletion and insertion areas (blur
+  background, model-agnostic), seconds per image."""
   a = np.flatnonzero(labels == 1)
+  contrast = evaluate.defect_contrast(images[a], masks[a]) if masks is not None else None
   out = {}
   for name, maps in result['maps'].items():
     row = {'seconds_per_image': result['seconds'][name]}
     if masks is not None:
       row['pixel_auroc'] = evaluate.pixel_auroc(maps[a], masks[a])
       row['aupro'] = evaluate.aupro(maps[a], masks[a])
+      for key, side in (('pixel_auroc_dark', -1), ('pixel_auroc_bright', 1)):
+        pick = a[contrast == side]
+        row[key] = evaluate.pixel_auroc(maps[pick], masks[pick])
     deletion, insertion = evaluate.deletion_insertion(explained.score, images[a], maps[a],
                                                       result['blur'][a], s.curve_steps)
     row['deletion'], row['insertion'] = float(deletion.mean()), float(insertion.mean())
@@ -259,8 +264,10 @@ SEED_VERDICT = {
     'shap': 'best: marks anomalies sharply',
     'counterfactual_rect': 'good, larger boxes',
 }
-METRICS = (('pixel_auroc', 'pixel AUROC ↑'), ('aupro', 'AUPRO ↑'), ('deletion', 'deletion ↓'),
-           ('insertion', 'insertion ↑'), ('seconds_per_image', 's / image'))
+METRICS = (('pixel_auroc', 'pixel AUROC ↑'), ('aupro', 'AUPRO ↑'),
+           ('pixel_auroc_dark', 'dark defects ↑'), ('pixel_auroc_bright', 'bright defects ↑'),
+           ('deletion', 'deletion ↓'), ('insertion', 'insertion ↑'),
+           ('seconds_per_image', 's / image'))
 
 
 def summarize(records: list[dict]) -> dict:
