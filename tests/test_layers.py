@@ -145,9 +145,12 @@ def test_3d_layers_match_torch(size, k, s, p, op, backend, monkeypatch):
   kernel gradients: on CPU the 2D convs over stacked temporal taps / phases; with the
   backend read as 'gpu' the native 3D forms with the adjoint transposed-conv gradients, as
   'tpu' with autodiff's (computed here on CPU)."""
+  from vadjax.nn.conv_forms import takes_adjoint
   from vadjax.nn.layers import conv3d, conv_transpose3d, folds_3d
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
   assert all(folds_3d(i) == (backend == 'cpu') for i in ('auto', 'xla', 'adjoint'))
+  assert takes_adjoint('auto', s) == (backend == 'gpu' and max(s) > 1)
+  assert not takes_adjoint('xla', s) and takes_adjoint('adjoint', s) == (max(s) > 1)
   assert folds_3d('s2d') and folds_3d('gemm')
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, *size, 3)).astype(np.float32)

@@ -26,6 +26,13 @@ def pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def takes_adjoint(impl: str, stride) -> bool:
+  """Whether a transposed conv of this stride (2D or 3D) takes the adjoint gradients: the
+  GPU's 'auto' and an explicit 'adjoint', at any stride above 1."""
+  chosen = impl == 'adjoint' or (impl == 'auto' and jax.default_backend() == 'gpu')
+  return chosen and any(v != 1 for v in stride)
+
+
 def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
                  kernel: int = 3, out_size: int = 0, in_channels: int = 0) -> str:
   """The form a layer uses. 'auto' = what was measured faster on this backend (the
@@ -46,8 +53,10 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
   s = pair(stride)
   if impl == 'gemm':
     return impl
-  if impl == 'adjoint' or (impl == 'auto' and jax.default_backend() == 'gpu'):
-    return 'adjoint' if transposed and s != (1, 1) else 'xla'
+  if transposed and takes_adjoint(impl, s):
+    return 'adjoint'
+  if impl == 'adjoint':
+    return 'xla'
   if s[0] != s[1] or (s == (1, 1) and not transposed):
     return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
   if impl == 'auto':

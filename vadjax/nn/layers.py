@@ -35,7 +35,7 @@ from jax import lax
 
 from vadjax.nn.conv_forms import (DN, IMPLS, even_padding, pair, conv_gemm, conv_s2d,
                                   conv_subpixel_grad, conv_tapwise_grad, conv_transpose_gemm,
-                                  conv_transpose_s2d, resolve_impl)
+                                  conv_transpose_s2d, resolve_impl, takes_adjoint)
 from vadjax.nn.norm import BatchNorm
 from vadjax.registry import UserError
 
@@ -151,10 +151,9 @@ def conv_transpose_adjoint(x, w, stride, padding, output_padding, dn):
   kernel gradient at input g and cotangent x. Autodiff of the plain form gives the kernel
   gradient as a conv with lhs dilation, which XLA:GPU's conv rewriter does not map to
   cuDNN's backward-filter call (xla/service/gpu/transforms/conv_rewriter.cc,
-  MatchBackwardFilter: no base dilation): it stays a forward conv whose window is the
-  whole output map. c's kernel gradient has window dilation instead, which it maps. The
-  first GPU runs trained MemAE-3D at 16×256×256 at 0.08× torch in both 3D forms
-  (BUILD_NOTES.md, "GPU readiness"); the next run times this form."""
+  MatchBackwardFilter: no base dilation), so it stays a forward conv over the whole output
+  map. c's kernel gradient has window dilation instead, which it maps (the suspected cause
+  of MemAE-3D's 0.08× torch on a GPU: BUILD_NOTES.md, "GPU readiness")."""
   return _plain_transpose(x, w, stride, padding, output_padding, dn)
 
 
@@ -253,8 +252,7 @@ def conv_transpose3d(x, w, stride, padding, output_padding, impl='auto'):
   (`folds_3d`)."""
   if not folds_3d(impl):
     args = (x, w, stride, padding, output_padding, DN_3D)
-    adjoint = impl == 'adjoint' or (impl == 'auto' and jax.default_backend() == 'gpu')
-    return conv_transpose_adjoint(*args) if adjoint else _plain_transpose(*args)
+    return conv_transpose_adjoint(*args) if takes_adjoint(impl, stride) else _plain_transpose(*args)
   kt, st, pt, opt = w.shape[0], stride[0], padding[0], output_padding[0]
   b, t = x.shape[:2]
   t_out = (t - 1) * st - 2 * pt + kt + opt
