@@ -4,6 +4,8 @@ One mesh axis, `data`. The batch is split over it with a `NamedSharding`; the tr
 replicated. The same code runs on 1 device, N fake CPU devices and multi-host pods.
 """
 
+import contextlib
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -11,6 +13,24 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from vadjax.registry import UserError
 
 DATA_AXIS = 'data'
+_TARGETS: list = []      # `compiling_for`'s platforms, innermost last
+
+
+def backend() -> str:
+  """The platform the programs being built are for: JAX's default backend, or the
+  innermost `compiling_for`. The layers, BatchNorm and MAML choose their forms by it."""
+  return _TARGETS[-1] if _TARGETS else jax.default_backend()
+
+
+@contextlib.contextmanager
+def compiling_for(platform: str):
+  """Builds programs for `platform` ('cpu', 'gpu', 'tpu') whatever this machine has: for
+  compiling ahead of time for another device (experiments/gpu_compile.py)."""
+  _TARGETS.append(platform)
+  try:
+    yield
+  finally:
+    _TARGETS.pop()
 
 
 def maybe_initialize_distributed(config) -> None:

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vadjax import parallel
 from vadjax.registry import UserError
 
 
@@ -53,7 +54,7 @@ def mapping(task_map: str) -> str:
   if task_map not in TASK_MAPS:
     raise UserError(f'maml.task_map must be one of {TASK_MAPS}, got {task_map!r}')
   if task_map == 'auto':
-    return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+    return 'loop' if parallel.backend() == 'cpu' else 'vmap'
   return task_map
 
 
@@ -64,7 +65,7 @@ def conv_impl(order: str) -> str:
   --mode=profile`); through one matmul on the patch matrix every derivative is a matmul.
   Paired steps against the twin, 2026-12-03, 2-core Xeon: second order 0.41 → 0.57; first
   order it would cost 1.05 → 0.58, so it keeps XLA's convolutions, as GPU and TPU do."""
-  return 'gemm' if order == 'second' and jax.default_backend() == 'cpu' else 'auto'
+  return 'gemm' if order == 'second' and parallel.backend() == 'cpu' else 'auto'
 
 
 def meta_loss(apply, meta: dict, tasks: dict, alpha: float, steps: int,

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vadjax import parallel
+
 IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm', 'adjoint')
 DN = ('NHWC', 'HWIO', 'NHWC')
 
@@ -26,11 +28,13 @@ def pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def takes_adjoint(impl: str, stride) -> bool:
-  """Whether a transposed conv of this stride (2D or 3D) takes the adjoint gradients: the
-  GPU's 'auto' and an explicit 'adjoint', at any stride above 1."""
-  chosen = impl == 'adjoint' or (impl == 'auto' and jax.default_backend() == 'gpu')
-  return chosen and any(v != 1 for v in stride)
+def takes_adjoint(impl: str) -> bool:
+  """Whether transposed convs (2D or 3D, any stride) take the adjoint gradients: the GPU's
+  'auto' and an explicit 'adjoint'. Compiled for an H200 (docs/speed.md, "Compiled for a
+  GPU"), autodiff's kernel gradient of a transposed conv is a cuDNN forward conv whose
+  window is the whole map, at stride 1 as at stride 2; the adjoint's is cuDNN's
+  backward-filter call."""
+  return impl == 'adjoint' or (impl == 'auto' and parallel.backend() == 'gpu')
 
 
 def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
@@ -42,7 +46,7 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
     strided conv: plain from fewer than 8 input channels; s2d for kernels over 3 onto maps
       of at most 4; the sub-pixel input gradient for stride 2 onto maps of ≥ 16 with ≥ 16
       channels; plain otherwise.
-  On GPU transposed strided convs take 'adjoint' (vadjax.nn.layers.conv_transpose_adjoint),
+  On GPU transposed convs take 'adjoint' (vadjax.nn.layers.conv_transpose_adjoint),
   everything else the plain form; on TPU always plain. 'xla' forces plain, 's2d' the fast
   forms everywhere, 'tapwise' a plain strided conv with the tap-wise kernel gradient,
   'subpixel' a plain strided conv with the sub-pixel input gradient, 'gemm' the one-matmul
@@ -53,14 +57,14 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
   s = pair(stride)
   if impl == 'gemm':
     return impl
-  if transposed and takes_adjoint(impl, s):
+  if transposed and takes_adjoint(impl):
     return 'adjoint'
   if impl == 'adjoint':
     return 'xla'
   if s[0] != s[1] or (s == (1, 1) and not transposed):
     return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
   if impl == 'auto':
-    if jax.default_backend() != 'cpu':
+    if parallel.backend() != 'cpu':
       return 'xla'
     if transposed:
       return 's2d' if features >= 8 else 'gemm'

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vadjax import parallel
 from vadjax.nn.conv_forms import (DN, IMPLS, even_padding, pair, conv_gemm, conv_s2d,
                                   conv_subpixel_grad, conv_tapwise_grad, conv_transpose_gemm,
                                   conv_transpose_s2d, resolve_impl, takes_adjoint)
@@ -146,14 +147,14 @@ def _plain_transpose(x, w, stride, padding, output_padding, dn):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def conv_transpose_adjoint(x, w, stride, padding, output_padding, dn):
-  """`_plain_transpose` with the gradients of the strided conv it is the adjoint of, c(z) =
-  conv(z, wᵀ) (wᵀ: in/out axes swapped), from <g, y> = <c(g), x>: dx = c(g), and dwᵀ is c's
-  kernel gradient at input g and cotangent x. Autodiff of the plain form gives the kernel
-  gradient as a conv with lhs dilation, which XLA:GPU's conv rewriter does not map to
-  cuDNN's backward-filter call (xla/service/gpu/transforms/conv_rewriter.cc,
-  MatchBackwardFilter: no base dilation), so it stays a forward conv over the whole output
-  map. c's kernel gradient has window dilation instead, which it maps (the suspected cause
-  of MemAE-3D's 0.08× torch on a GPU: BUILD_NOTES.md, "GPU readiness")."""
+  """`_plain_transpose` with the gradients of the conv it is the adjoint of, c(z) =
+  conv(z, wᵀ) at the same stride (wᵀ: in/out axes swapped), from <g, y> = <c(g), x>:
+  dx = c(g), and dwᵀ is c's kernel gradient at input g and cotangent x. Compiled for an
+  H200, autodiff of the plain form gives the kernel gradient as a cuDNN forward conv whose
+  window is the whole map (at stride > 1 an lhs-dilated conv, which XLA:GPU's conv rewriter
+  does not map to cuDNN's backward-filter call: conv_rewriter.cc, MatchBackwardFilter); c's
+  kernel gradient becomes the backward-filter call (docs/speed.md, "Compiled for a GPU":
+  MemAE-3D's 0.08× torch on a GPU)."""
   return _plain_transpose(x, w, stride, padding, output_padding, dn)
 
 
@@ -213,7 +214,7 @@ def folds_3d(impl: str) -> bool:
   'auto') with the transposed convs' adjoint gradients (`conv_transpose_adjoint`)."""
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
-  return jax.default_backend() == 'cpu' or impl not in ('auto', 'xla', 'adjoint')
+  return parallel.backend() == 'cpu' or impl not in ('auto', 'xla', 'adjoint')
 
 
 def _time_pad(x, before, after):
@@ -252,7 +253,7 @@ def conv_transpose3d(x, w, stride, padding, output_padding, impl='auto'):
   (`folds_3d`)."""
   if not folds_3d(impl):
     args = (x, w, stride, padding, output_padding, DN_3D)
-    return conv_transpose_adjoint(*args) if takes_adjoint(impl, stride) else _plain_transpose(*args)
+    return conv_transpose_adjoint(*args) if takes_adjoint(impl) else _plain_transpose(*args)
   kt, st, pt, opt = w.shape[0], stride[0], padding[0], output_padding[0]
   b, t = x.shape[:2]
   t_out = (t - 1) * st - 2 * pt + kt + opt

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vadjax import parallel
+
 
 def _stats(x):
   """Per-channel mean and biased variance over every other axis, two-pass, in float32."""
@@ -85,7 +87,7 @@ class BatchNorm(nn.Module):
     if self.use_running_average:
       y = _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
     else:
-      train = _train_closed_form if jax.default_backend() == 'cpu' else _train_autodiff
+      train = _train_closed_form if parallel.backend() == 'cpu' else _train_autodiff
       y, mean, var = train(x, scale, bias, self.epsilon)
       if not self.is_initializing():
         m = self.momentum
