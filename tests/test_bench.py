@@ -1,6 +1,7 @@
 """Benchmark harness: analytic FLOPs by hand, and a tiny end-to-end run of every record."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -242,10 +243,18 @@ def test_bench_layers_maps_each_torch_conv_and_names_its_compiled_convolutions()
       ref = m(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
     np.testing.assert_allclose(jax.jit(layer.apply)(v, x), np.moveaxis(ref, 1, -1), atol=1e-5)
   gpu = ('%c = (f32[4]{0}, u8[0]{0}) custom-call(f32[1]{0} %a, f32[1]{0} %b), '
-         'custom_call_target="__cudnn$convBackwardFilter"\n'
+         'window={size=3x3 stride=2x2}, custom_call_target="__cudnn$convBackwardFilter"\n'
          '%d = (f32[4]{0}, u8[0]{0}) custom-call(f32[1]{0} %a, f32[1]{0} %b), '
          'custom_call_target="__cudnn$convForward"\n') * 2
   assert bench_layers.compiled_convs(gpu) == 'BackwardFilter×2, Forward×2'
+  # lines of MemAE-3D's gradient compiled for an H200 (experiments.gpu_compile, form 'xla')
+  whole = ('%cudnn-conv.9 = (f32[96,1,3,3,3]{4,3,2,1,0}, u8[0]{0}) custom-call(%a, %b), '
+           'window={size=16x256x256}, dim_labels=bf012_oi012->bf012, '
+           'custom_call_target="__cudnn$convForward"\n'
+           '%cudnn-conv.2 = (f32[4,96,16,128,128]{4,3,2,1,0}, u8[0]{0}) custom-call(%c, %d), '
+           'window={size=3x3x3 stride=1x2x2}, dim_labels=bf012_oi012->bf012, '
+           'custom_call_target="__cudnn$convForward"\n')
+  assert bench_layers.compiled_convs(whole) == 'Forward×2 (windows over 16 px ×1)'
   from vadjax.nn.layers import ConvTranspose
   x = jnp.ones((2, 9, 9, 4))
   for impl, reversed_ in (('xla', 1), ('adjoint', 0)):
@@ -254,3 +263,22 @@ def test_bench_layers_maps_each_torch_conv_and_names_its_compiled_convolutions()
     hlo = jax.jit(jax.grad(lambda v: jnp.sum(layer.apply(v, x) ** 2))).lower(v).compile()
     assert bench_layers.compiled_convs(hlo.as_text()) == (    # forward, kernel gradient
         f'conv×2 (lhs-dilated ×1, reversed ×{reversed_})')
+
+
+def test_gpu_compile_builds_the_gpu_forms_and_says_when_it_cannot_compile_for_a_gpu():
+  """experiments.gpu_compile (vadjax/bench/aot.py): the train step built as for a GPU (native 3D convs, the
+  transposed convs' adjoint gradients), compiled here for CPU since CI has no CUDA plugin:
+  MemAE-3D's four transposed kernel gradients are no longer window-reversed convs. Without
+  the plugin, a one-line usage error naming the script that installs it."""
+  from vadjax import parallel
+  from vadjax.bench import aot, layers as bench_layers
+  from vadjax.registry import UserError
+  mesh = parallel.make_mesh(1)
+  reversed_ = {}
+  for form in ('xla', 'auto'):
+    hlo = aot.compiled_train_step('memae_3d', (8, 16, 16, 1), 2, form, mesh)
+    reversed_[form] = int(re.search(r'reversed ×(\d+)', bench_layers.compiled_convs(hlo))[1])
+  assert reversed_['xla'] - reversed_['auto'] == 4
+  assert parallel.backend() == 'cpu'          # compiling_for ended with the build
+  with pytest.raises(UserError, match='gpu_compile.sh'):
+    aot.h200_mesh()

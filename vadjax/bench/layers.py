@@ -49,11 +49,18 @@ def jax_layer(m, form):
 
 def compiled_convs(hlo: str) -> str:
   """The convolutions of a compiled program, in a few words: cuDNN's calls by kind on GPU,
-  else the number of convolutions, of lhs-dilated ones and of ones with a reversed window
-  (XLA swaps the operands of a large lhs-dilated conv into a window-reversed one)."""
-  calls = collections.Counter(re.findall(r'custom_call_target="__cudnn\$conv(\w*)"', hlo))
+  with the forward calls whose window spans more than 16 pixels (a kernel gradient left as
+  a forward conv over the whole map), else the number of convolutions, of lhs-dilated ones
+  and of ones with a reversed window (XLA swaps the operands of a large lhs-dilated conv
+  into a window-reversed one)."""
+  calls = re.findall(r'window=\{size=([\dx]+)[^}]*\}.*custom_call_target="__cudnn\$conv(\w*)"'
+                     r'|custom_call_target="__cudnn\$conv(\w*)"', hlo)
   if calls:
-    return ', '.join(f'{kind or "conv"}×{n}' for kind, n in sorted(calls.items()))
+    kinds = collections.Counter(kind or bare or 'conv' for _, kind, bare in calls)
+    whole = sum(kind == 'Forward' and max(map(int, size.split('x'))) > 16
+                for size, kind, _ in calls)
+    return ', '.join(f'{kind}×{n}' for kind, n in sorted(kinds.items())) + (
+        f' (windows over 16 px ×{whole})' if whole else '')
   convs = [line for line in hlo.splitlines() if re.search(r'= \S+ convolution\(', line)]
   dilated = sum(bool(re.search(r'lhs_dilate=(?!1(x1)*\b)', line)) for line in convs)
   reversed_ = sum(bool(re.search(r'rhs_reversal=\S*1', line)) for line in convs)

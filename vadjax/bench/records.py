@@ -103,6 +103,19 @@ def _time_modes(calls, modes, warmup, repeats, keep):
   return out
 
 
+def jax_steps(name, shape, dtype, conv_impl, mesh):
+  """The benchmark model's training steps (`steps_lib.build_steps`) on `mesh`."""
+  cfg = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3, weight_decay=1e-5, memae=dict(entropy_weight=ENTROPY_WEIGHT),
+      image_size=0, data=dict(video=dict(clip_length=shape[0], clip_strides=(1,)))))
+  model_name, kwargs = VARIANTS.get(name, (name, {}))
+  kwargs = {**kwargs, 'conv_impl': conv_impl} if conv_impl != 'auto' else kwargs
+  model = MODELS.get(model_name)(channels=shape[-1], dtype=jnp.dtype(dtype), **kwargs)
+  method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
+  tx = method.optimizer(cfg, steps_lib.make_optimizer)
+  return steps_lib.build_steps(model, method, tx, mesh, shape)
+
+
 def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'infer'),
                  keep=None, conv_impl='auto'):
   """Timings per mode, the variables after them and the inference output on the benchmark
@@ -112,18 +125,8 @@ def jax_records(name, shape, batch, dtype, repeats, warmup, modes=('train', 'inf
     return jax_memory_records(shape, batch, dtype, repeats, warmup, modes, keep)
   if name in BACKBONE_NAMES:
     return jax_backbone_records(name, shape, batch, dtype, repeats, warmup, modes, keep)
-  cfg = ml_collections.ConfigDict(dict(
-      learning_rate=1e-3, weight_decay=1e-5, memae=dict(entropy_weight=ENTROPY_WEIGHT),
-      image_size=0, data=dict(video=dict(clip_length=shape[0], clip_strides=(1,)))))
-  mesh = parallel.make_mesh(1)
-  model_name, kwargs = VARIANTS.get(name, (name, {}))
-  if conv_impl != 'auto':
-    kwargs = {**kwargs, 'conv_impl': conv_impl}
-  model = MODELS.get(model_name)(channels=shape[-1], dtype=jnp.dtype(dtype), **kwargs)
-  method = METHODS.get(METHOD.get(name, 'reconstruction'))(cfg)
-  tx = method.optimizer(cfg, steps_lib.make_optimizer)
-  steps = steps_lib.build_steps(model, method, tx, mesh, shape)
-  state = [steps.init(jax.random.PRNGKey(0))]
+  steps = jax_steps(name, shape, dtype, conv_impl, mesh := parallel.make_mesh(1))
+  model, state = steps.model, [steps.init(jax.random.PRNGKey(0))]
   b = parallel.shard_batch({'image': _inputs(name, shape, batch)}, mesh)
 
   def train():
