@@ -77,7 +77,9 @@ def finetune(model, variables, source, *, epochs: int, learning_rate: float = 5e
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, dist
 
-  params, opt_state = variables['params'], jax.jit(tx.init)(variables['params'])
+  # on the mesh like `step`'s outputs, so that `step` compiles once, not twice
+  params = variables['params']
+  opt_state = jax.device_put(jax.jit(tx.init)(params), parallel.replicated(mesh))
   steps_per_epoch = len(source) // batch_size
   data = train_iterator(train_dataset(source, batch_size, seed, max(epochs, 1)), workers=0)
   history = []

@@ -109,9 +109,12 @@ class _StepFns:
     params_rng, state_rng = jax.random.split(rng)
     v = self.model.init(params_rng, jnp.zeros((1, *self.image_shape), jnp.float32),
                         train=False)
-    return TrainState.create(apply_fn=self.model.apply, params=v['params'], tx=self.tx,
-                             batch_stats=v.get('batch_stats', {}), rng=state_rng,
-                             epoch=jnp.zeros((), jnp.int32))
+    state = TrainState.create(apply_fn=self.model.apply, params=v['params'], tx=self.tx,
+                              batch_stats=v.get('batch_stats', {}), rng=state_rng,
+                              epoch=jnp.zeros((), jnp.int32))
+    # create's step is a weakly typed 0 and a restored one is not: every step function
+    # would compile twice in a run that resumes or scores a restored state
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
   def train(self, state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
