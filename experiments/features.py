@@ -42,9 +42,10 @@ def cached_features(workdir: str, category: str | None = None):
   return np.concatenate(feats), np.concatenate(labels), videos
 
 
-def tsne_figure(workdir: str, out: str, title: str, max_iter: int = 5000) -> str:
-  x, labels, videos = cached_features(workdir)
-  return plots.tsne(out, {title: tsne.embeddings(x, labels, videos, max_iter=max_iter)})
+def tsne_figure(workdirs: dict, out: str, max_iter: int = 5000) -> str:
+  """One t-SNE panel per {title: feature-prediction workdir}."""
+  return plots.tsne(out, {title: tsne.embeddings(*cached_features(w), max_iter=max_iter)
+                          for title, w in workdirs.items()})
 
 
 def main(argv):
@@ -53,7 +54,7 @@ def main(argv):
   if not f.workdir:
     raise app.UsageError('--workdir (a feature-prediction workdir) is required')
   out = f.out or os.path.join(f.workdir, 'tsne.png')
-  print(run_or_fail(tsne_figure, f.workdir, out, os.path.basename(f.workdir.rstrip('/')),
+  print(run_or_fail(tsne_figure, {os.path.basename(f.workdir.rstrip('/')): f.workdir}, out,
                     f.max_iter))
 
 

@@ -2,6 +2,7 @@
 
   python -m experiments.sweep --study=NAME --workdir=runs/NAME --seeds=0,1,2 \
       [--override=num_epochs=4] [--only=LABEL,PATTERN*,...] [--data=digits] [--collect_only]
+      [--rescore_from=DIR --override=reconstruction.score_window=0]
 
 A row is (label, config, variant, the seed's number for it). Each row trains in its own
 sub-workdir with every seed (`train_and_evaluate`: an interrupted sweep resumes where it
@@ -9,7 +10,8 @@ stopped, a finished row is not run again, and adding seeds later trains only the
 run `--seeds=0` first for a quick look at every row, then `--seeds=0,1,2`). The table reads
 each row's `report['mean']` (mean ± 95% CI over seeds); nothing is recomputed here but the
 derived columns a study names (the motion mean of three per-kind AUROCs, from the same
-per-seed values). Writes <study>.json and <study>.md in --workdir.
+per-seed values). Writes <study>.json and <study>.md in --workdir. `--rescore_from` scores
+another sweep's trained rows again with changed score settings (vadjax.train.rescore).
 
 Studies (runtimes on a 2-core CPU, 3 seeds):
   seed001, ks, seed000   the image zoo against its baselines on digits and textures (seed 001
@@ -19,12 +21,11 @@ Studies (runtimes on a 2-core CPU, 3 seeds):
   seed002, seed002_ablations   ALPS and ADACL (Tabs. 3.1, 3.3, 4.1, 4.4); ~1 h
   memory_size            MemAE's AUROC against the memory size N (seed 003 Fig. 7), with a
                          figure; ~30 min with --override='categories=0;3;5;8'
-  svdd                   SVDD fine-tuning, AUROC against lr × epochs (seed 001 Fig. 4.8):
-                         one set of trained AEs fine-tuned per lr (experiments/svdd_sweep.py)
-  seed004                frozen features + next-feature predictors on walkway: our DINO ViT,
-                         the same ViT random, ResNet-50 random; LSTM and Transformer
-                         (docs/features.md); DINO pretraining first (<workdir>/dino), then
-                         ~1 min per row and seed, t-SNE figures; ~40 min with 5 seeds
+  svdd                   SVDD fine-tuning, AUROC against lr × epochs (seed 001 Fig. 4.8;
+                         experiments/svdd_sweep.py)
+  seed004                frozen features + next-feature predictors on walkway (docs/features.md):
+                         our DINO ViT (pretrained first, <workdir>/dino), the same ViT random,
+                         ResNet-50 random; LSTM and Transformer; ~40 min with 5 seeds
 """
 
 import dataclasses
@@ -32,6 +33,7 @@ import fnmatch
 import functools
 import json
 import os
+import pathlib
 from typing import Callable
 
 import numpy as np
@@ -39,10 +41,13 @@ from absl import app, flags, logging
 
 from experiments import cli, svdd_sweep
 from experiments.configs import adacl, alps, conv_rnn, dino, feature_prediction, memae, zoo
+from experiments.configs.base import apply_variant
 from vadjax.eval import plots
 from vadjax.eval.metrics import mean_ci
 from vadjax.registry import UserError
 from vadjax.train import train_and_evaluate
+from vadjax.train.experiment import load_config
+from vadjax.train.rescore import rescore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +106,7 @@ _SEED002 = [   # (label, config, variant, data, the thesis' mean AUROC % (source
     ('Vanilla AE', alps, 'vanilla', 'digits', '95.42 (Tab. 3.3, MNIST)'),
     ('ADACL', adacl, '', 'digits', '98.01 (Tab. 4.1, MNIST)'),
     ('ADACL', adacl, 'textures', 'textures', '–')]
-_ALPS_ABLATIONS = [   # Tab. 3.3
-    ('ALPS', '', '97.65 (Tab. 3.1, MNIST)'), ('AE + random latent noise', 'noise',
-                                              '95.95 (Tab. 3.3, MNIST)'),
-    ('Vanilla AE', 'vanilla', '95.42 (Tab. 3.3, MNIST)')]
+_ALPS_ABLATIONS = [(label, v, ref) for label, _, v, _, ref in _SEED002[:3]]   # Tab. 3.3
 _ABLATIONS = [
     ('ADACL, BCE loss', 'bce', '–'), ('ADACL, discrete labels', 'discrete', '–'),
     ('ADACL, cut-paste only', 'cutpaste', '–'), ('ADACL, puzzling only', 'puzzle', '–'),
@@ -154,16 +156,10 @@ def _dino_backbone(workdir: str, words: str) -> dict:
 def _tsne_figure(result, path) -> str:
   """t-SNE of the DINO, random-ViT and ResNet-50 features (the LSTM rows' caches)."""
   from experiments import features  # noqa: PLC0415
-  from vadjax.eval import tsne  # noqa: PLC0415
-  rows = [r for r in result['rows'] if r['result'] and 'LSTM' in r['label']]
-  iters = 250 if 'quick' in result['override'].split(',') else 5000
-  embs = {}
-  for r in rows:
-    x, labels, videos = features.cached_features(os.path.join(result['workdir'], _key(
-        r['label'], r['data'])))
-    embs[r['label'].replace(' + LSTM', '')] = tsne.embeddings(x, labels, videos,
-                                                              max_iter=iters)
-  return plots.tsne(path, embs)
+  rows = {r['label'].replace(' + LSTM', ''): os.path.join(result['workdir'], _key(
+      r['label'], r['data'])) for r in result['rows'] if r['result'] and 'LSTM' in r['label']}
+  return features.tsne_figure(rows, path, 250 if 'quick' in result['override'].split(',')
+                              else 5000)
 
 
 _SEED004 = [   # (label, variant, seed 004's UCSD Ped2 AUC % (mean ± std over 60 runs))
@@ -249,13 +245,16 @@ def table(study: Study, rows) -> str:
   return '\n'.join(lines)
 
 
-def _report(row: Row, run_dir: str, seeds, words: str, plots_on: bool, collect_only: bool):
+def _report(row: Row, run_dir: str, seeds, words: str, plots_on: bool, collect_only: bool,
+            rescore_from: str | None = None):
   path = os.path.join(run_dir, 'report.json')
   if collect_only:
-    if not os.path.exists(path):
-      return None
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(pathlib.Path(path).read_text()) if os.path.exists(path) else None
+  if rescore_from:      # the trained row's own config, with --override's score settings
+    trained = os.path.join(rescore_from, os.path.basename(run_dir))
+    cfg = apply_variant(load_config(trained), words)
+    cfg.seeds = tuple(int(s) for s in seeds)
+    return rescore(trained, cfg, run_dir)
   cfg = row.make(','.join(filter(None, [row.variant, words])))
   cfg.seeds, cfg.plots = tuple(int(s) for s in seeds), plots_on
   return train_and_evaluate(cfg, run_dir)
@@ -278,20 +277,23 @@ def _check_words(rows, words: str) -> None:
 
 
 def run(name: str, workdir: str, seeds, override: str = '', only=None,
-        collect_only: bool = False, preset: str | None = None, data=None) -> dict:
+        collect_only: bool = False, preset: str | None = None, data=None,
+        rescore_from: str | None = None) -> dict:
   study = STUDIES[name]
-  words = ','.join(filter(None, [study.preset if preset is None else preset, override]))
+  words = override if rescore_from else ','.join(
+      filter(None, [study.preset if preset is None else preset, override]))
   selected = _selected(study, only, data)
   if not selected:
     raise UserError(f'no row of study {name!r} matches --only={only} --data={data}')
   _check_words(selected, words)
-  fill = study.prepare(workdir, words) if study.prepare and not collect_only else None
+  fill = (study.prepare(workdir, words)
+          if study.prepare and not (collect_only or rescore_from) else None)
   rows = []
   for row in selected:
     if fill is not None and '{' in row.variant:
       row = dataclasses.replace(row, variant=row.variant.format(**fill))
     report = _report(row, os.path.join(workdir, _key(row.label, row.data)), seeds, words,
-                     study.plots, collect_only)
+                     study.plots, collect_only, rescore_from)
     rows.append({'label': row.label, 'data': row.data, 'variant': row.variant,
                  'reference': row.reference, 'result': report and report['mean']})
     if report:
@@ -320,6 +322,8 @@ _ONLY = flags.DEFINE_list('only', None, "Run only the rows with these labels; '*
 _DATA = flags.DEFINE_list('data', None, 'Run only the rows on these data (digits, ...): '
                           'per-dataset overrides are separate runs with --override.')
 _COLLECT = flags.DEFINE_bool('collect_only', False, 'Only gather rows already run.')
+_RESCORE = flags.DEFINE_string('rescore_from', None, "Re-score this sweep's trained rows "
+                               'with --override (score settings only) into --workdir.')
 _LRS = flags.DEFINE_list('lrs', ['5e-8', '5e-7', '5e-6', '5e-5'], '(svdd) fine-tuning lrs.')
 _EPOCHS = flags.DEFINE_list('epochs', ['1', '2', '5', '10', '20'], '(svdd) epoch counts '
                             'scored.')
@@ -335,7 +339,8 @@ def main(argv):
                              _LRS.value, _EPOCHS.value, _BASE.value)
   else:
     result = cli.run_or_fail(run, _STUDY.value, workdir, _SEEDS.value, _OVERRIDE.value,
-                             _ONLY.value, _COLLECT.value, _PRESET.value, _DATA.value)
+                             _ONLY.value, _COLLECT.value, _PRESET.value, _DATA.value,
+                             _RESCORE.value)
   print(result['table'])
 
 

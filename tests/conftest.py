@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: not any(s in item.nodeid for s in SLOW_FIRST))   # stable
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')   # a factory: each call makes a new config
 def quick_config():
   """A config that trains digits class 1 with a small BCAE1 in a few seconds."""
   def make(**overrides):

@@ -164,12 +164,18 @@ def test_workdir_of_another_experiment_is_refused_untouched(quick_config, tmp_pa
   assert files == {p: p.stat().st_mtime_ns for p in work.rglob('*') if p.is_file()}
 
 
-def test_finished_run_is_not_run_again_and_restores_exactly(quick_config, tmp_path):
+@pytest.fixture(scope='module')
+def trained(quick_config, tmp_path_factory):
+  """A finished quick experiment (read, never changed, by the tests that take it)."""
+  work = tmp_path_factory.mktemp('trained') / 'w'
+  return work, train_and_evaluate(quick_config(), str(work))
+
+
+def test_finished_run_is_not_run_again_and_restores_exactly(quick_config, trained, tmp_path):
   """A rerun that trains nothing leaves report.json as it is; `restore(workdir)` from the
   workdir alone scores the test split exactly as the run's own evaluation did."""
   from vadjax.train import load_splits, restore
-  work = tmp_path / 'w'
-  report = train_and_evaluate(quick_config(), str(work))
+  work, report = trained
   stamp = (work / 'report.json').stat().st_mtime_ns
   again = train_and_evaluate(quick_config(), str(work))
   assert (work / 'report.json').stat().st_mtime_ns == stamp
@@ -187,6 +193,39 @@ def test_finished_run_is_not_run_again_and_restores_exactly(quick_config, tmp_pa
   with pytest.raises(UserError, match=r"no run of category '7', seed 0 .* it holds 1/seed0"):
     restore(str(work), category='7')
   assert not (work / '7').exists()
+
+
+def test_rescore_with_another_score_window(trained, tmp_path):
+  """Re-scoring with the worst 3×3 window: the test AUROC is sklearn's on the window
+  means of the trained run's own pixel maps; the trained workdir is left as it is, and a
+  setting that changes training is refused."""
+  from sklearn.metrics import roc_auc_score
+  from vadjax.data.sources import field
+  from vadjax.train import load_splits
+  from vadjax.train.experiment import load_config
+  from vadjax.train.rescore import rescore
+  work, _ = trained
+  before = {p: p.stat().st_mtime_ns for p in work.rglob('*')}
+  config = load_config(str(work))
+  config.reconstruction.score_window = 3
+  report = rescore(str(work), config, str(tmp_path / 'r'))
+  assert report['rescored_from'] == str(work)
+  assert {p: p.stat().st_mtime_ns for p in work.rglob('*')} == before   # only read
+  run = restore(str(work))                          # the trained score: the frame mean
+  test = load_splits(run.config, '1').test
+  maps = run.score(np.stack([test[i]['image'] for i in range(len(test))]))['pixel']
+  windows = np.lib.stride_tricks.sliding_window_view(maps, (3, 3), axis=(1, 2))
+  scores = np.load(tmp_path / 'r' / '1' / 'seed0' / 'test_scores.npz')['score']
+  np.testing.assert_allclose(scores, windows.mean(axis=(-2, -1)).max(axis=(1, 2)), rtol=1e-5)
+  labels = field(test, 'label')
+  assert report['mean']['auroc']['mean'] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+  with pytest.raises(UserError, match='new workdir'):
+    rescore(str(work), config, str(work))
+  config.svdd.epochs = 1
+  with pytest.raises(UserError, match=r'only score settings \(reconstruction.score_window\); '
+                                      r'method_settings.svdd.epochs was 0, now 1'):
+    rescore(str(work), config, str(tmp_path / 'r2'))
+  assert not (tmp_path / 'r2' / 'report.json').exists()
 
 
 def test_a_second_run_in_a_workdir_is_refused_at_once(quick_config, tmp_path):

@@ -42,6 +42,9 @@ class Method(abc.ABC):
   validation = 'loss'
   group = ''       # the config group of the method's settings, with these defaults
   DEFAULTS: dict = {}
+  # settings of `group` that change how a trained model scores, not its training: a
+  # trained workdir may be re-scored with others (vadjax.train.rescore)
+  SCORE_ONLY: tuple[str, ...] = ()
 
   def __init__(self, config=None):
     del config

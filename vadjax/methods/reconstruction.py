@@ -43,6 +43,7 @@ class Reconstruction(Method):
   """Any reconstruction-trained AE; `svdd.epochs` > 0 adds the SVDD stage (seed 001 §3.6)."""
   group = 'reconstruction'
   DEFAULTS = {'score_window': 0}
+  SCORE_ONLY = ('score_window',)
 
   def __init__(self, config=None):
     self.s = settings(config, self.group, self.DEFAULTS)

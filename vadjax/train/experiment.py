@@ -200,7 +200,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _stored_fingerprint(workdir: str) -> dict:
+def stored_fingerprint(workdir: str) -> dict:
   path = os.path.join(workdir, 'experiment.json')
   if not os.path.exists(path):
     raise UserError(f'{workdir!r} holds no trained experiment (no experiment.json)')
@@ -222,7 +222,7 @@ def restore(workdir: str, category: str | None = None, seed: int | None = None,
                   glob.glob(os.path.join(workdir, '*', 'seed*', 'checkpoints')))
     raise UserError(f'no run of category {category!r}, seed {seed} in {workdir!r}; it holds '
                     f'{", ".join(runs) or "none"}')
-  fp = _stored_fingerprint(workdir)
+  fp = stored_fingerprint(workdir)
   # the run's own input shape (categories may differ); runs saved before it was recorded:
   # the experiment's
   shape_of = lambda meta: tuple(meta.get('image_shape', fp['image_shape']))
