@@ -221,10 +221,13 @@ def test_rescore_with_another_score_window(trained, tmp_path):
   assert report['mean']['auroc']['mean'] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
   with pytest.raises(UserError, match='new workdir'):
     rescore(str(work), config, str(work))
-  config.svdd.epochs = 1
-  with pytest.raises(UserError, match=r'only score settings \(reconstruction.score_window\); '
-                                      r'method_settings.svdd.epochs was 0, now 1'):
-    rescore(str(work), config, str(tmp_path / 'r2'))
+  for key, value in (('svdd.epochs', 1), ('num_epochs', 9)):   # in the identity, or not
+    changed = load_config(str(work))
+    group = changed.svdd if key == 'svdd.epochs' else changed
+    changed.reconstruction.score_window, group[key.split('.')[-1]] = 3, value
+    with pytest.raises(UserError, match=r'only score settings \(reconstruction.score_window\);'
+                                        rf' config.{key} was \d+, now {value}'):
+      rescore(str(work), changed, str(tmp_path / 'r2'))
   assert not (tmp_path / 'r2' / 'report.json').exists()
 
 

@@ -8,7 +8,9 @@ trained one. Seed 001 scores a frame by its mean error; docs/video.md compares t
 the worst window on the same checkpoints.
 """
 
+import copy
 import dataclasses
+import json
 import os
 import time
 
@@ -19,7 +21,8 @@ from vadjax.eval import report as report_lib
 from vadjax.registry import UserError
 from vadjax.train import evaluate as evaluate_lib
 from vadjax.train import workdir as workdir_lib
-from vadjax.train.experiment import Experiment, load_splits, restore, stored_fingerprint
+from vadjax.train.experiment import (Experiment, load_config, load_splits, restore,
+                                     stored_fingerprint)
 
 
 def rescore(trained: str, config, workdir: str) -> dict:
@@ -37,7 +40,8 @@ def rescore(trained: str, config, workdir: str) -> dict:
       splits = load_splits(config, cat, workdir)
       if i == 0:
         fp = workdir_lib.fingerprint(config, splits.image_shape, splits.digest)
-        _check_score_only(exp.method, stored, fp)
+        _check_score_only(exp.method, (load_config(trained).to_dict(), stored),
+                          (config.to_dict(), copy.deepcopy(fp)))
         workdir_lib.bind(workdir, config, fp)
       data = evaluate_lib.EvalSet.from_splits(splits)
       for seed in config.seeds:
@@ -59,15 +63,23 @@ def rescore(trained: str, config, workdir: str) -> dict:
     return report
 
 
-def _check_score_only(method, stored: dict, fp: dict) -> None:
-  """Refuses a config that differs from the trained one in anything but score-only
-  settings: its checkpoints would not be the model it describes."""
-  def strip(f):
-    settings = {g: {k: v for k, v in s.items() if not (g == method.group
-                                                        and k in method.SCORE_ONLY)}
-                for g, s in f.get('method_settings', {}).items()}
-    return {**f, 'method_settings': settings}
-  diff = workdir_lib.first_difference(strip(stored), strip(fp))
+# how a run is scored on this machine, not what it scores: free to differ
+_RUNTIME_KEYS = ('seeds', 'num_devices', 'eval_batch_size', 'plots')
+
+
+def _check_score_only(method, trained: tuple, new: tuple) -> None:
+  """Refuses a config or data that differ from the trained ones in anything but score-only
+  settings: the checkpoints would not be the model the report describes. `trained` and
+  `new`: (config dict, fingerprint) each."""
+  def strip(config, fp):
+    config = json.loads(json.dumps(config, default=list))
+    for key in _RUNTIME_KEYS:
+      config.pop(key, None)
+    for key in method.SCORE_ONLY:
+      config.get(method.group, {}).pop(key, None)
+      fp.get('method_settings', {}).get(method.group, {}).pop(key, None)
+    return {'config': config, 'experiment': fp}
+  diff = workdir_lib.first_difference(strip(*trained), strip(*new))
   if diff:
     only = ', '.join(f'{method.group}.{k}' for k in method.SCORE_ONLY) or 'none'
     raise UserError(f're-scoring may change only score settings ({only}); {diff}')
