@@ -188,6 +188,11 @@ def main(argv):
   unknown = [m for m in _MODELS.value if m not in lib.PAPER_INPUT]
   if unknown:
     raise app.UsageError(f'no twin for {unknown}; known: {", ".join(sorted(lib.PAPER_INPUT))}')
+  if _OUT.value:     # before the first model: minutes of timing must not end in a traceback
+    try:
+      os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    except OSError as e:
+      raise app.UsageError(f'--out={_OUT.value}: {e.strerror}') from None
   if _PROFILE.value:
     if jax.default_backend() != 'cpu' or torch.cuda.is_available():
       raise app.UsageError('--profile reads XLA:CPU thunks and CPU ATen times; on a GPU '

@@ -198,7 +198,7 @@ def test_bench_keeps_the_others_when_one_model_fails_and_summarizes(tmp_path, mo
       raise RuntimeError('no kernel for this platform')
     return [dict(r) for r in eager]
   monkeypatch.setattr(bench, '_bench_model', fake)
-  out = tmp_path / 'a.json'
+  out = tmp_path / 'new' / 'a.json'                   # its folder is made first
   if not flags.FLAGS.is_parsed():
     flags.FLAGS(['bench'])
   with flagsaver.flagsaver(models=['bcae1', 'deep_ae'], out=str(out), isolated_memory=False):
@@ -220,6 +220,9 @@ def test_bench_keeps_the_others_when_one_model_fails_and_summarizes(tmp_path, mo
   with flagsaver.flagsaver(summarize=[str(tmp_path / 'bad.json')]):
     with pytest.raises(app.UsageError, match='not a benchmark JSON'):
       bench.main([])
+  with flagsaver.flagsaver(models=['deep_ae'], out=str(tmp_path / 'bad.json' / 'c.json')):
+    with pytest.raises(app.UsageError, match='bad.json/c.json: (File exists|Not a directory)'):
+      bench.main([])                                  # before any model runs
 
 
 def test_bench_layers_maps_each_torch_conv_and_names_its_compiled_convolutions():
