@@ -2,6 +2,8 @@
 
   python -m experiments.main --config=experiments/configs/<name>.py[:variant] \
       --workdir=DIR [--mode=train|eval|train_and_eval] [--config.key=value ...]
+  python -m experiments.main --config=... --config.reconstruction.score_window=0 \
+      --rescore_from=TRAINED_DIR --workdir=NEW_DIR     # re-score (vadjax.train.rescore)
 
 With no flags it runs experiments/configs/quickstart.py in runs/quickstart. A workdir that
 already holds a run resumes it from its last checkpoint.
@@ -18,11 +20,15 @@ from experiments.cli import fail, quiet_libraries
 from vadjax.registry import UserError
 from vadjax.train import train_and_evaluate
 from vadjax.train.loop import Interrupted
+from vadjax.train.rescore import rescore
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'quickstart.py')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default runs/<config name>).')
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'],
                           'What to do.')
+_RESCORE = flags.DEFINE_string('rescore_from', None, 'Instead of training: score the runs of '
+                               'this trained workdir with the config (the one it was trained '
+                               'with, score settings changed) into --workdir.')
 
 
 def _message(e: BaseException) -> str:
@@ -90,7 +96,10 @@ def main(argv):
                jax.device_count(), jax.default_backend(), jax.process_index() + 1,
                jax.process_count(), workdir)
   try:
-    train_and_evaluate(config, workdir, _MODE.value)
+    if _RESCORE.value:
+      rescore(_RESCORE.value, config, workdir)
+    else:
+      train_and_evaluate(config, workdir, _MODE.value)
   except Interrupted as e:
     fail(str(e), e.exit_code)
   except UserError as e:

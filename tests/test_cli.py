@@ -80,6 +80,13 @@ def test_kill_and_restart_resumes(tmp_path):
   report = json.loads((tmp_path / 'report.json').read_text())
   assert report['runs'][0]['steps'] == 18            # 6 epochs × 3 steps, none lost
   assert 0 <= report['mean']['auroc']['mean'] <= 1
+  # the same config with another score, re-scored into a new workdir
+  r = _run(QUICK + ',reconstruction.score_window=4', f'--rescore_from={tmp_path}',
+           f'--workdir={tmp_path / "rescored"}')
+  assert r.returncode == 0, r.stderr[-2000:]
+  rescored = json.loads((tmp_path / 'rescored' / 'report.json').read_text())
+  assert rescored['rescored_from'] == str(tmp_path)
+  assert rescored['config']['reconstruction']['score_window'] == 4
 
 
 @pytest.mark.parametrize('env,expected', [
