@@ -245,8 +245,7 @@ def init_state(model: Dino, tx, rng, s: Settings) -> DinoState:
     return DinoState(student=params, teacher=jax.tree.map(jnp.copy, params),
                      opt_state=tx.init(params), center=jnp.zeros((s.out_dim,)),
                      step=jnp.zeros((), jnp.int32), rng=k_state)
-  # committed, as a restored state is: the step then compiles to the same program (and
-  # persistent-cache entry) for a fresh and a resumed run
+  # committed as a restored state is: fresh and resumed runs compile the same step program
   return jax.device_put(init(rng), jax.devices()[0])
 
 

@@ -8,7 +8,6 @@ trained one. Seed 001 scores a frame by its mean error; docs/video.md compares t
 the worst window on the same checkpoints.
 """
 
-import copy
 import dataclasses
 import json
 import os
@@ -41,7 +40,7 @@ def rescore(trained: str, config, workdir: str) -> dict:
       if i == 0:
         fp = workdir_lib.fingerprint(config, splits.image_shape, splits.digest)
         _check_score_only(exp.method, (load_config(trained).to_dict(), stored),
-                          (config.to_dict(), copy.deepcopy(fp)))
+                          (config.to_dict(), fp))
         workdir_lib.bind(workdir, config, fp)
       data = evaluate_lib.EvalSet.from_splits(splits)
       for seed in config.seeds:
@@ -71,8 +70,8 @@ def _check_score_only(method, trained: tuple, new: tuple) -> None:
   """Refuses a config or data that differ from the trained ones in anything but score-only
   settings: the checkpoints would not be the model the report describes. `trained` and
   `new`: (config dict, fingerprint) each."""
-  def strip(config, fp):
-    config = json.loads(json.dumps(config, default=list))
+  def strip(config, fp):       # JSON copies: neither argument is changed
+    config, fp = (json.loads(json.dumps(x, default=list)) for x in (config, fp))
     for key in _RUNTIME_KEYS:
       config.pop(key, None)
     for key in method.SCORE_ONLY:
