@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from vadjax.models import MODELS
-from vadjax.nn import Conv, batch_norm, check_input
+from vadjax.nn import Conv, batch_norm, check_input, conv_bn
 
 MAX_PARAMS = 300_000
 
@@ -34,8 +34,8 @@ class ADACLRegressor(nn.Module):
     h = x.astype(self.dtype)
     for i, f in enumerate(self.filters):
       stride = 2 if i < len(self.filters) - 1 else 1
-      h = Conv(f, 3, stride, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
-      h = nn.relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h))
+      conv = Conv(f, 3, stride, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')
+      h = nn.relu(conv_bn(conv, batch_norm(train, self.dtype, f'enc{i}_bn'), h))
     h = jnp.max(h, axis=(1, 2))
     feature = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='fc0')(h))
     out = nn.Dense(1, dtype=self.dtype, name='fc1')(feature)

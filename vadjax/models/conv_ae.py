@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vadjax.models import MODELS
-from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
+from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input, conv_bn
 from vadjax.nn.layers import output
 from vadjax.nn.attention import CBAM, AugmentedConv, InputAttention, PayAttention, SqueezeExcite
 
@@ -83,15 +83,17 @@ class BCAE1(nn.Module):
   conv_impl: str = 'auto'        # stride-2 layers: 'xla' | 's2d' | 'auto' (vadjax.nn.layers)
   dtype: Any = jnp.float32
 
-  def _encoder_conv(self, h, features, kernel, stride, name, maps):
+  def _encoder_conv(self, h, features, kernel, stride, name, maps, bn=None):
+    """The encoder's conv `name`, then `bn` if given."""
     if self.attention == 'aa':
       h, received = AugmentedConv(
           features, kernel, stride, 0, key_depth=max(int(features * self.aa_key_ratio), 1),
           value_depth=self.aa_value_depth, heads=self.aa_heads, conv_impl=self.conv_impl,
           dtype=self.dtype, name=name)(h)
       maps[name] = received
-      return h
-    return Conv(features, kernel, stride, 0, impl=self.conv_impl, dtype=self.dtype, name=name)(h)
+      return h if bn is None else bn(h)
+    conv = Conv(features, kernel, stride, 0, impl=self.conv_impl, dtype=self.dtype, name=name)
+    return conv(h) if bn is None else conv_bn(conv, bn, h)
 
   def _se(self, h, name):
     if self.attention == 'se':
@@ -110,27 +112,29 @@ class BCAE1(nn.Module):
           dtype=self.dtype, name='input_attention')(x.astype(self.dtype), train)
     _, last_k, decoder = bcae1_geometry(x.shape[1:3])
 
-    h = x.astype(self.dtype)
-    for i, f in enumerate(self.filters[:4]):
-      h = self._encoder_conv(h, f, 3, 2, f'enc{i}', maps)
-      h = nn.relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h))
-      h = self._se(h, f'enc{i}_se')
-    h = self._encoder_conv(h, self.filters[4], last_k, 1, 'enc4', maps)
-    if self.embedding_activation == 'tanh':
-      h = jnp.tanh(h)
-    elif self.embedding_activation == 'relu':
-      h = nn.relu(batch_norm(train, self.dtype, 'enc4_bn')(h))
-    else:
+    if self.embedding_activation not in ('relu', 'tanh'):
       raise ValueError(f'embedding_activation must be relu or tanh, got '
                        f'{self.embedding_activation!r}')
+    h = x.astype(self.dtype)
+    for i, f in enumerate(self.filters[:4]):
+      h = nn.relu(self._encoder_conv(h, f, 3, 2, f'enc{i}', maps,
+                                     batch_norm(train, self.dtype, f'enc{i}_bn')))
+      h = self._se(h, f'enc{i}_se')
+    if self.embedding_activation == 'tanh':
+      h = jnp.tanh(self._encoder_conv(h, self.filters[4], last_k, 1, 'enc4', maps))
+    else:
+      h = nn.relu(self._encoder_conv(h, self.filters[4], last_k, 1, 'enc4', maps,
+                                     batch_norm(train, self.dtype, 'enc4_bn')))
     latent = h
 
     out_channels = list(self.filters[3::-1]) + [self.channels]   # 96, 64, 64, 64, C
     for i, (f, (k, s)) in enumerate(zip(out_channels, decoder)):
-      h = ConvTranspose(f, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
-      if i < 4:
-        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h),
-                        negative_slope=self.leaky_slope)
+      conv = ConvTranspose(f, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')
+      if i == 4:
+        h = conv(h)
+      else:
+        h = nn.leaky_relu(conv_bn(conv, batch_norm(train, self.dtype, f'dec{i}_bn'), h),
+                          negative_slope=self.leaky_slope)
         h = self._se(h, f'dec{i}_se')
     recon = nn.sigmoid(output(h))
     return _with_maps({'recon': recon, 'latent': output(latent.reshape(latent.shape[0], -1)),
@@ -205,8 +209,9 @@ class DeepAE(nn.Module):
     h = x.astype(self.dtype)
     maps, locals_ = {}, []
     for i, (f, s) in enumerate(zip(self.filters, self.strides)):
-      h = Conv(f, 3, s, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
-      h = nn.leaky_relu(batch_norm(train, self.dtype, f'enc{i}_bn')(h), negative_slope=0.2)
+      h = conv_bn(Conv(f, 3, s, 1, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}'),
+                  batch_norm(train, self.dtype, f'enc{i}_bn'), h)
+      h = nn.leaky_relu(h, negative_slope=0.2)
       if i + 1 in self.attention_blocks and self.attention == 'cbam':
         h, maps[f'cbam{i + 1}'] = CBAM(dtype=self.dtype, name=f'cbam{i + 1}')(h, train)
       elif i + 1 in self.attention_blocks and self.attention == 'ltpa':
@@ -233,9 +238,13 @@ class DeepAE(nn.Module):
     h = z.reshape(shape)
     out_channels = list(self.filters[-2::-1]) + [self.channels]
     for i, (f, s) in enumerate(zip(out_channels, self.strides[::-1])):
-      h = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
-      if i < len(out_channels) - 1:
-        h = nn.leaky_relu(batch_norm(train, self.dtype, f'dec{i}_bn')(h), negative_slope=0.2)
+      conv = ConvTranspose(f, 3, s, 1, s - 1, impl=self.conv_impl, dtype=self.dtype,
+                           name=f'dec{i}')
+      if i == len(out_channels) - 1:
+        h = conv(h)
+      else:
+        h = nn.leaky_relu(conv_bn(conv, batch_norm(train, self.dtype, f'dec{i}_bn'), h),
+                          negative_slope=0.2)
     return _with_maps({'recon': output(h), 'latent': output(latent)}, maps)
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from vadjax.models import MODELS
 from vadjax.models.conv_ae import valid_out
-from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input
+from vadjax.nn import Conv, ConvTranspose, batch_norm, check_input, conv_bn
 from vadjax.nn.acb import AsymmetricBlock, fuse
 
 ENCODER = ((3, 2), (3, 2), (5, 3), (5, 2), (3, 2))
@@ -65,10 +65,10 @@ class BCAE2(nn.Module):
       return AsymmetricBlock(features, k, s, transposed=transposed, norm=norm,
                              impl=self.conv_impl, dtype=self.dtype, name=name)(h, train)
     layer = ConvTranspose if transposed else Conv
-    h = layer(features, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=name)(h)
+    conv = layer(features, k, s, 0, impl=self.conv_impl, dtype=self.dtype, name=name)
     if norm and not acb:          # fused blocks carry their BN in the bias
-      h = batch_norm(train, self.dtype, f'{name}_bn')(h)
-    return h
+      return conv_bn(conv, batch_norm(train, self.dtype, f'{name}_bn'), h)
+    return conv(h)
 
   @nn.compact
   def __call__(self, x, train: bool = False):

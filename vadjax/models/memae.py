@@ -28,12 +28,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vadjax.models import MODELS
-from vadjax.nn import Conv, Conv3D, ConvTranspose, ConvTranspose3D, Memory, batch_norm
+from vadjax.nn import Conv, Conv3D, ConvTranspose, ConvTranspose3D, Memory, batch_norm, conv_bn
 from vadjax.registry import UserError
 
 
-def _act(h, train, dtype, name):
-  return nn.leaky_relu(batch_norm(train, dtype, name)(h), negative_slope=0.2)
+def _act(conv, h, train, dtype, name):
+  """LeakyReLU(BN(conv(h))), BN `name`."""
+  return nn.leaky_relu(conv_bn(conv, batch_norm(train, dtype, name), h), negative_slope=0.2)
 
 
 class _Encoder2D(nn.Module):
@@ -46,8 +47,8 @@ class _Encoder2D(nn.Module):
   def __call__(self, x, train):
     h = x.astype(self.dtype)
     for i, (f, k) in enumerate(zip(self.filters, self.kernels)):
-      h = Conv(f, k, 2, k // 2, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')(h)
-      h = _act(h, train, self.dtype, f'enc{i}_bn')
+      conv = Conv(f, k, 2, k // 2, impl=self.conv_impl, dtype=self.dtype, name=f'enc{i}')
+      h = _act(conv, h, train, self.dtype, f'enc{i}_bn')
     return h
 
 
@@ -61,9 +62,8 @@ class _Decoder2D(nn.Module):
   def __call__(self, h, train):
     outs = list(self.filters[-2::-1]) + [self.channels]
     for i, f in enumerate(outs):
-      h = ConvTranspose(f, 3, 2, 1, 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')(h)
-      if i < len(outs) - 1:
-        h = _act(h, train, self.dtype, f'dec{i}_bn')
+      conv = ConvTranspose(f, 3, 2, 1, 1, impl=self.conv_impl, dtype=self.dtype, name=f'dec{i}')
+      h = _act(conv, h, train, self.dtype, f'dec{i}_bn') if i < len(outs) - 1 else conv(h)
     return h
 
 
@@ -77,9 +77,9 @@ class _Encoder3D(nn.Module):
   def __call__(self, x, train):
     h = x.astype(self.dtype)
     for i, (f, s) in enumerate(zip(self.filters, self.strides)):
-      h = Conv3D(f, (3, 3, 3), tuple(s), (1, 1, 1), self.conv_impl, self.dtype,
-                 name=f'enc{i}')(h)
-      h = _act(h, train, self.dtype, f'enc{i}_bn')
+      conv = Conv3D(f, (3, 3, 3), tuple(s), (1, 1, 1), self.conv_impl, self.dtype,
+                    name=f'enc{i}')
+      h = _act(conv, h, train, self.dtype, f'enc{i}_bn')
     return h
 
 
@@ -95,10 +95,9 @@ class _Decoder3D(nn.Module):
     outs = list(self.filters[-2::-1]) + [self.channels]
     for i, (f, s) in enumerate(zip(outs, self.strides[::-1])):
       op = tuple(int(v > 1) for v in s)
-      h = ConvTranspose3D(f, (3, 3, 3), tuple(s), (1, 1, 1), op, self.conv_impl, self.dtype,
-                          name=f'dec{i}')(h)
-      if i < len(outs) - 1:
-        h = _act(h, train, self.dtype, f'dec{i}_bn')
+      conv = ConvTranspose3D(f, (3, 3, 3), tuple(s), (1, 1, 1), op, self.conv_impl, self.dtype,
+                             name=f'dec{i}')
+      h = _act(conv, h, train, self.dtype, f'dec{i}_bn') if i < len(outs) - 1 else conv(h)
     return h
 
 

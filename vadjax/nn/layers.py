@@ -41,7 +41,7 @@ from vadjax.nn.norm import BatchNorm
 from vadjax.registry import UserError
 
 __all__ = ['IMPLS', 'Conv', 'ConvTranspose', 'Conv3D', 'ConvTranspose3D', 'batch_norm',
-           'check_input', 'conv2d', 'conv_transpose2d', 'conv3d', 'conv_transpose3d',
+           'check_input', 'conv_bn', 'conv2d', 'conv_transpose2d', 'conv3d', 'conv_transpose3d',
            'resolve_impl']
 
 
@@ -59,13 +59,11 @@ class Conv(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, defer_bias: bool = False):
     k = pair(self.kernel)
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
     y = conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding, self.impl)
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+    return _add_bias(self, y, defer_bias)
 
 
 class ConvTranspose(nn.Module):
@@ -84,14 +82,12 @@ class ConvTranspose(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, defer_bias: bool = False):
     k = pair(self.kernel)
     w = self.param('kernel', nn.initializers.lecun_normal(), (*k, x.shape[-1], self.features))
     y = conv_transpose2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
                          self.output_padding, self.impl)
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+    return _add_bias(self, y, defer_bias)
 
 
 def conv2d(x, w, stride, padding, impl='auto'):
@@ -180,11 +176,31 @@ def output(x):
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
+def _add_bias(layer, y, defer: bool):
+  """y + the layer's bias, or (y, bias) for `conv_bn` (bias None without one)."""
+  b = None
+  if getattr(layer, 'use_bias', True):
+    b = layer.param('bias', nn.initializers.zeros, (layer.features,)).astype(layer.dtype)
+  if defer:
+    return y, b
+  return y if b is None else y + b
+
+
+def conv_bn(conv: nn.Module, bn: BatchNorm, x):
+  """`bn(conv(x))`, the conv's bias handed to the BatchNorm unadded: in training on CPU the
+  bias only shifts the batch mean, so the add is never computed, and the batch statistics
+  read the conv's output directly (vadjax/nn/norm.py, `_train_shifted`). Exact, same
+  parameters; BCAE1's enc0 + BN + ReLU forward 43.9 → 31.8 ms (2026-12-05, 2-core Xeon)."""
+  y, bias = conv(x, defer_bias=True)
+  return bn(y, shift=bias)
+
+
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> BatchNorm:
   """BatchNorm with PyTorch's defaults (torch momentum 0.1 = Flax momentum 0.9, eps 1e-5) and
   its two-pass variance: Flax's default E[x²] − E[x]² lost 3e-4 (relative) against the twin
   on AA-CAE's 1×1 embedding in train mode (few values with a large mean). `BatchNorm`
-  (vadjax/nn/norm.py) is Flax's with a closed-form backward pass on CPU."""
+  (vadjax/nn/norm.py) is Flax's with a closed-form backward pass on CPU, and one-pass
+  statistics of a bias-free conv output behind `conv_bn`."""
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                    name=name)
 
@@ -290,12 +306,12 @@ class Conv3D(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, defer_bias: bool = False):
     w = self.param('kernel', nn.initializers.lecun_normal(),
                    (*self.kernel, x.shape[-1], self.features))
     y = conv3d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
                self.impl)
-    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return _add_bias(self, y, defer_bias)
 
 
 class ConvTranspose3D(nn.Module):
@@ -313,9 +329,9 @@ class ConvTranspose3D(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, defer_bias: bool = False):
     w = self.param('kernel', nn.initializers.lecun_normal(),
                    (*self.kernel, x.shape[-1], self.features))
     y = conv_transpose3d(x.astype(self.dtype), w.astype(self.dtype), self.stride,
                          self.padding, self.output_padding, self.impl)
-    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return _add_bias(self, y, defer_bias)
