@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from vadjax.nn import kernel_grads
 from vadjax.nn.conv_forms import depth_to_space, resolve_impl, space_to_depth
 from vadjax.nn.layers import Conv, ConvTranspose
 
@@ -185,13 +186,13 @@ def test_im2col_kernel_gradient_matches_torch(b, size, k, s, pads, chunk_bytes, 
   """The chunked im2col kernel gradient against torch's conv2d weight gradient: strides 1
   and 2, asymmetric padding, odd sizes, and chunk sizes that do not divide the batch."""
   from vadjax.nn import conv_forms
-  monkeypatch.setattr(conv_forms, '_IM2COL_BYTES', chunk_bytes)
+  monkeypatch.setattr(kernel_grads, 'IM2COL_BYTES', chunk_bytes)
   rng = np.random.default_rng(k)
   x = rng.normal(size=(b, size, size + 1, 3)).astype(np.float32)
   w = rng.normal(size=(k, k, 3, 5)).astype(np.float32)
   y = conv_forms._conv(jnp.asarray(x), jnp.asarray(w), pads, (s, s))
   g = rng.normal(size=y.shape).astype(np.float32)
-  gw = conv_forms.kernel_grad_im2col(jnp.asarray(x), jnp.asarray(g), w.shape, pads, (s, s))
+  gw = kernel_grads.kernel_grad_im2col(jnp.asarray(x), jnp.asarray(g), w.shape, pads, (s, s))
   xt = torch.nn.functional.pad(torch.tensor(x).permute(0, 3, 1, 2),
                                (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
   wt = torch.tensor(w).permute(3, 2, 0, 1).requires_grad_()
@@ -199,6 +200,46 @@ def test_im2col_kernel_gradient_matches_torch(b, size, k, s, pads, chunk_bytes, 
   np.testing.assert_allclose(yt.detach().permute(0, 2, 3, 1).numpy(), y, rtol=1e-4, atol=1e-4)
   yt.backward(torch.tensor(g).permute(0, 3, 1, 2))
   np.testing.assert_allclose(gw, wt.grad.permute(2, 3, 1, 0).numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize('b,size,k,o,pads', [
+    (3, 17, 5, 1, ((2, 2), (2, 2))),      # SSA-CAE's 5×5 to one channel, 'same'
+    (5, 16, 3, 3, ((1, 1), (0, 2))),      # asymmetric padding; a batch of 5 (chunks of 1)
+    (2, 18, 3, 2, ((0, 0), (0, 0)))])     # 'valid': the output map is smaller than x
+def test_shifted_kernel_gradient_matches_torch(b, size, k, o, pads):
+  """The kernel gradient from shifted cotangents (stride 1, fewer outputs than inputs)
+  against torch's conv2d weight gradient."""
+  rng = np.random.default_rng(k + o)
+  x = rng.normal(size=(b, size, size + 1, 16)).astype(np.float32)
+  w = rng.normal(size=(k, k, 16, o)).astype(np.float32)
+  xt = torch.nn.functional.pad(torch.tensor(x).permute(0, 3, 1, 2),
+                               (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+  wt = torch.tensor(w).permute(3, 2, 0, 1).requires_grad_()
+  yt = torch.nn.functional.conv2d(xt, wt)
+  g = rng.normal(size=yt.shape).astype(np.float32)
+  yt.backward(torch.tensor(g))
+  gw = kernel_grads.kernel_grad_shifted(jnp.asarray(x), jnp.asarray(g).transpose(0, 2, 3, 1),
+                                        w.shape, pads)
+  np.testing.assert_allclose(gw, wt.grad.permute(2, 3, 1, 0).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_stride_one_convs_to_few_channels_take_the_shifted_kernel_gradient():
+  """On CPU, 'auto' gives a stride-1 conv to ≤ 8 channels from ≥ 16 on maps from 16 the
+  tap-wise form, whose kernel gradient is the shifted one; its gradients equal the plain
+  form's (`jax.grad`)."""
+  assert resolve_impl('auto', 1, False, features=1, kernel=5, out_size=128,
+                      in_channels=64) == 'tapwise'
+  for features, out_size, in_channels in ((16, 128, 64), (1, 8, 64), (1, 128, 8)):
+    assert resolve_impl('auto', 1, False, features=features, kernel=3, out_size=out_size,
+                        in_channels=in_channels) == 'xla'
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 20, 20, 16)), jnp.float32)
+  def loss(impl):
+    return lambda v, x: jnp.sum(jnp.sin(Conv(2, 5, 1, 2, impl=impl).apply(v, x)))
+  v = jax.tree.map(lambda a: a + 0.1, Conv(2, 5, 1, 2).init(jax.random.PRNGKey(0), x))
+  assert 'f32[50,16]' in str(jax.make_jaxpr(jax.grad(loss('auto')))(v, x))   # (k²·O, C) sums
+  jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4),
+               jax.grad(loss('xla'), argnums=(0, 1))(v, x),
+               jax.grad(loss('auto'), argnums=(0, 1))(v, x))
 
 
 def test_large_maps_take_the_im2col_kernel_gradient():

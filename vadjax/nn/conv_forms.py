@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from vadjax import parallel
+from vadjax.nn.kernel_grads import (IM2COL_MIN_MAP, kernel_grad_im2col, kernel_grad_shifted,
+                                    patches)
 
 IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm', 'adjoint')
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -43,6 +45,8 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
   measurements behind each rule: BUILD_NOTES.md, "Convolution forms on CPU"):
     transposed conv: s2d from 8 output channels on (the tap-wise kernel gradient at stride
       1), gemm below 8;
+    stride-1 conv to at most 8 channels from 16 or more, onto maps of ≥ 16: the kernel
+      gradient from shifted cotangents (`kernel_grad_shifted`); other stride-1 convs plain;
     strided conv: plain from fewer than 8 input channels; s2d for kernels over 3 onto maps
       of at most 4; the sub-pixel input gradient for stride 2 onto maps of ≥ 16 with ≥ 16
       channels; plain otherwise.
@@ -61,6 +65,9 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
     return 'adjoint'
   if impl == 'adjoint':
     return 'xla'
+  if (impl == 'auto' and parallel.backend() == 'cpu' and s == (1, 1) and not transposed
+      and 0 < features <= 8 and in_channels >= 16 and out_size >= 16):
+    return 'tapwise'
   if s[0] != s[1] or (s == (1, 1) and not transposed):
     return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
   if impl == 'auto':
@@ -148,7 +155,9 @@ def _tapwise_bwd(padding, stride, res, g):
 
 
 def _tapwise_kernel_grad(x, g, w, padding, stride):
-  if g.shape[1] * g.shape[2] >= _IM2COL_MIN_MAP:
+  if tuple(stride) == (1, 1) and w.shape[3] < w.shape[2]:
+    return kernel_grad_shifted(x, g, w.shape, padding)
+  if g.shape[1] * g.shape[2] >= IM2COL_MIN_MAP:
     return kernel_grad_im2col(x, g, w.shape, padding, stride)
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   h, wd = g.shape[1:3]
@@ -158,54 +167,6 @@ def _tapwise_kernel_grad(x, g, w, padding, stride):
                  g, preferred_element_type=w.dtype)
       for j in range(w.shape[1])]) for i in range(w.shape[0])])
   return gw.astype(w.dtype)
-
-
-def _patches(xp, kernel, stride, out):
-  """The patch matrix of a padded input: its k² (strided) shifted views side by side,
-  (B, ho, wo, kh·kw·C), taps row-major as the kernel's (kh, kw, C, O) layout."""
-  (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out
-  return jnp.concatenate([xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                          for i in range(kh) for j in range(kw)], axis=-1)
-
-
-# Output maps from 16×16 on take the im2col kernel gradient; on smaller ones the tap-wise
-# einsums were as fast or faster (8×8, 64→288: 17 vs 21 ms).
-_IM2COL_MIN_MAP = 256
-_IM2COL_BYTES = 8 << 20      # a chunk's patch matrix stays in the 32 MiB L3 cache
-
-
-def kernel_grad_im2col(x, g, shape, padding, stride):
-  """Σ_bhw patches(x) ⊗ dy, the kernel gradient of `_conv`, over chunks of the batch.
-
-  Each chunk's patch matrix (rows: output pixels, columns: taps × input channels) is
-  built and multiplied at once while it is in cache; one matmul per chunk runs at the
-  machine's matmul rate. YNNPACK's kernel-gradient conv ran at a fraction of it, and one
-  patch matrix for the whole batch is memory-bound (3×3 s2, 64→64, 64→32, batch 64: 222 ms
-  XLA, 113 ms this way; 2026-11-23, BUILD_NOTES.md). With XLA's own conv kernels (the
-  flags in vadjax/__init__.py) that layer alone is at par (99 vs 107 ms), but the train
-  step with XLA's kernel gradients was 9% slower (paired), so this form stays.
-  """
-  kh, kw, c, o = shape
-  b, ho, wo = g.shape[:3]
-  sh, sw = stride
-  # lax.pad: `even_padding` may crop a row (negative padding)
-  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (*padding[0], 0), (*padding[1], 0),
-                                           (0, 0, 0)))
-  xp = xp[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]
-  chunk = max(1, min(b, _IM2COL_BYTES // (ho * wo * kh * kw * c * x.dtype.itemsize)))
-  while b % chunk:
-    chunk -= 1
-
-  def step(acc, xg):
-    xc, gc = xg
-    cols = _patches(xc, (kh, kw), stride, (ho, wo))
-    return acc + jnp.dot(cols.reshape(-1, kh * kw * c).T, gc.reshape(-1, o),
-                         preferred_element_type=jnp.float32), None
-
-  acc, _ = lax.scan(step, jnp.zeros((kh * kw * c, o), jnp.float32),
-                    (xp.reshape(b // chunk, chunk, *xp.shape[1:]),
-                     g.reshape(b // chunk, chunk, ho, wo, o)))
-  return acc.reshape(shape).astype(x.dtype)
 
 
 conv_tapwise_grad.defvjp(_tapwise_fwd, _tapwise_bwd)
@@ -293,7 +254,7 @@ def conv_gemm(x, w, stride, padding):
   ho, wo = (x.shape[1] + 2 * ph - kh) // sh + 1, (x.shape[2] + 2 * pw - kw) // sw + 1
   with jax.named_scope(GEMM):
     xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    return jnp.dot(_patches(xp, (kh, kw), stride, (ho, wo)), w.reshape(kh * kw * c, o))
+    return jnp.dot(patches(xp, (kh, kw), stride, (ho, wo)), w.reshape(kh * kw * c, o))
 
 
 def conv_transpose_gemm(x, w, stride, padding, output_padding):
