@@ -19,8 +19,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from vadjax import parallel
-from vadjax.nn.kernel_grads import (IM2COL_MIN_MAP, kernel_grad_im2col, kernel_grad_shifted,
-                                    patches)
+from vadjax.nn.kernel_grads import (IM2COL_MIN_MAP, SHIFTED_MAX_OUT, kernel_grad_im2col,
+                                    kernel_grad_shifted, patches)
 
 IMPLS = ('auto', 'xla', 's2d', 'tapwise', 'subpixel', 'gemm', 'adjoint')
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -66,7 +66,7 @@ def resolve_impl(impl: str, stride, transposed: bool, features: int = 0,
   if impl == 'adjoint':
     return 'xla'
   if (impl == 'auto' and parallel.backend() == 'cpu' and s == (1, 1) and not transposed
-      and 0 < features <= 8 and in_channels >= 16 and out_size >= 16):
+      and 0 < features <= SHIFTED_MAX_OUT and in_channels >= 16 and out_size >= 16):
     return 'tapwise'
   if s[0] != s[1] or (s == (1, 1) and not transposed):
     return 'xla'      # the fast forms cover square strides, and stride-1 transposed convs
@@ -155,7 +155,7 @@ def _tapwise_bwd(padding, stride, res, g):
 
 
 def _tapwise_kernel_grad(x, g, w, padding, stride):
-  if tuple(stride) == (1, 1) and w.shape[3] < w.shape[2]:
+  if tuple(stride) == (1, 1) and w.shape[3] <= SHIFTED_MAX_OUT < w.shape[2]:
     return kernel_grad_shifted(x, g, w.shape, padding)
   if g.shape[1] * g.shape[2] >= IM2COL_MIN_MAP:
     return kernel_grad_im2col(x, g, w.shape, padding, stride)

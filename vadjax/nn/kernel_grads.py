@@ -18,6 +18,16 @@ def patches(xp, kernel, stride, out):
 # einsums were as fast or faster (8×8, 64→288: 17 vs 21 ms).
 IM2COL_MIN_MAP = 256
 IM2COL_BYTES = 8 << 20      # a chunk's patch matrix stays in the 32 MiB L3 cache
+SHIFTED_MAX_OUT = 8         # the shifted form is measured to 8 output channels
+SHIFTED_BYTES = 16 << 20    # a chunk's x and shifts (2–4 samples of SSA-CAE's: fastest)
+
+
+def _chunk(batch: int, bytes_per_sample: int, budget: int) -> int:
+  """The largest divisor of the batch whose samples fit in `budget` bytes (at least 1)."""
+  chunk = max(1, min(batch, budget // bytes_per_sample))
+  while batch % chunk:
+    chunk -= 1
+  return chunk
 
 
 def kernel_grad_im2col(x, g, shape, padding, stride):
@@ -38,9 +48,7 @@ def kernel_grad_im2col(x, g, shape, padding, stride):
   xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (*padding[0], 0), (*padding[1], 0),
                                            (0, 0, 0)))
   xp = xp[:, :sh * (ho - 1) + kh, :sw * (wo - 1) + kw]
-  chunk = max(1, min(b, IM2COL_BYTES // (ho * wo * kh * kw * c * x.dtype.itemsize)))
-  while b % chunk:
-    chunk -= 1
+  chunk = _chunk(b, ho * wo * kh * kw * c * x.dtype.itemsize, IM2COL_BYTES)
 
   def step(acc, xg):
     xc, gc = xg
@@ -58,15 +66,13 @@ def kernel_grad_shifted(x, g, shape, padding):
   """The kernel gradient of a stride-1 conv with fewer output than input channels, as the
   transpose of im2col: dw[i, j] = Σ_bhw x ⊗ g shifted by (p − i, p − j) onto x's grid. The
   k² shifted copies of g (k²·O columns) are the small side, and x is read once, in place,
-  by one matmul per chunk of the batch (~16 MiB of x and shifts). SSA-CAE's 5×5 64→1 at
+  by one matmul per chunk of the batch (`SHIFTED_BYTES` of x and shifts). SSA-CAE's 5×5 64→1 at
   128², batch 32: XLA's kernel gradient 123 ms (it transposes x), this 48 ms (2026-12-05,
   2-core Xeon; BUILD_NOTES.md, "Speed, round 3")."""
   kh, kw, c, o = shape
   b, h, wd = x.shape[:3]
   ho, wo = g.shape[1:3]
-  chunk = max(1, min(b, (16 << 20) // (h * wd * (kh * kw * o + c) * x.dtype.itemsize)))
-  while b % chunk:
-    chunk -= 1
+  chunk = _chunk(b, h * wd * (kh * kw * o + c) * x.dtype.itemsize, SHIFTED_BYTES)
   zero = jnp.zeros((), g.dtype)
 
   def step(acc, xg):
@@ -79,5 +85,6 @@ def kernel_grad_shifted(x, g, shape, padding):
                          preferred_element_type=jnp.float32), None
 
   acc, _ = lax.scan(step, jnp.zeros((kh * kw * o, c), jnp.float32),
-                    (x.reshape(b // chunk, chunk, h, wd, c), g.reshape(b // chunk, chunk, ho, wo, o)))
+                    (x.reshape(b // chunk, chunk, h, wd, c),
+                     g.reshape(b // chunk, chunk, ho, wo, o)))
   return acc.reshape(kh, kw, o, c).transpose(0, 1, 3, 2).astype(x.dtype)
